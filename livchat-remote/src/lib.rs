@@ -1,0 +1,21 @@
+//! Everything that runs on a managed server: SSH execution, commands as data, the server setup
+//! plan, and deploying stacks to Docker Swarm (over SSH or through Portainer's API).
+//!
+//! Owns: the `RemoteExecutor` trait and its russh implementation (host keys pinned), the
+//! command builders and the one function that quotes argv for a remote shell, the allowlists
+//! that validate names before any builder sees them, the setup plan (ordered idempotent steps),
+//! the `ContainerPlatform` trait with its Swarm-over-SSH and Portainer implementations, and the
+//! validation of stack files against the schema `docker stack deploy` uses.
+//!
+//! Must not touch: clouds, DNS, the local store or vault (keys and secrets are handed in as
+//! `SecretString`), app definitions, or any other internal crate. Secrets travel only through
+//! a channel's stdin or a 0600 file, never through a command line.
+
+pub mod command;
+pub mod executor;
+
+pub use command::{Command, NameKind, ValidName, quote_command, validate_name};
+pub use executor::{
+    Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, OutputLine, OutputStream,
+    RemoteError, RemoteExecutor, SshTarget,
+};

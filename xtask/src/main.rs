@@ -1,0 +1,245 @@
+//! `cargo xtask`: project automation for LivChat Setup.
+//!
+//! Owns: installing what the tests need (`setup`), the one test command CI and newcomers run
+//! (`ci`), the local demo of the main flow (`demo`) and benchmarks (`bench`).
+//!
+//! Must not touch: product logic. It builds with cargo and rustc alone and shells out to the
+//! tools it installs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  ci       install what the tests need, then fmt --check, clippy -D warnings, every test
+  setup    install what the tests need (apt packages, Python venv and npm tools under target/tools)
+  bench    run the benchmarks (numbers go into README's performance section)
+";
+
+/// Debian packages the real-part tests use.
+const APT_PACKAGES: &[&str] = &[
+    "openssh-server",
+    "openssh-client",
+    "docker.io",
+    "shellcheck",
+    "debootstrap",
+    "busybox-static",
+    "iproute2",
+];
+
+/// Python tools, pinned, installed into `target/tools/venv`.
+const PIP_PACKAGES: &[&str] = &["ansible-core==2.17.14", "jsonschema==4.25.1"];
+
+/// npm tools, pinned, installed under `target/tools/npm`.
+const NPM_PACKAGES: &[&str] = &["@stoplight/prism-cli@5.14.2"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("setup") => setup(),
+        Some("bench") => bench(&args[1..]),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("unknown xtask command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits one level below the workspace root")
+        .to_path_buf()
+}
+
+fn tools_dir() -> PathBuf {
+    root().join("target").join("tools")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", display(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {}", display(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", display(cmd));
+    }
+    Ok(())
+}
+
+fn display(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+/// Installs what the tests need, skipping what is already there.
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        if !have("apt-get") {
+            bail!("missing Debian packages {missing:?} and no apt-get to install them");
+        }
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing))?;
+    }
+
+    let tools = tools_dir();
+    std::fs::create_dir_all(&tools)?;
+    let venv = tools.join("venv");
+    let stamp = venv.join(".livchat-pins");
+    let pins = PIP_PACKAGES.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(pins.as_str()) {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PIP_PACKAGES))?;
+        std::fs::write(&stamp, &pins)?;
+    }
+
+    let npm = tools.join("npm");
+    let npm_stamp = npm.join(".livchat-pins");
+    let npm_pins = NPM_PACKAGES.join("\n");
+    if std::fs::read_to_string(&npm_stamp).ok().as_deref() != Some(npm_pins.as_str()) {
+        std::fs::create_dir_all(&npm)?;
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&npm)
+            .args(NPM_PACKAGES))?;
+        std::fs::write(&npm_stamp, &npm_pins)?;
+    }
+    eprintln!("setup: tools ready under {}", tools.display());
+    Ok(())
+}
+
+struct Stage {
+    name: &'static str,
+    outcome: Result<()>,
+    seconds: f64,
+}
+
+fn stage(stages: &mut Vec<Stage>, name: &'static str, f: impl FnOnce() -> Result<()>) -> bool {
+    eprintln!("\n==> {name}");
+    let started = Instant::now();
+    let outcome = f();
+    let ok = outcome.is_ok();
+    stages.push(Stage {
+        name,
+        outcome,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    ok
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// The one test command: CI's `.ci/run` and README both call it.
+fn ci() -> Result<()> {
+    let started = Instant::now();
+    let mut stages = Vec::new();
+    let ready = stage(&mut stages, "install test tools", setup);
+    stage(&mut stages, "cargo fmt --check", || {
+        run(cargo().args(["fmt", "--all", "--check"]))
+    });
+    stage(&mut stages, "cargo clippy -D warnings", || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    });
+    if ready {
+        stage(
+            &mut stages,
+            "cargo test (every test, real parts required)",
+            || {
+                run(cargo().env("LIVCHAT_REAL_TESTS", "1").args([
+                    "test",
+                    "--workspace",
+                    "--all-features",
+                    "--no-fail-fast",
+                ]))
+            },
+        );
+    }
+
+    eprintln!("\n==> summary");
+    let mut failed = 0;
+    for s in &stages {
+        match &s.outcome {
+            Ok(()) => eprintln!("  ok      {:<48} {:>7.1}s", s.name, s.seconds),
+            Err(e) => {
+                failed += 1;
+                eprintln!("  FAILED  {:<48} {:>7.1}s  {e:#}", s.name, s.seconds);
+            }
+        }
+    }
+    if !ready {
+        eprintln!("  SKIPPED tests: the tools they need could not be installed");
+        failed += 1;
+    }
+    eprintln!(
+        "  total {:.0}s: {}",
+        started.elapsed().as_secs_f64(),
+        if failed == 0 { "all passed" } else { "FAILED" }
+    );
+    if failed > 0 {
+        bail!("{failed} stage(s) failed");
+    }
+    Ok(())
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    setup()?;
+    run(cargo()
+        .env("LIVCHAT_REAL_TESTS", "1")
+        .args(["bench", "--workspace"])
+        .args(extra))
+}

@@ -1,0 +1,163 @@
+//! The crate graph is the architecture (ARCHITECTURE.md): this test reads `cargo metadata`
+//! and fails on a forbidden edge.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+const LEAVES: &[&str] = &[
+    "livchat-providers",
+    "livchat-apps",
+    "livchat-remote",
+    "livchat-store",
+];
+const CORE: &str = "livchat-core";
+const FRONTENDS: &[&str] = &["livchat-cli", "livchat-api", "livchat-mcp"];
+const FIXTURES: &str = "fixtures";
+
+/// An internal edge: (from, to, kind) where kind is "normal", "dev" or "build".
+type Edge = (String, String, String);
+
+fn internal_edges() -> (Vec<String>, Vec<Edge>) {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let members: Vec<String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut edges = Vec::new();
+    for p in meta["packages"].as_array().unwrap() {
+        let from = p["name"].as_str().unwrap();
+        for d in p["dependencies"].as_array().unwrap() {
+            let to = d["name"].as_str().unwrap();
+            if members.iter().any(|m| m == to) {
+                let kind = d["kind"].as_str().unwrap_or("normal").to_string();
+                edges.push((from.to_string(), to.to_string(), kind));
+            }
+        }
+    }
+    (members, edges)
+}
+
+/// Returns the forbidden edges among `edges`, each with the rule it breaks.
+fn violations(edges: &[Edge]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (from, to, kind) in edges {
+        let from = from.as_str();
+        let to = to.as_str();
+        let is_dev = kind == "dev";
+        if to == FIXTURES && !is_dev && from != "xtask" {
+            bad.push(format!(
+                "{from} -> fixtures ({kind}): fixtures is a dev-dependency only"
+            ));
+        }
+        if to == "xtask" {
+            bad.push(format!("{from} -> xtask: nothing depends on xtask"));
+        }
+        if LEAVES.contains(&from) && to != FIXTURES {
+            bad.push(format!(
+                "{from} -> {to}: a leaf depends on no other internal crate"
+            ));
+        }
+        if FRONTENDS.contains(&from) && to != CORE && !(is_dev && to == FIXTURES) {
+            bad.push(format!(
+                "{from} -> {to}: a frontend depends on livchat-core only"
+            ));
+        }
+        if from == FIXTURES {
+            bad.push(format!(
+                "fixtures -> {to}: fixtures depends on no internal crate"
+            ));
+        }
+        if from == CORE && (FRONTENDS.contains(&to) || to == CORE) {
+            bad.push(format!(
+                "livchat-core -> {to}: core never depends on a frontend"
+            ));
+        }
+    }
+    bad
+}
+
+#[test]
+fn workspace_has_exactly_the_crates_of_the_architecture() {
+    let (mut members, _) = internal_edges();
+    members.sort();
+    let mut expected: Vec<String> = LEAVES
+        .iter()
+        .chain(FRONTENDS)
+        .chain(&[CORE, FIXTURES, "xtask"])
+        .map(|s| s.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(members, expected);
+}
+
+#[test]
+fn crate_graph_has_no_forbidden_edge() {
+    let (_, edges) = internal_edges();
+    let bad = violations(&edges);
+    assert!(bad.is_empty(), "forbidden edges:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn checker_catches_each_kind_of_forbidden_edge() {
+    let e = |a: &str, b: &str, k: &str| (a.to_string(), b.to_string(), k.to_string());
+    let cases = [
+        e("livchat-remote", "livchat-store", "normal"),
+        e("livchat-cli", "livchat-store", "normal"),
+        e("livchat-api", "livchat-apps", "dev"),
+        e("livchat-core", "fixtures", "normal"),
+        e("livchat-store", "fixtures", "build"),
+        e("fixtures", "livchat-apps", "normal"),
+    ];
+    for case in cases {
+        assert_eq!(violations(std::slice::from_ref(&case)).len(), 1, "{case:?}");
+    }
+    let allowed = [
+        e("livchat-core", "livchat-store", "normal"),
+        e("livchat-cli", "livchat-core", "normal"),
+        e("livchat-store", "fixtures", "dev"),
+        e("xtask", "fixtures", "normal"),
+    ];
+    assert!(violations(&allowed).is_empty());
+}
+
+#[test]
+fn every_crate_root_starts_with_its_ownership_docs() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let roots: BTreeMap<&str, &str> = [
+        ("livchat-core", "src/lib.rs"),
+        ("livchat-providers", "src/lib.rs"),
+        ("livchat-apps", "src/lib.rs"),
+        ("livchat-remote", "src/lib.rs"),
+        ("livchat-store", "src/lib.rs"),
+        ("livchat-cli", "src/main.rs"),
+        ("livchat-api", "src/main.rs"),
+        ("livchat-mcp", "src/main.rs"),
+        ("fixtures", "src/lib.rs"),
+        ("xtask", "src/main.rs"),
+    ]
+    .into_iter()
+    .collect();
+    for (krate, file) in roots {
+        let text = std::fs::read_to_string(format!("{root}/{krate}/{file}")).unwrap();
+        assert!(
+            text.starts_with("//!"),
+            "{krate}/{file} must start with //! docs"
+        );
+        assert!(
+            text.contains("Must not touch"),
+            "{krate}/{file} must say what it must not touch"
+        );
+    }
+}
