@@ -12,7 +12,13 @@
 //! a channel's stdin or a 0600 file, never through a command line.
 
 pub mod command;
+pub mod compose;
 pub mod executor;
+pub mod platform;
+pub mod portainer;
+pub mod setup;
+pub mod ssh;
+pub mod swarm;
 
 pub use command::{Command, NameKind, ValidName, quote_command, validate_name};
 pub use executor::{

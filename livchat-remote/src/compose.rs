@@ -1,0 +1,1 @@
+//! (being written: see ARCHITECTURE.md for what this module owns)
