@@ -7,3 +7,53 @@
 //!
 //! Must not touch: the network, SSH, clouds, or any other internal crate. A secret never enters
 //! `state.json`; the state never holds anything that would be trouble if committed to GitHub.
+//!
+//! Map:
+//! - [`Store`] / [`StoreExt`]: the trait the core holds as `Arc<dyn Store>`;
+//!   [`JsonFileStore`], [`MemoryStore`], and `MockStore` behind the `mock` feature.
+//! - [`State`] and its records: the schema of `state.json` ([`STATE_VERSION`]); [`migrate`]:
+//!   reading older versions.
+//! - [`Settings`] / [`SettingKey`]: the fixed settings keys.
+//! - [`Vault`]: `credentials.vault`; [`vault::format`]: the Ansible Vault envelope.
+//! - [`resolve_vault_password`], [`init_home`].
+
+mod error;
+mod file_store;
+mod fsutil;
+mod home;
+mod job_log;
+mod lock;
+pub mod migrate;
+mod password;
+mod secret_store;
+mod settings;
+mod state;
+mod store;
+pub mod vault;
+
+pub use error::StoreError;
+pub use file_store::{JsonFileStore, STATE_FILE};
+pub use home::{HomePaths, InitOptions, InitReport, init_home, init_home_with};
+#[cfg(feature = "mock")]
+pub use job_log::MockJobLogStore;
+pub use job_log::{FileJobLogs, JobLogStore, LogLevel, LogLine, MemoryJobLogs};
+pub use lock::{LockConfig, LockInfo, read_lock_info};
+pub use password::{
+    PasswordSource, VAULT_PASSWORD_ENV, VAULT_PASSWORD_FILE, read_password_file,
+    resolve_vault_password, resolve_vault_password_from,
+};
+#[cfg(feature = "mock")]
+pub use secret_store::MockSecretStore;
+pub use secret_store::{MemorySecrets, SecretStore};
+pub use settings::{SettingKey, Settings};
+pub use state::{
+    DeploymentRecord, DeploymentStatus, DnsConfig, JobRecord, JobStatus, ProviderKind,
+    STATE_VERSION, ServerRecord, ServerStatus, SetupRecord, State, validate_server_name,
+};
+#[cfg(feature = "mock")]
+pub use store::MockStore;
+pub use store::{MemoryStore, Store, StoreExt, UpdateFn};
+pub use vault::{VAULT_FILE, Vault, validate_secret_name};
+
+/// Re-exported so callers build secrets with the same `secrecy` version.
+pub use secrecy::{ExposeSecret, SecretString};

@@ -1,0 +1,189 @@
+//! `JsonFileStore`: the state in `<home>/state.json`, changed only under an exclusive lock
+//! (`state.json.lock`) and written atomically (temp file, fsync, rename, fsync directory),
+//! with the previous version kept as `state.json.bak`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::fsutil;
+use crate::lock::{self, LockConfig};
+use crate::migrate::{self, backup_path_for};
+use crate::state::State;
+use crate::store::{Store, UpdateFn, apply_update};
+
+/// File name of the state inside the home directory.
+pub const STATE_FILE: &str = "state.json";
+
+/// The state file store. Cheap to create; holds no file open between calls.
+#[derive(Debug)]
+pub struct JsonFileStore {
+    path: PathBuf,
+    lock: LockConfig,
+    /// The lineage this instance has seen; a different one on disk later means the file was
+    /// replaced by another home's state, and this instance refuses to touch it.
+    seen_lineage: Mutex<Option<Uuid>>,
+}
+
+/// Identity of a file version, to notice a writer that ignored the lock.
+#[derive(Debug, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        }
+    }
+}
+
+impl JsonFileStore {
+    /// The store of the home directory `home` (`<home>/state.json`).
+    pub fn new(home: impl AsRef<Path>) -> Self {
+        Self::at_path(home.as_ref().join(STATE_FILE))
+    }
+
+    /// A store on an explicit state file path.
+    pub fn at_path(path: impl Into<PathBuf>) -> Self {
+        JsonFileStore {
+            path: path.into(),
+            lock: LockConfig::default(),
+            seen_lineage: Mutex::new(None),
+        }
+    }
+
+    /// Sets how long `update` waits for a busy lock.
+    pub fn with_lock_config(mut self, lock: LockConfig) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// The state file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The backup of the previous version (`state.json.bak`).
+    pub fn backup_path(&self) -> PathBuf {
+        backup_path_for(&self.path)
+    }
+
+    /// The lock file (`state.json.lock`).
+    pub fn lock_path(&self) -> PathBuf {
+        lock::lock_path_for(&self.path)
+    }
+
+    /// Creates the state file with a fresh lineage if it does not exist; otherwise loads and
+    /// checks the existing one (never overwrites it). Returns the state and whether it was
+    /// created.
+    pub fn initialize(&self) -> Result<(State, bool), StoreError> {
+        let _guard = lock::acquire(&self.lock_path(), "init", &self.lock)?;
+        match self.read() {
+            Ok((state, _)) => Ok((state, false)),
+            Err(StoreError::NotInitialized { .. }) => {
+                let state = State::new();
+                fsutil::atomic_replace(&self.path, &to_bytes(&state), None)?;
+                self.check_lineage(&state)?;
+                Ok((state, true))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(&self) -> Result<(State, FileStamp), StoreError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotInitialized {
+                    path: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(StoreError::io(&self.path, "read", e)),
+        };
+        let stamp = self.stamp()?;
+        Ok((migrate::parse_state(&self.path, &bytes)?, stamp))
+    }
+
+    fn stamp(&self) -> Result<FileStamp, StoreError> {
+        std::fs::metadata(&self.path)
+            .map(|m| FileStamp::of(&m))
+            .map_err(|e| StoreError::io(&self.path, "stat", e))
+    }
+
+    fn check_lineage(&self, state: &State) -> Result<(), StoreError> {
+        let mut seen = self.seen_lineage.lock().unwrap_or_else(|p| p.into_inner());
+        match *seen {
+            Some(expected) if expected != state.lineage => Err(StoreError::ForeignLineage {
+                path: self.path.clone(),
+                on_disk: state.lineage.to_string(),
+                expected: expected.to_string(),
+            }),
+            _ => {
+                *seen = Some(state.lineage);
+                Ok(())
+            }
+        }
+    }
+
+    /// Refuses to write when the file changed since it was read (a writer ignoring the lock).
+    fn check_unchanged(&self, read: &State, stamp: &FileStamp) -> Result<(), StoreError> {
+        if self.stamp()? == *stamp {
+            return Ok(());
+        }
+        let (on_disk, _) = self.read()?;
+        if on_disk.lineage != read.lineage {
+            return Err(StoreError::ForeignLineage {
+                path: self.path.clone(),
+                on_disk: on_disk.lineage.to_string(),
+                expected: read.lineage.to_string(),
+            });
+        }
+        if on_disk != *read {
+            return Err(StoreError::NewerSerial {
+                path: self.path.clone(),
+                on_disk: on_disk.serial,
+                read: read.serial,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn to_bytes(state: &State) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(state).expect("the state serializes to JSON");
+    bytes.push(b'\n');
+    bytes
+}
+
+impl Store for JsonFileStore {
+    fn load(&self) -> Result<State, StoreError> {
+        let (state, _) = self.read()?;
+        self.check_lineage(&state)?;
+        Ok(state)
+    }
+
+    fn update<'a>(&self, operation: &str, f: &mut UpdateFn<'a>) -> Result<State, StoreError> {
+        let _guard = lock::acquire(&self.lock_path(), operation, &self.lock)?;
+        let (current, stamp) = self.read()?;
+        self.check_lineage(&current)?;
+        let Some(next) = apply_update(&current, f)? else {
+            return Ok(current);
+        };
+        self.check_unchanged(&current, &stamp)?;
+        fsutil::atomic_replace(&self.path, &to_bytes(&next), Some(&self.backup_path()))?;
+        Ok(next)
+    }
+}

@@ -1,0 +1,178 @@
+//! An exclusive, cross-process lock on a `<file>.lock` beside the protected file.
+//!
+//! The exclusion itself is the operating system's advisory lock (`flock` through std's
+//! `File::try_lock`), which the kernel releases when the holder dies, even by SIGKILL. The lock
+//! file's *content* is only information for humans and for the error of a waiting writer: who
+//! holds it (pid, host, operation, since). The file is never deleted (deleting a lock file
+//! races with a waiter that has it open); the holder empties it on release, so content found
+//! by a writer that has just acquired the OS lock was left by a holder that died: it is
+//! reported (tracing warning) and overwritten.
+
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+
+/// Who holds a lock, as written into the lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Process id of the holder.
+    pub pid: u32,
+    /// Host name of the machine the holder runs on.
+    pub host: String,
+    /// The operation the holder is performing (`deploy n8n`, `vault set`, ...).
+    pub operation: String,
+    /// When the holder acquired the lock.
+    pub since: DateTime<Utc>,
+}
+
+impl fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid {} on host {} (operation `{}`, since {})",
+            self.pid,
+            self.host,
+            self.operation,
+            self.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
+}
+
+/// How long a writer waits for a busy lock, and how it backs off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockConfig {
+    /// Give up (with an error naming the holder) after waiting this long.
+    pub timeout: Duration,
+    /// First pause between attempts; doubled after each attempt (with jitter).
+    pub initial_backoff: Duration,
+    /// Longest pause between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        LockConfig {
+            timeout: Duration::from_secs(30),
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A held lock; released (content emptied, OS lock dropped) when this guard is dropped.
+#[derive(Debug)]
+pub(crate) struct LockGuard {
+    file: File,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // Emptying the info marks a clean release; if this fails the next holder merely
+        // reports a stale lock. The OS lock is released when `file` is closed right after.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+/// The host name, for lock info. Read from procfs: no unsafe `gethostname` call needed.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+/// The path of the lock file protecting `target` (`state.json` -> `state.json.lock`).
+pub(crate) fn lock_path_for(target: &Path) -> PathBuf {
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    target.with_file_name(name)
+}
+
+/// Reads the holder information from a lock file; `None` if empty, missing or unparsable.
+pub fn read_lock_info(lock_path: &Path) -> Option<LockInfo> {
+    let text = std::fs::read_to_string(lock_path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Acquires the lock at `lock_path`, waiting with exponential backoff up to `config.timeout`.
+pub(crate) fn acquire(
+    lock_path: &Path,
+    operation: &str,
+    config: &LockConfig,
+) -> Result<LockGuard, StoreError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock_path)
+        .map_err(|e| StoreError::io(lock_path, "open the lock file", e))?;
+    let started = Instant::now();
+    let mut backoff = config.initial_backoff;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {
+                let waited = started.elapsed();
+                if waited >= config.timeout {
+                    return Err(StoreError::Locked {
+                        path: lock_path.to_path_buf(),
+                        holder: read_lock_info(lock_path),
+                        waited,
+                    });
+                }
+                let jitter = rand::thread_rng().gen_range(0.5..1.5);
+                let pause = backoff
+                    .mul_f64(jitter)
+                    .min(config.timeout.saturating_sub(waited))
+                    .max(Duration::from_millis(1));
+                std::thread::sleep(pause);
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(StoreError::io(lock_path, "lock the lock file", e));
+            }
+        }
+    }
+
+    let mut previous = String::new();
+    let _ = file.read_to_string(&mut previous);
+    if !previous.trim().is_empty() {
+        match serde_json::from_str::<LockInfo>(&previous) {
+            Ok(stale) => tracing::warn!(
+                lock = %lock_path.display(),
+                "taking over a lock left by {stale}, which ended without releasing it"
+            ),
+            Err(_) => tracing::warn!(
+                lock = %lock_path.display(),
+                "taking over a lock whose holder ended without releasing it"
+            ),
+        }
+    }
+
+    let info = LockInfo {
+        pid: std::process::id(),
+        host: host_name(),
+        operation: operation.to_string(),
+        since: Utc::now(),
+    };
+    let text = serde_json::to_string(&info).expect("LockInfo serializes");
+    file.set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(text.as_bytes()))
+        .map_err(|e| StoreError::io(lock_path, "write the lock info", e))?;
+    Ok(LockGuard { file })
+}

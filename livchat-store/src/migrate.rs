@@ -1,0 +1,195 @@
+//! Reading `state.json` of any known version: parse as JSON, check the version, run the
+//! migrations from the file's version up to [`STATE_VERSION`], then deserialize strictly.
+//!
+//! A migration is a function from the JSON of version `from` to the JSON of version `from + 1`;
+//! adding version 2 means bumping `STATE_VERSION` and appending one entry to [`MIGRATIONS`].
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::StoreError;
+use crate::state::{STATE_VERSION, State};
+
+/// One step of the migration chain.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The version this migration reads; it produces `from + 1`.
+    pub from: u64,
+    /// Rewrites the document in place; the error says what could not be migrated.
+    pub apply: fn(&mut Value) -> Result<(), String>,
+}
+
+/// The migrations of the real schema. Version 1 is the first, so there are none yet.
+pub const MIGRATIONS: &[Migration] = &[];
+
+/// Parses and migrates the bytes of a state file with the real migration chain.
+pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> Result<State, StoreError> {
+    parse_state_with(path, bytes, MIGRATIONS, u64::from(STATE_VERSION))
+}
+
+/// Parses `bytes`, runs `migrations` from the file's version up to `target`, deserializes
+/// strictly and validates. Separated from [`parse_state`] so the chain can be tested with
+/// fake older versions.
+pub(crate) fn parse_state_with(
+    path: &Path,
+    bytes: &[u8],
+    migrations: &[Migration],
+    target: u64,
+) -> Result<State, StoreError> {
+    let corrupt = |detail: String| StoreError::CorruptState {
+        path: path.to_path_buf(),
+        detail,
+        backup: existing_backup(path),
+    };
+    let mut doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(describe_json_error(&e, bytes)))?;
+    let Some(found) = doc.get("version").and_then(Value::as_u64) else {
+        return Err(corrupt(
+            "missing or non-integer top-level field `version`".to_string(),
+        ));
+    };
+    if found > target {
+        return Err(StoreError::NewerVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: STATE_VERSION,
+        });
+    }
+    let mut version = found;
+    while version < target {
+        let step = migrations
+            .iter()
+            .find(|m| m.from == version)
+            .ok_or_else(|| StoreError::Migration {
+                path: path.to_path_buf(),
+                from: version,
+                detail: format!("no migration from version {version} is known"),
+            })?;
+        (step.apply)(&mut doc).map_err(|detail| StoreError::Migration {
+            path: path.to_path_buf(),
+            from: version,
+            detail,
+        })?;
+        version += 1;
+        doc["version"] = Value::from(version);
+    }
+    let state: State = serde_json::from_value(doc).map_err(|e| corrupt(e.to_string()))?;
+    state.validate().map_err(|e| corrupt(e.to_string()))?;
+    Ok(state)
+}
+
+fn describe_json_error(e: &serde_json::Error, bytes: &[u8]) -> String {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return "the file is empty".to_string();
+    }
+    match e.classify() {
+        serde_json::error::Category::Eof => format!("the file ends early (truncated?): {e}"),
+        _ => format!("not valid JSON: {e}"),
+    }
+}
+
+/// `state.json.bak` beside `path`, if it exists.
+pub(crate) fn existing_backup(path: &Path) -> Option<std::path::PathBuf> {
+    let backup = backup_path_for(path);
+    backup.is_file().then_some(backup)
+}
+
+/// `state.json` -> `state.json.bak`.
+pub(crate) fn backup_path_for(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".bak");
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake version 0 in which servers were a list with `ip` instead of a map with `host`.
+    fn v0_to_v1(doc: &mut Value) -> Result<(), String> {
+        let servers = doc
+            .as_object_mut()
+            .ok_or("not an object")?
+            .remove("servers")
+            .unwrap_or(Value::Array(vec![]));
+        let mut map = serde_json::Map::new();
+        for mut server in servers.as_array().ok_or("`servers` is not a list")?.clone() {
+            let obj = server.as_object_mut().ok_or("a server is not an object")?;
+            let ip = obj.remove("ip").ok_or("a server has no `ip`")?;
+            obj.insert("host".into(), ip);
+            let name = obj
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("a server has no name")?
+                .to_string();
+            map.insert(name, server);
+        }
+        doc["servers"] = Value::Object(map);
+        Ok(())
+    }
+
+    const FAKE_CHAIN: &[Migration] = &[Migration {
+        from: 0,
+        apply: v0_to_v1,
+    }];
+
+    fn v0_doc() -> String {
+        serde_json::json!({
+            "version": 0,
+            "serial": 7,
+            "lineage": "0b6f7f38-3f5a-4c39-9d7e-0f6d3e0c1a11",
+            "servers": [{
+                "name": "web-1", "provider": "manual", "ip": "10.0.0.5", "ssh_port": 22,
+                "ssh_user": "root", "ssh_key_secret": "server.web-1.ssh_key", "status": "ready",
+                "created_at": "2025-01-01T00:00:00Z"
+            }]
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn older_version_is_migrated_to_the_current_schema() {
+        let state =
+            parse_state_with(Path::new("state.json"), v0_doc().as_bytes(), FAKE_CHAIN, 1).unwrap();
+        assert_eq!(state.version, 1);
+        assert_eq!(state.serial, 7);
+        assert_eq!(state.servers["web-1"].host, "10.0.0.5");
+    }
+
+    #[test]
+    fn a_missing_migration_is_an_error_naming_the_version() {
+        let err =
+            parse_state_with(Path::new("state.json"), v0_doc().as_bytes(), &[], 1).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Migration { from: 0, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("version 0"), "{err}");
+    }
+
+    #[test]
+    fn a_failing_migration_is_an_error_with_its_reason() {
+        let doc = v0_doc().replace("\"ip\"", "\"address\"");
+        let err =
+            parse_state_with(Path::new("state.json"), doc.as_bytes(), FAKE_CHAIN, 1).unwrap_err();
+        assert!(err.to_string().contains("a server has no `ip`"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_version_is_refused() {
+        let mut doc: Value = serde_json::to_value(State::new()).unwrap();
+        doc["version"] = Value::from(u64::from(STATE_VERSION) + 1);
+        let err = parse_state(Path::new("/h/state.json"), doc.to_string().as_bytes()).unwrap_err();
+        assert!(matches!(err, StoreError::NewerVersion { .. }), "{err}");
+        assert!(err.to_string().contains("upgrade livchat"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_an_error_naming_it() {
+        let mut doc: Value = serde_json::to_value(State::new()).unwrap();
+        doc["settings"]["emial"] = Value::from("x@example.com");
+        let err = parse_state(Path::new("/h/state.json"), doc.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("emial"), "{err}");
+    }
+}

@@ -1,0 +1,390 @@
+//! The schema of `state.json`, version 1. Never holds a secret: secrets are referred to by
+//! their vault name (`ssh_key_secret`).
+//!
+//! Every struct denies unknown fields, so a typo in a hand-edited file is an error naming the
+//! field instead of a value that silently vanishes on the next write.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::settings::Settings;
+
+/// The state schema version this build writes. Older versions are migrated on load
+/// (see [`crate::migrate`]); newer ones are refused.
+pub const STATE_VERSION: u32 = 1;
+
+/// The whole content of `state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Schema version ([`STATE_VERSION`] after loading).
+    pub version: u32,
+    /// Rises by one on every write that changes something; managed by the store.
+    pub serial: u64,
+    /// Identity of this state, fixed at `init`; managed by the store.
+    pub lineage: Uuid,
+    /// Servers by name.
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerRecord>,
+    /// Deployed apps: server name -> app name -> deployment.
+    #[serde(default)]
+    pub deployments: BTreeMap<String, BTreeMap<String, DeploymentRecord>>,
+    /// User settings (a fixed set of keys).
+    #[serde(default)]
+    pub settings: Settings,
+    /// Jobs by id.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobRecord>,
+}
+
+impl State {
+    /// A new, empty state with a fresh lineage and serial 0.
+    pub fn new() -> Self {
+        State {
+            version: STATE_VERSION,
+            serial: 0,
+            lineage: Uuid::new_v4(),
+            servers: BTreeMap::new(),
+            deployments: BTreeMap::new(),
+            settings: Settings::default(),
+            jobs: BTreeMap::new(),
+        }
+    }
+
+    /// Checks the invariants that serde cannot: names against their allowlists, map keys equal
+    /// to the names inside the records, deployments only on known servers, progress <= 100.
+    /// The error names the offending field as a path (`servers.web-1.ssh_user`).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        for (key, server) in &self.servers {
+            let field = |f: &str| format!("servers.{key}.{f}");
+            validate_server_name(key).map_err(|r| StoreError::invalid("servers key", r))?;
+            if &server.name != key {
+                return Err(StoreError::invalid(
+                    field("name"),
+                    format!("must equal its key `{key}`, found `{}`", server.name),
+                ));
+            }
+            if server.host.is_empty()
+                || server.host.len() > 253
+                || !server
+                    .host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+                || server.host.starts_with('-')
+            {
+                return Err(StoreError::invalid(
+                    field("host"),
+                    "expected an IPv4/IPv6 address or a host name (a-z, 0-9, '.', '-', ':'), not starting with '-'",
+                ));
+            }
+            if server.ssh_port == 0 {
+                return Err(StoreError::invalid(field("ssh_port"), "must be 1-65535"));
+            }
+            validate_unix_user(&server.ssh_user)
+                .map_err(|r| StoreError::invalid(field("ssh_user"), r))?;
+            crate::vault::validate_secret_name(&server.ssh_key_secret)
+                .map_err(|r| StoreError::invalid(field("ssh_key_secret"), r))?;
+            if let Some(dns) = &server.dns {
+                validate_dns_name(&dns.zone_name)
+                    .map_err(|r| StoreError::invalid(field("dns.zone_name"), r))?;
+                if let Some(sub) = &dns.subdomain {
+                    validate_dns_name(sub)
+                        .map_err(|r| StoreError::invalid(field("dns.subdomain"), r))?;
+                }
+            }
+        }
+        for (server, apps) in &self.deployments {
+            if !self.servers.contains_key(server) {
+                return Err(StoreError::invalid(
+                    format!("deployments.{server}"),
+                    "deployments must belong to a server in `servers`",
+                ));
+            }
+            for (app, record) in apps {
+                if &record.app != app {
+                    return Err(StoreError::invalid(
+                        format!("deployments.{server}.{app}.app"),
+                        format!("must equal its key `{app}`, found `{}`", record.app),
+                    ));
+                }
+            }
+        }
+        for (id, job) in &self.jobs {
+            if &job.id != id {
+                return Err(StoreError::invalid(
+                    format!("jobs.{id}.id"),
+                    format!("must equal its key `{id}`, found `{}`", job.id),
+                ));
+            }
+            if job.progress > 100 {
+                return Err(StoreError::invalid(
+                    format!("jobs.{id}.progress"),
+                    "must be 0-100",
+                ));
+            }
+        }
+        self.settings.validate()
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+/// Allowlist for server names: a lower-case DNS label (1-63 of `a-z 0-9 -`, no leading or
+/// trailing `-`), since the name becomes the host name and part of remote commands.
+pub fn validate_server_name(name: &str) -> Result<(), String> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not allowed: expected 1-63 characters from a-z, 0-9 and '-', not starting or ending with '-'",
+            name.escape_debug()
+        ))
+    }
+}
+
+fn validate_unix_user(user: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&user.len())
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && !user.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err("expected 1-32 characters from a-z, 0-9, '_' and '-', not starting with '-'".into())
+    }
+}
+
+fn validate_dns_name(name: &str) -> Result<(), String> {
+    let ok = (1..=253).contains(&name.len())
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a lower-case DNS name (labels of a-z, 0-9, '-' separated by '.')",
+            name.escape_debug()
+        ))
+    }
+}
+
+/// Who created and manages a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Created through the Hetzner Cloud API.
+    Hetzner,
+    /// Brought by the user (an existing host added by address, user and key).
+    Manual,
+}
+
+/// Life cycle of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStatus {
+    /// Being created at the provider.
+    Creating,
+    /// Exists and answers, not set up yet.
+    Running,
+    /// `setup server` is in progress.
+    SettingUp,
+    /// Set up; apps can be deployed.
+    Ready,
+    /// The last operation on it failed (see the job).
+    Failed,
+    /// Being deleted.
+    Deleting,
+}
+
+/// DNS configuration of a server: apps get `<app>.<subdomain>.<zone_name>` (or `<app>.<zone_name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// The DNS zone, e.g. `example.com`.
+    pub zone_name: String,
+    /// Optional subdomain inside the zone, e.g. `lab`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+}
+
+/// Which setup steps of a server have completed (steps are idempotent; this lets a retry skip
+/// what is done).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRecord {
+    /// Names of the completed steps, in completion order.
+    #[serde(default)]
+    pub completed_steps: Vec<String>,
+    /// When the whole setup last completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// One server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRecord {
+    /// The server name (also its key in `servers`); see [`validate_server_name`].
+    pub name: String,
+    /// Who manages it.
+    pub provider: ProviderKind,
+    /// The provider's id for it (None for manual servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<u64>,
+    /// Address to reach it over SSH (IPv4 usually).
+    pub host: String,
+    /// SSH port.
+    pub ssh_port: u16,
+    /// SSH user.
+    pub ssh_user: String,
+    /// Name of the vault secret holding the SSH private key (the name, never the key).
+    pub ssh_key_secret: String,
+    /// Pinned host key fingerprint (`SHA256:...`), set on first contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key_fingerprint: Option<String>,
+    /// DNS configuration, required before apps with domains are deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsConfig>,
+    /// Provider server type (`cx22`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_type: Option<String>,
+    /// Provider location (`fsn1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Provider image (`debian-12`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Free-form labels (also set at the provider).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Life cycle status.
+    pub status: ServerStatus,
+    /// Setup progress.
+    #[serde(default)]
+    pub setup: SetupRecord,
+    /// When it was created or added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Life cycle of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    /// Being deployed.
+    Deploying,
+    /// Deployed and healthy.
+    Running,
+    /// Deployment or health check failed.
+    Failed,
+    /// Being removed.
+    Removing,
+}
+
+/// One app deployed on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentRecord {
+    /// App name from the catalog (also its key).
+    pub app: String,
+    /// App version deployed (image tag).
+    pub version: String,
+    /// Docker Swarm stack name.
+    pub stack_name: String,
+    /// Domains served.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// DNS record ids created for it at the DNS provider.
+    #[serde(default)]
+    pub dns_record_ids: Vec<String>,
+    /// Apps it depends on (deployed on the same server).
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    /// Status.
+    pub status: DeploymentStatus,
+    /// When it was (last) deployed.
+    pub deployed_at: DateTime<Utc>,
+}
+
+/// Status of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting to run.
+    Queued,
+    /// Running.
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled by the user.
+    Cancelled,
+    /// Was running when its process ended (found at start-up); can be retried.
+    Interrupted,
+}
+
+/// A long operation (create server, setup, deploy, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRecord {
+    /// Job id (also its key in `jobs`).
+    pub id: String,
+    /// What the job does (`create_server`, `setup_server`, `deploy_app`, ...).
+    pub kind: String,
+    /// The server it works on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Status.
+    pub status: JobStatus,
+    /// Progress in percent, 0-100.
+    pub progress: u8,
+    /// The step running now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    /// Steps done.
+    #[serde(default)]
+    pub steps_completed: Vec<String>,
+    /// Steps still to run.
+    #[serde(default)]
+    pub steps_remaining: Vec<String>,
+    /// The job's parameters (never secrets).
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// The job's result, when completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// The error, when failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it started running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// 1 for the first run, +1 per retry.
+    pub attempt: u32,
+}
