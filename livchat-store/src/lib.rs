@@ -15,6 +15,8 @@
 //!   reading older versions.
 //! - [`Settings`] / [`SettingKey`]: the fixed settings keys.
 //! - [`Vault`]: `credentials.vault`; [`vault::format`]: the Ansible Vault envelope.
+//! - [`SecretStore`]: the vault as the core holds it (`Arc<dyn SecretStore>`), with
+//!   [`MemorySecrets`] for tests; [`JobLogStore`]: per-job JSON-lines logs under `<home>/jobs/`.
 //! - [`resolve_vault_password`], [`init_home`].
 
 mod error;
@@ -25,6 +27,7 @@ mod job_log;
 mod lock;
 pub mod migrate;
 mod password;
+mod process;
 mod secret_store;
 mod settings;
 mod state;
@@ -42,6 +45,7 @@ pub use password::{
     PasswordSource, VAULT_PASSWORD_ENV, VAULT_PASSWORD_FILE, read_password_file,
     resolve_vault_password, resolve_vault_password_from,
 };
+pub use process::{process_alive, this_host};
 #[cfg(feature = "mock")]
 pub use secret_store::MockSecretStore;
 pub use secret_store::{MemorySecrets, SecretStore};

@@ -222,7 +222,7 @@ pub fn decrypt(text: &[u8], password: &SecretString) -> Result<Zeroizing<Vec<u8>
     if !bool::from(expected.ct_eq(tag.as_slice())) {
         return Err(FormatError::HmacMismatch);
     }
-    if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(BLOCK) {
         return Err(FormatError::Malformed(
             "the ciphertext length is not a positive multiple of 16".into(),
         ));

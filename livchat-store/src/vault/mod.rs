@@ -325,9 +325,17 @@ mod tests {
     }
 
     #[test]
-    fn a_non_string_value_is_an_error_that_does_not_quote_it() {
-        let err = parse_plaintext(b"port: 987654321\n").unwrap_err();
+    fn a_nested_value_is_an_error_that_does_not_quote_it() {
+        let err = parse_plaintext(b"ok: fine\nport:\n  inner: 987654321\n").unwrap_err();
         assert!(!err.contains("987654321"), "{err}");
         assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn a_plain_scalar_typed_by_hand_is_read_as_its_text() {
+        // Someone editing with `ansible-vault edit` may write `port: 5432` without quotes.
+        let secrets = parse_plaintext(b"port: 5432\nflag: yes\n").unwrap();
+        assert_eq!(secrets["port"].expose_secret(), "5432");
+        assert_eq!(secrets["flag"].expose_secret(), "yes");
     }
 }

@@ -1,0 +1,228 @@
+//! `JsonFileStore` behaviour beyond the conformance suite: backup, no-op writes, modes,
+//! refusing foreign or newer states, and bad input.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use livchat_store::{JsonFileStore, State, Store, StoreError, init_home};
+
+fn home() -> (tempfile::TempDir, JsonFileStore) {
+    let dir = tempfile::tempdir().unwrap();
+    init_home(dir.path()).unwrap();
+    let store = JsonFileStore::new(dir.path());
+    (dir, store)
+}
+
+fn add(store: &JsonFileStore, name: &str) -> State {
+    store
+        .update("add", &mut |s: &mut State| {
+            s.servers.insert(name.into(), common::server(name));
+            Ok(())
+        })
+        .unwrap()
+}
+
+#[test]
+fn previous_version_is_kept_as_the_backup() {
+    let (_dir, store) = home();
+    let first = add(&store, "a");
+    let second = add(&store, "b");
+    let backup: State =
+        serde_json::from_slice(&std::fs::read(store.backup_path()).unwrap()).unwrap();
+    assert_eq!(backup, first);
+    assert_eq!(store.load().unwrap(), second);
+}
+
+#[test]
+fn no_op_update_writes_nothing() {
+    let (_dir, store) = home();
+    add(&store, "a");
+    let before = std::fs::metadata(store.path()).unwrap();
+    let bak_before = std::fs::read(store.backup_path()).unwrap();
+    store
+        .update("nothing", &mut |s: &mut State| {
+            s.servers.get_mut("a").unwrap().ssh_port = 22;
+            Ok(())
+        })
+        .unwrap();
+    let after = std::fs::metadata(store.path()).unwrap();
+    assert_eq!(before.ino(), after.ino(), "the file was replaced");
+    assert_eq!(before.mtime_nsec(), after.mtime_nsec());
+    assert_eq!(std::fs::read(store.backup_path()).unwrap(), bak_before);
+}
+
+#[test]
+fn state_files_are_private_and_no_temp_file_is_left() {
+    let (dir, store) = home();
+    add(&store, "a");
+    add(&store, "b");
+    for f in [
+        store.path().to_path_buf(),
+        store.backup_path(),
+        store.lock_path(),
+    ] {
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_state_from_another_home_is_refused_and_left_alone() {
+    let (_dir, store) = home();
+    add(&store, "a");
+    let (other_dir, other) = home();
+    add(&other, "z");
+    std::fs::copy(other.path(), store.path()).unwrap();
+    let foreign = std::fs::read(store.path()).unwrap();
+    let err = store
+        .update("add", &mut |s: &mut State| {
+            s.servers.insert("b".into(), common::server("b"));
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ForeignLineage { .. }), "{err}");
+    assert!(err.to_string().contains("lineage"), "{err}");
+    assert_eq!(std::fs::read(store.path()).unwrap(), foreign);
+    drop(other_dir);
+}
+
+#[test]
+fn a_newer_state_written_behind_the_lock_is_not_overwritten() {
+    let (_dir, store) = home();
+    add(&store, "a");
+    let path = store.path().to_path_buf();
+    let mut intruder_bytes = Vec::new();
+    let err = store
+        .update("add", &mut |s: &mut State| {
+            // A program that ignores the lock writes a newer serial while we hold it.
+            let mut newer = s.clone();
+            newer.serial += 5;
+            newer
+                .servers
+                .insert("intruder".into(), common::server("intruder"));
+            intruder_bytes = serde_json::to_vec_pretty(&newer).unwrap();
+            std::fs::write(&path, &intruder_bytes).unwrap();
+            s.servers.insert("b".into(), common::server("b"));
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NewerSerial {
+                on_disk: 6,
+                read: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(store.path()).unwrap(), intruder_bytes);
+}
+
+#[test]
+fn a_missing_state_says_to_run_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = JsonFileStore::new(dir.path()).load().unwrap_err();
+    assert!(matches!(err, StoreError::NotInitialized { .. }), "{err}");
+    assert!(err.to_string().contains("livchat init"), "{err}");
+}
+
+/// Truncated, garbage, empty, wrong-typed: a clear error naming the file, the file untouched
+/// by load and by update, and the backup offered with the command to restore it.
+#[test]
+fn bad_state_file_is_a_clear_error_that_offers_the_backup_and_is_never_overwritten() {
+    let (_dir, store) = home();
+    add(&store, "a");
+    add(&store, "b");
+    let good = std::fs::read(store.path()).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("garbage", b"\x00\xff\x13garbage{".to_vec()),
+        ("empty", Vec::new()),
+        ("not an object", b"[1, 2, 3]".to_vec()),
+        (
+            "wrong type",
+            String::from_utf8(good.clone())
+                .unwrap()
+                .replace("\"ssh_port\": 22", "\"ssh_port\": \"twenty-two\"")
+                .into_bytes(),
+        ),
+        (
+            "typo field",
+            String::from_utf8(good.clone())
+                .unwrap()
+                .replace("\"ssh_port\"", "\"ssh_prot\"")
+                .into_bytes(),
+        ),
+    ];
+    for (what, bytes) in cases {
+        std::fs::write(store.path(), &bytes).unwrap();
+        let fresh = JsonFileStore::new(store.path().parent().unwrap());
+        for err in [
+            fresh.load().unwrap_err(),
+            fresh
+                .update("add", &mut |s: &mut State| {
+                    s.servers.insert("c".into(), common::server("c"));
+                    Ok(())
+                })
+                .unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(
+                matches!(err, StoreError::CorruptState { .. }),
+                "{what}: {text}"
+            );
+            assert!(
+                text.contains(&store.path().display().to_string()),
+                "{what}: {text}"
+            );
+            assert!(
+                text.contains("state.json.bak") && text.contains("cp "),
+                "{what}: {text}"
+            );
+            assert_eq!(
+                std::fs::read(store.path()).unwrap(),
+                bytes,
+                "{what}: file changed"
+            );
+        }
+    }
+    // Without a backup, the error says so.
+    std::fs::remove_file(store.backup_path()).unwrap();
+    std::fs::write(store.path(), b"{").unwrap();
+    let text = JsonFileStore::new(store.path().parent().unwrap())
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("No backup"), "{text}");
+    assert!(text.contains("truncated"), "{text}");
+}
+
+#[test]
+fn a_state_from_a_newer_livchat_is_refused_untouched() {
+    let (_dir, store) = home();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
+    doc["version"] = 99.into();
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    std::fs::write(store.path(), &bytes).unwrap();
+    let err = store
+        .update("x", &mut |s: &mut State| {
+            s.servers.insert("c".into(), common::server("c"));
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerVersion { found: 99, .. }),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(store.path()).unwrap(), bytes);
+}
