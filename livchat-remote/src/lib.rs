@@ -25,3 +25,10 @@ pub use executor::{
     Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, OutputLine, OutputStream,
     RemoteError, RemoteExecutor, SshTarget,
 };
+pub use compose::validate_stack;
+pub use platform::{
+    ContainerPlatform, NetworkSpec, PlatformError, ProgressSink, SecretDelivery, ServiceExec,
+    ServiceMode, ServiceStatus, StackSecret, StackSpec, StackStatus, WaitOptions,
+};
+pub use portainer::{PortainerAuth, PortainerClient, PortainerError, PortainerPlatform};
+pub use swarm::{SwarmConfig, SwarmOverSsh};

@@ -1,1 +1,512 @@
-//! (being written: see ARCHITECTURE.md for what this module owns)
+//! The `ContainerPlatform` trait and its vocabulary: what the core asks of the container layer of
+//! one server (networks, stacks, their health, commands inside a service, logs), whoever carries
+//! it out.
+//!
+//! ```text
+//!                   livchat-core (Orchestrator)
+//!                            |
+//!                  Arc<dyn ContainerPlatform>
+//!                 /                          \
+//!   SwarmOverSsh (swarm.rs)          PortainerPlatform (portainer.rs)
+//!   docker CLI through                stacks through Portainer's API,
+//!   Arc<dyn RemoteExecutor>           the rest through a SwarmOverSsh
+//! ```
+//!
+//! Every stack file is validated against the schema `docker stack deploy` uses
+//! ([`crate::compose`]) before anything leaves the machine, and every name is validated by
+//! [`crate::validate_name`] before it reaches a command.
+//!
+//! ## Kernels without IPVS (a user option, not a test hack)
+//!
+//! Swarm's default service networking gives every service a virtual IP load-balanced by the
+//! kernel's IPVS, and publishes ports through the ingress routing mesh (also IPVS). Some kernels
+//! (minimal VPS images, some container hosts, gVisor-like sandboxes) have no IPVS: services
+//! start, but nothing reaches them by service name and published ports do not answer. The
+//! remedy, chosen per deployment by the user and emitted by the stack renderer in
+//! `livchat-apps`, is `deploy.endpoint_mode: dnsrr` on internal services (the service name
+//! resolves straight to task IPs) and `ports: [{mode: host, target: .., published: ..}]` for
+//! published ports (bound on the node itself). Both platforms here deploy and await such stacks
+//! exactly like default ones; the end-to-end tests in `tests/swarm_*.rs` run in that mode
+//! because the build machines lack IPVS.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{SecretBox, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::{ExecOutput, RemoteError};
+
+/// An overlay network shared by stacks (for example the one Traefik and the apps join).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// Validated as [`crate::NameKind::Network`].
+    pub name: String,
+    /// Lets standalone containers (`docker run --network`) join too; stacks do not need it.
+    pub attachable: bool,
+}
+
+impl NetworkSpec {
+    pub fn overlay(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            attachable: true,
+        }
+    }
+}
+
+/// How a secret reaches the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretDelivery {
+    /// A Docker secret named [`StackSecret::name`], created with its value on stdin
+    /// (`docker secret create NAME -`). The stack file refers to it as
+    /// `secrets: {NAME: {external: true}}`. Docker secrets are immutable and cannot be read
+    /// back: an existing secret of that name is kept as it is, so rotating a value means a new
+    /// name (for example with a version suffix).
+    DockerSecret,
+    /// A file written with mode 0600 (owner root) at this absolute path, for images that read
+    /// a password file from a bind mount. Only the SSH platform can write files.
+    File { path: String },
+}
+
+/// A secret a stack needs, handed over from the vault.
+#[derive(Debug)]
+pub struct StackSecret {
+    /// Docker secret name (validated as [`crate::NameKind::Service`]'s allowlist: it lands in a
+    /// command line) or a label for a file secret.
+    pub name: String,
+    pub value: SecretString,
+    pub delivery: SecretDelivery,
+}
+
+/// A stack to deploy: its name, its rendered compose file and the secrets it refers to.
+#[derive(Debug)]
+pub struct StackSpec {
+    /// Validated as [`crate::NameKind::Stack`]; services become `<name>_<service>`.
+    pub name: String,
+    /// The compose file (version 3 format, as `docker stack deploy` reads it). Validated with
+    /// [`crate::compose::validate_stack`] before anything is sent.
+    pub compose_yaml: String,
+    /// Created (if absent) before the stack is deployed.
+    pub secrets: Vec<StackSecret>,
+}
+
+/// How a service schedules its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceMode {
+    Replicated,
+    Global,
+}
+
+/// One service of a stack as the swarm reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// The service's name inside the stack (`db`).
+    pub name: String,
+    /// The swarm's name for it (`<stack>_db`).
+    pub full_name: String,
+    pub image: String,
+    pub mode: ServiceMode,
+    pub desired_replicas: u64,
+    /// Tasks running (for services with a healthcheck: running and healthy, since swarm keeps
+    /// a task in `starting` until its healthcheck passes).
+    pub running_replicas: u64,
+    /// Tasks of this service in the swarm's history that failed or were rejected.
+    pub failed_tasks: usize,
+    /// The error of the most recent task that reported one (`No such image: ...`,
+    /// `task: non-zero exit (1)`).
+    pub last_error: Option<String>,
+}
+
+impl ServiceStatus {
+    /// Every desired replica is running (and healthy, if the service has a healthcheck).
+    pub fn is_converged(&self) -> bool {
+        self.running_replicas >= self.desired_replicas
+            && (self.desired_replicas > 0 || self.mode == ServiceMode::Global)
+    }
+}
+
+/// A stack and its services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackStatus {
+    pub name: String,
+    pub services: Vec<ServiceStatus>,
+}
+
+impl StackStatus {
+    /// Every service is at its desired replicas; a stack without services is not healthy.
+    pub fn is_healthy(&self) -> bool {
+        !self.services.is_empty() && self.services.iter().all(ServiceStatus::is_converged)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceStatus> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+impl fmt::Display for StackStatus {
+    /// One line per stack: `app: db 1/1, web 0/1 (No such image: x)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.name)?;
+        if self.services.is_empty() {
+            return f.write_str(" no services");
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(
+                f,
+                "{sep}{} {}/{}",
+                s.name, s.running_replicas, s.desired_replicas
+            )?;
+            if let (false, Some(err)) = (s.is_converged(), &s.last_error) {
+                write!(f, " ({err})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Called with the stack's status after every poll while waiting.
+pub type ProgressSink = Arc<dyn Fn(&StackStatus) + Send + Sync>;
+
+/// How long and how patiently to wait for a stack to become healthy.
+#[derive(Clone)]
+pub struct WaitOptions {
+    /// The wait fails with [`PlatformError::Timeout`] after this long.
+    pub timeout: Duration,
+    /// Time between two status polls.
+    pub poll_interval: Duration,
+    /// A service that has failed this many tasks (or had one rejected, for example for a
+    /// missing image) is reported as [`PlatformError::ServiceFailed`] at once, without
+    /// waiting for the timeout: swarm would otherwise restart it forever.
+    pub max_task_failures: usize,
+    pub cancel: CancellationToken,
+    pub on_progress: Option<ProgressSink>,
+}
+
+impl Default for WaitOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(2),
+            max_task_failures: 3,
+            cancel: CancellationToken::new(),
+            on_progress: None,
+        }
+    }
+}
+
+impl fmt::Debug for WaitOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitOptions")
+            .field("timeout", &self.timeout)
+            .field("poll_interval", &self.poll_interval)
+            .field("max_task_failures", &self.max_task_failures)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A command to run inside a running task of a service (post-deploy steps such as creating a
+/// database and its user).
+pub struct ServiceExec {
+    pub stack: String,
+    /// The service's name inside the stack (`db`, not `<stack>_db`).
+    pub service: String,
+    /// Program and arguments, passed to `docker exec` as argv (quoted in one place,
+    /// [`crate::quote_command`]). Never put a secret here: use `stdin`.
+    pub argv: Vec<String>,
+    /// Sent on the command's stdin (`docker exec -i`), then EOF.
+    pub stdin: Option<SecretBox<[u8]>>,
+    /// `docker exec --user`; validated as [`crate::NameKind::User`].
+    pub user: Option<String>,
+    pub timeout: Duration,
+    pub cancel: CancellationToken,
+}
+
+impl fmt::Debug for ServiceExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceExec")
+            .field("stack", &self.stack)
+            .field("service", &self.service)
+            .field("argv", &self.argv)
+            .field("stdin", &self.stdin.as_ref().map(|_| "[REDACTED]"))
+            .field("user", &self.user)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors of the container platform. None of them carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// A name or option failed its allowlist.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// The stack file does not satisfy the schema `docker stack deploy` uses; nothing was sent.
+    #[error("invalid stack file at {path}: {message}")]
+    InvalidStack { path: String, message: String },
+    /// A docker command ran and failed.
+    #[error("`{command}` failed (exit {exit_status}): {stderr}")]
+    CommandFailed {
+        command: String,
+        exit_status: u32,
+        stderr: String,
+    },
+    /// Output that should have been machine-readable could not be parsed.
+    #[error("could not parse {what}: {reason}")]
+    Parse { what: String, reason: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// A service cannot start; `error` is the swarm's task error.
+    #[error("service {service} of stack {stack} cannot start: {error}")]
+    ServiceFailed {
+        stack: String,
+        service: String,
+        error: String,
+    },
+    /// The stack did not become healthy in time; `status` is the last one seen.
+    #[error("stack {stack} not healthy after {waited:?}: {status}")]
+    Timeout {
+        stack: String,
+        waited: Duration,
+        status: StackStatus,
+    },
+    #[error("cancelled")]
+    Cancelled,
+    /// The operation is not available on this platform (for example file secrets through
+    /// Portainer).
+    #[error("not supported by {platform}: {what}")]
+    Unsupported { platform: String, what: String },
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Portainer(#[from] crate::portainer::PortainerError),
+}
+
+/// The container layer of one server (one Swarm manager).
+///
+/// Every method validates its names first and is idempotent: ensuring what exists, deploying
+/// an unchanged stack or removing an absent one succeeds without changing anything.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ContainerPlatform: Send + Sync {
+    /// Creates the overlay network unless it exists; fails if a network of that name exists
+    /// with another driver.
+    async fn ensure_network(&self, network: &NetworkSpec) -> Result<(), PlatformError>;
+
+    /// Creates the secrets that do not exist yet (values on stdin or in 0600 files, never in
+    /// a command line).
+    async fn ensure_secrets(&self, secrets: &[StackSecret]) -> Result<(), PlatformError>;
+
+    /// Validates the stack file, ensures its secrets, and deploys (creates or updates) it.
+    /// Returns once the swarm accepted it; use [`ContainerPlatform::wait_healthy`] to await it.
+    async fn deploy_stack(&self, stack: &StackSpec) -> Result<(), PlatformError>;
+
+    /// Removes the stack and waits until its services and networks are gone, so a redeploy
+    /// right after does not collide with them. Removing an absent stack succeeds.
+    async fn remove_stack(&self, name: &str) -> Result<(), PlatformError>;
+
+    /// Every stack on the swarm with its services.
+    async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError>;
+
+    /// One stack's services; [`PlatformError::NotFound`] when it has none.
+    async fn stack_status(&self, name: &str) -> Result<StackStatus, PlatformError>;
+
+    /// Polls until every service runs at its desired replicas (healthchecks passing). Fails
+    /// with [`PlatformError::ServiceFailed`] (the task error) when a service cannot start, with
+    /// [`PlatformError::Timeout`] after `options.timeout`, with `Cancelled` on cancel.
+    async fn wait_healthy(
+        &self,
+        name: &str,
+        options: WaitOptions,
+    ) -> Result<StackStatus, PlatformError>;
+
+    /// Runs argv inside a running task of the service (`docker exec -i`), optionally with a
+    /// secret on stdin. Returns the output whatever the exit status.
+    ///
+    /// The output is the program's own: a program that echoes its input on error (psql
+    /// quoting the failing statement) can echo a secret sent on stdin, so callers must not log
+    /// it verbatim when `stdin` carried one.
+    async fn exec_in_service(&self, exec: ServiceExec) -> Result<ExecOutput, PlatformError>;
+
+    /// The last `tail` lines of a service's logs (stdout and stderr of its tasks).
+    async fn service_logs(
+        &self,
+        stack: &str,
+        service: &str,
+        tail: usize,
+    ) -> Result<Vec<String>, PlatformError>;
+}
+
+/// Polls `status` until healthy, failed, timed out or cancelled; shared by the platforms so
+/// they judge health the same way.
+pub(crate) async fn wait_until_healthy<F, Fut>(
+    stack: &str,
+    options: &WaitOptions,
+    mut status: F,
+) -> Result<StackStatus, PlatformError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<StackStatus, PlatformError>>,
+{
+    let started = tokio::time::Instant::now();
+    let deadline = started + options.timeout;
+    let mut last = StackStatus {
+        name: stack.to_string(),
+        services: Vec::new(),
+    };
+    loop {
+        match status().await {
+            Ok(current) => last = current,
+            // A stack that was just deployed may not be listed yet.
+            Err(PlatformError::NotFound { .. }) => {}
+            Err(other) => return Err(other),
+        }
+        if let Some(progress) = &options.on_progress {
+            progress(&last);
+        }
+        if last.is_healthy() {
+            return Ok(last);
+        }
+        if let Some(failed) = last.services.iter().find(|s| {
+            !s.is_converged()
+                && s.failed_tasks >= options.max_task_failures.max(1)
+                && s.last_error.is_some()
+        }) {
+            return Err(PlatformError::ServiceFailed {
+                stack: stack.to_string(),
+                service: failed.name.clone(),
+                error: failed.last_error.clone().unwrap_or_default(),
+            });
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(PlatformError::Timeout {
+                stack: stack.to_string(),
+                waited: now - started,
+                status: last,
+            });
+        }
+        let nap = options.poll_interval.min(deadline - now);
+        tokio::select! {
+            () = options.cancel.cancelled() => return Err(PlatformError::Cancelled),
+            () = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, desired: u64, running: u64) -> ServiceStatus {
+        ServiceStatus {
+            name: name.into(),
+            full_name: format!("app_{name}"),
+            image: "local/busybox:1".into(),
+            mode: ServiceMode::Replicated,
+            desired_replicas: desired,
+            running_replicas: running,
+            failed_tasks: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn stack_is_healthy_only_when_every_service_runs_its_desired_replicas() {
+        let mut stack = StackStatus {
+            name: "app".into(),
+            services: vec![service("db", 1, 1), service("web", 2, 1)],
+        };
+        assert!(!stack.is_healthy());
+        stack.services[1].running_replicas = 2;
+        assert!(stack.is_healthy());
+        stack.services.clear();
+        assert!(
+            !stack.is_healthy(),
+            "a stack without services is not healthy"
+        );
+    }
+
+    #[test]
+    fn status_line_names_the_error_of_services_not_running() {
+        let mut web = service("web", 1, 0);
+        web.last_error = Some("No such image: nope:1".into());
+        let stack = StackStatus {
+            name: "app".into(),
+            services: vec![service("db", 1, 1), web],
+        };
+        assert_eq!(
+            stack.to_string(),
+            "app: db 1/1, web 0/1 (No such image: nope:1)"
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_fails_with_the_task_error_once_a_service_keeps_failing() {
+        let mut polls = 0;
+        let options = WaitOptions {
+            max_task_failures: 2,
+            poll_interval: Duration::from_millis(5),
+            ..WaitOptions::default()
+        };
+        let err = wait_until_healthy("app", &options, || {
+            polls += 1;
+            let mut web = service("web", 1, 0);
+            web.failed_tasks = polls;
+            web.last_error = Some("task: non-zero exit (3)".into());
+            let status = StackStatus {
+                name: "app".into(),
+                services: vec![web],
+            };
+            async move { Ok(status) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(polls, 2);
+        assert!(
+            matches!(&err, PlatformError::ServiceFailed { service, error, .. }
+                if service == "web" && error == "task: non-zero exit (3)"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_times_out_with_the_last_status() {
+        let options = WaitOptions {
+            timeout: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(10),
+            ..WaitOptions::default()
+        };
+        let err = wait_until_healthy("app", &options, || async {
+            Ok(StackStatus {
+                name: "app".into(),
+                services: vec![service("web", 1, 0)],
+            })
+        })
+        .await
+        .unwrap_err();
+        match err {
+            PlatformError::Timeout { waited, status, .. } => {
+                assert!(waited >= Duration::from_millis(100), "{waited:?}");
+                assert_eq!(status.services[0].running_replicas, 0);
+            }
+            other => panic!("expected a timeout, got {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn wait_stops_when_cancelled() {
+        let options = WaitOptions::default();
+        let cancel = options.cancel.clone();
+        let err = wait_until_healthy("app", &options, || {
+            cancel.cancel();
+            async { Err(PlatformError::NotFound { what: "app".into() }) }
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, PlatformError::Cancelled));
+    }
+}
