@@ -26,7 +26,7 @@ fn validator() -> &'static jsonschema::Validator {
 
 /// Parses a compose file and checks it against the stack schema. Returns the parsed document.
 ///
-/// Errors are [`PlatformError::InvalidStack`] with the JSON pointer of the offending value
+/// `version` is required (see `check_version`). Errors are [`PlatformError::InvalidStack`] with the JSON pointer of the offending value
 /// (`/services/web/deploy/replicas`) and the schema's message; all violations are reported,
 /// joined by `; `. Variable interpolation (`${VAR}`) is not performed: stacks reach this point
 /// fully rendered.
@@ -70,10 +70,18 @@ pub fn validate_stack(yaml: &str) -> Result<serde_json::Value, PlatformError> {
 }
 
 /// docker/cli picks the schema by `version`; only 3.x up to 3.13 is what we ship, and a file
-/// claiming something else would be judged by rules it does not follow.
+/// claiming something else would be judged by rules it does not follow. The key is required:
+/// `docker stack deploy` before Docker 25 (Debian bookworm's `docker.io` is 20.10) reads a file
+/// without it as version 1.0 and refuses it.
 fn check_version(document: &serde_json::Value) -> Result<(), PlatformError> {
     let Some(version) = document.get("version") else {
-        return Ok(());
+        return Err(PlatformError::InvalidStack {
+            path: "/version".into(),
+            message: "version is required (docker stack deploy before Docker 25 reads a file \
+                      without it as 1.0 and refuses it); use a quoted \"3\" to \"3.13\", \
+                      such as \"3.8\""
+                .into(),
+        });
     };
     let supported = version.as_str().is_some_and(|v| {
         v == "3"
@@ -86,9 +94,7 @@ fn check_version(document: &serde_json::Value) -> Result<(), PlatformError> {
     } else {
         Err(PlatformError::InvalidStack {
             path: "/version".into(),
-            message: format!(
-                "version {version} is not supported; use a quoted \"3\" to \"3.13\" or omit it"
-            ),
+            message: format!("version {version} is not supported; use a quoted \"3\" to \"3.13\""),
         })
     }
 }
@@ -131,7 +137,8 @@ secrets:
 
     #[test]
     fn unknown_service_key_is_rejected_with_the_schema_message_and_path() {
-        let (path, message) = invalid("services:\n  web:\n    image: x\n    imagee: y\n");
+        let (path, message) =
+            invalid("version: \"3.8\"\nservices:\n  web:\n    image: x\n    imagee: y\n");
         assert_eq!(path, "/services/web");
         assert!(message.contains("imagee"), "{message}");
         assert!(message.contains("not allowed"), "{message}");
@@ -139,8 +146,9 @@ secrets:
 
     #[test]
     fn wrong_type_is_rejected_naming_the_field() {
-        let (path, message) =
-            invalid("services:\n  web:\n    image: x\n    deploy:\n      replicas: two\n");
+        let (path, message) = invalid(
+            "version: \"3.8\"\nservices:\n  web:\n    image: x\n    deploy:\n      replicas: two\n",
+        );
         assert_eq!(path, "/services/web/deploy/replicas");
         assert!(message.contains("\"two\""), "{message}");
     }
@@ -148,7 +156,7 @@ secrets:
     #[test]
     fn misspelled_host_mode_port_key_is_rejected() {
         let (path, _) = invalid(
-            "services:\n  web:\n    image: x\n    ports:\n      - {mode: host, target: 80, publish: 8080}\n",
+            "version: \"3.8\"\nservices:\n  web:\n    image: x\n    ports:\n      - {mode: host, target: 80, publish: 8080}\n",
         );
         assert_eq!(path, "/services/web/ports/0");
     }
@@ -158,13 +166,16 @@ secrets:
         let (path, message) = invalid("version: \"2.4\"\nservices: {}\n");
         assert_eq!(path, "/version");
         assert!(message.contains("2.4"), "{message}");
+        let (path, message) = invalid("services: {}\n");
+        assert_eq!(path, "/version");
+        assert!(message.contains("required"), "{message}");
     }
 
     #[test]
     fn yaml_that_is_not_a_mapping_is_rejected() {
         let (path, _) = invalid("- just\n- a list\n");
         assert_eq!(path, "/");
-        let (_, message) = invalid("services: [unclosed\n");
+        let (_, message) = invalid("version: \"3.8\"\nservices: [unclosed\n");
         assert!(message.contains("YAML"), "{message}");
     }
 }

@@ -14,7 +14,7 @@ async fn invalid_stack_is_rejected_before_upload_with_the_schema_message() {
         .deploy_stack(&StackSpec {
             name: "app".into(),
             compose_yaml:
-                "services:\n  web:\n    image: nginx:1.27\n    deploy:\n      replicas: \"two\"\n"
+                "version: \"3.8\"\nservices:\n  web:\n    image: nginx:1.27\n    deploy:\n      replicas: \"two\"\n"
                     .into(),
             secrets: Vec::new(),
         })
@@ -44,7 +44,7 @@ async fn hostile_stack_name_is_rejected_before_any_command() {
         let err = platform
             .deploy_stack(&StackSpec {
                 name: name.into(),
-                compose_yaml: "services:\n  web:\n    image: nginx:1.27\n".into(),
+                compose_yaml: "version: \"3.8\"\nservices:\n  web:\n    image: nginx:1.27\n".into(),
                 secrets: Vec::new(),
             })
             .await
