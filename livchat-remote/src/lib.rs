@@ -32,3 +32,8 @@ pub use platform::{
 };
 pub use portainer::{PortainerAuth, PortainerClient, PortainerError, PortainerPlatform};
 pub use swarm::{SwarmConfig, SwarmOverSsh};
+pub use setup::{
+    Action, DockerSource, OsRelease, RunOptions, RunReport, SetupConfig, SetupError, Step,
+    StepProgress, StepProgressSink, StepState, Swap, detect_os, plan, run_plan,
+};
+pub use ssh::{SshConnector, SshExecutor};

@@ -1,1 +1,613 @@
-//! (being written: see ARCHITECTURE.md for what this module owns)
+//! The russh implementation of [`Connector`] and [`RemoteExecutor`].
+//!
+//! One [`SshExecutor`] is one authenticated SSH connection; every command opens its own
+//! session channel on it, so a job reuses the connection and runs several commands at once.
+//!
+//! - Authentication: public key only, the private key handed over as OpenSSH PEM text in a
+//!   [`SecretString`] (from the vault), never read from a path.
+//! - Host keys: [`HostKeyPolicy::TrustOnFirstUse`] accepts and reports the key's `SHA256:`
+//!   fingerprint; [`HostKeyPolicy::Pinned`] refuses any other key with
+//!   [`RemoteError::HostKeyChanged`] naming both fingerprints. Replacing a pin is the caller's
+//!   explicit decision: connect once with `TrustOnFirstUse` and store the new fingerprint.
+//! - Liveness: keepalives every [`SshConnector::keepalive_interval`]; no `inactivity_timeout`,
+//!   so a long quiet command (an apt upgrade) is not cut off. A dead peer is detected by the
+//!   missed keepalives or by the TCP connection closing.
+//! - Each command has a timeout and a cancellation token; either kills the command's process
+//!   group and closes the channel. OpenSSH refuses the protocol's `signal` request for root
+//!   sessions ("session signalling requires privilege separation", seen with OpenSSH 9.2), and
+//!   closing a channel does not stop a quiet process, so every command runs behind a fixed
+//!   wrapper, `sh -c 'printf "LIVCHAT_PID=%s\n" "$$" >&2; exec "$@"' livchat ARGV...`, which
+//!   reports its pid as the first stderr line (stripped from the output) and then `exec`s the
+//!   argv unchanged; an abort runs `kill -KILL -PGID` for that pid's process group on a
+//!   second channel. After the exit status, output is read until the channel closes.
+//! - Uploads go over SFTP (`internal-sftp` or `sftp-server` on the server): the file is opened
+//!   with its mode, the mode is set again before the first byte (the file may have existed),
+//!   then written. Content never appears in a command line.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate, decode_secret_key};
+use russh::{ChannelMsg, Sig};
+use russh_sftp::client::SftpSession;
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::command::{Command, quote_command};
+use crate::executor::{
+    Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, LineSink, OutputLine,
+    OutputStream, RemoteError, RemoteExecutor, SshTarget,
+};
+
+/// Opens SSH connections with russh.
+#[derive(Debug, Clone)]
+pub struct SshConnector {
+    /// TCP connect, key exchange and authentication together must finish within this.
+    pub connect_timeout: Duration,
+    /// A keepalive is sent after this much silence from the server.
+    pub keepalive_interval: Duration,
+    /// The connection is declared dead after this many unanswered keepalives.
+    pub keepalive_max: usize,
+}
+
+impl Default for SshConnector {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(15),
+            keepalive_max: 4,
+        }
+    }
+}
+
+/// Formats a host key fingerprint as OpenSSH does (`SHA256:` + unpadded base64).
+fn fingerprint(key: &PublicKeyOrCertificate) -> String {
+    match key {
+        PublicKeyOrCertificate::PublicKey { key, .. } => {
+            key.fingerprint(HashAlg::Sha256).to_string()
+        }
+        PublicKeyOrCertificate::Certificate(cert) => {
+            cert.public_key().fingerprint(HashAlg::Sha256).to_string()
+        }
+    }
+}
+
+struct ClientHandler {
+    policy: HostKeyPolicy,
+    offered: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let offered = fingerprint(server_public_key);
+        let accepted = match &self.policy {
+            HostKeyPolicy::TrustOnFirstUse => true,
+            HostKeyPolicy::Pinned(pinned) => *pinned == offered,
+        };
+        *self.offered.lock().unwrap_or_else(|e| e.into_inner()) = Some(offered);
+        Ok(accepted)
+    }
+}
+
+impl SshConnector {
+    /// Like [`Connector::connect`], returning the concrete executor (which counts round trips).
+    pub async fn connect_ssh(
+        &self,
+        target: &SshTarget,
+        private_key_openssh: &SecretString,
+        host_key: &HostKeyPolicy,
+    ) -> Result<(Arc<SshExecutor>, String), RemoteError> {
+        let key = decode_secret_key(private_key_openssh.expose_secret(), None).map_err(|e| {
+            // The decoder's message names the format problem, never key material.
+            RemoteError::Invalid {
+                field: "ssh private key".into(),
+                reason: format!("not a usable unencrypted OpenSSH private key ({e})"),
+            }
+        })?;
+        let config = Arc::new(client::Config {
+            inactivity_timeout: None,
+            keepalive_interval: Some(self.keepalive_interval),
+            keepalive_max: self.keepalive_max,
+            nodelay: true,
+            ..Default::default()
+        });
+        let offered = Arc::new(Mutex::new(None));
+        let handler = ClientHandler {
+            policy: host_key.clone(),
+            offered: offered.clone(),
+        };
+        let server = target.name.clone();
+        let connect_error = |reason: String| RemoteError::Connect {
+            server: server.clone(),
+            reason,
+        };
+        let addr = (target.host.as_str(), target.port);
+        let opened = tokio::time::timeout(self.connect_timeout, async {
+            let mut handle = match client::connect(config, addr, handler).await {
+                Ok(h) => h,
+                Err(russh::Error::UnknownKey) => {
+                    let offered = offered
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                        .unwrap_or_default();
+                    let pinned = match host_key {
+                        HostKeyPolicy::Pinned(p) => p.clone(),
+                        HostKeyPolicy::TrustOnFirstUse => String::new(),
+                    };
+                    return Err(RemoteError::HostKeyChanged {
+                        server: server.clone(),
+                        pinned,
+                        offered,
+                    });
+                }
+                Err(e) => return Err(connect_error(e.to_string())),
+            };
+            let hash_alg = if key.algorithm().is_rsa() {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| connect_error(e.to_string()))?
+                    .flatten()
+            } else {
+                None
+            };
+            let auth = handle
+                .authenticate_publickey(
+                    target.user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash_alg),
+                )
+                .await
+                .map_err(|e| connect_error(e.to_string()))?;
+            if !auth.success() {
+                return Err(RemoteError::Auth {
+                    server: server.clone(),
+                    user: target.user.clone(),
+                });
+            }
+            Ok(handle)
+        })
+        .await
+        .map_err(|_| connect_error(format!("timed out after {:?}", self.connect_timeout)))??;
+        let fingerprint = offered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| connect_error("the server presented no host key".into()))?;
+        Ok((
+            Arc::new(SshExecutor {
+                handle: opened,
+                server: target.name.clone(),
+                round_trips: AtomicU64::new(0),
+            }),
+            fingerprint,
+        ))
+    }
+}
+
+#[async_trait]
+impl Connector for SshConnector {
+    async fn connect(
+        &self,
+        target: &SshTarget,
+        private_key_openssh: &SecretString,
+        host_key: &HostKeyPolicy,
+    ) -> Result<Connected, RemoteError> {
+        let (executor, host_key_fingerprint) = self
+            .connect_ssh(target, private_key_openssh, host_key)
+            .await?;
+        Ok(Connected {
+            executor,
+            host_key_fingerprint,
+        })
+    }
+}
+
+/// One authenticated connection to one server.
+pub struct SshExecutor {
+    handle: Handle<ClientHandler>,
+    server: String,
+    round_trips: AtomicU64,
+}
+
+impl std::fmt::Debug for SshExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshExecutor")
+            .field("server", &self.server)
+            .field("round_trips", &self.round_trips())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits a stream into lines for the callback; a final line without `\n` is flushed at the end.
+struct LineSplitter {
+    stream: OutputStream,
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn new(stream: OutputStream) -> Self {
+        Self {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, data: &[u8], sink: &LineSink) {
+        self.pending.extend_from_slice(data);
+        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+            let rest = self.pending.split_off(pos + 1);
+            let line = std::mem::replace(&mut self.pending, rest);
+            self.emit(&line[..pos], sink);
+        }
+    }
+
+    fn finish(&mut self, sink: &LineSink) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line, sink);
+        }
+    }
+
+    fn emit(&self, line: &[u8], sink: &LineSink) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        sink(OutputLine {
+            stream: self.stream,
+            line: String::from_utf8_lossy(line).into_owned(),
+        });
+    }
+}
+
+/// The shell convention for a command killed by a signal: 128 + the signal's number.
+fn signal_exit_status(signal: &Sig) -> u32 {
+    128 + match signal {
+        Sig::HUP => 1,
+        Sig::INT => 2,
+        Sig::QUIT => 3,
+        Sig::ILL => 4,
+        Sig::ABRT => 6,
+        Sig::FPE => 8,
+        Sig::KILL => 9,
+        Sig::USR1 => 10,
+        Sig::SEGV => 11,
+        Sig::PIPE => 13,
+        Sig::ALRM => 14,
+        Sig::TERM => 15,
+        Sig::Custom(_) => 0,
+    }
+}
+
+/// Reports the pid as the first stderr line, then becomes the command (see the module docs).
+const PID_WRAPPER: &str = r#"sh -c 'printf "LIVCHAT_PID=%s\n" "$$" >&2; exec "$@"' livchat"#;
+const PID_MARKER: &[u8] = b"LIVCHAT_PID=";
+
+/// Kills the process group of the pid in `$1` (the wrapper's, which is the command's).
+const KILL_GROUP: &str = r#"pgid=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f3)
+if [ -n "$pgid" ] && [ "$pgid" -gt 1 ]; then kill -KILL "-$pgid" 2>/dev/null; fi
+kill -KILL "$1" 2>/dev/null
+exit 0
+"#;
+
+/// Takes the wrapper's pid line off the front of stderr.
+#[derive(Default)]
+struct PidLine {
+    buf: Vec<u8>,
+    pid: Option<u32>,
+    done: bool,
+}
+
+impl PidLine {
+    /// Feeds stderr bytes; returns what belongs to the command's own stderr.
+    fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.done {
+            return data.to_vec();
+        }
+        self.buf.extend_from_slice(data);
+        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+            if !PID_MARKER.starts_with(&self.buf[..self.buf.len().min(PID_MARKER.len())]) {
+                self.done = true;
+                return std::mem::take(&mut self.buf);
+            }
+            return Vec::new();
+        };
+        self.done = true;
+        let rest = self.buf.split_off(nl + 1);
+        let line = std::mem::take(&mut self.buf);
+        match line[..nl]
+            .strip_prefix(PID_MARKER)
+            .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok())
+        {
+            Some(pid) => {
+                self.pid = Some(pid);
+                rest
+            }
+            None => [line, rest].concat(),
+        }
+    }
+}
+
+enum Abort {
+    Timeout,
+    Cancelled,
+}
+
+impl SshExecutor {
+    /// Commands and uploads started on this connection (each is one channel, one round trip).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// The server name this connection was opened for (used in errors).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Closes the connection politely.
+    pub async fn disconnect(&self) -> Result<(), RemoteError> {
+        self.handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await
+            .map_err(|e| RemoteError::Ssh(e.to_string()))
+    }
+
+    fn lost(&self, reason: impl Into<String>) -> RemoteError {
+        RemoteError::Disconnected {
+            server: self.server.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, RemoteError> {
+        if self.handle.is_closed() {
+            return Err(self.lost("the connection is closed"));
+        }
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.lost(format!("could not open a channel: {e}")))
+    }
+
+    async fn run(
+        &self,
+        line: String,
+        options: ExecOptions,
+        deadline: Instant,
+    ) -> Result<ExecOutput, RemoteError> {
+        let ExecOptions {
+            stdin,
+            cancel,
+            on_line,
+            timeout,
+        } = options;
+        let abort = async {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => Abort::Timeout,
+                _ = cancel.cancelled() => Abort::Cancelled,
+            }
+        };
+        tokio::pin!(abort);
+        let to_error = |a: Abort| match a {
+            Abort::Timeout => RemoteError::Timeout(timeout),
+            Abort::Cancelled => RemoteError::Cancelled,
+        };
+
+        let channel = tokio::select! {
+            c = self.open_channel() => c?,
+            a = &mut abort => return Err(to_error(a)),
+        };
+        let (mut read, write) = channel.split();
+        tokio::select! {
+            r = write.exec(true, line.into_bytes()) => {
+                r.map_err(|e| self.lost(format!("could not start the command: {e}")))?
+            }
+            a = &mut abort => {
+                let _ = write.close().await;
+                return Err(to_error(a));
+            }
+        }
+
+        // Stdin is written while output is read, so a command that prints before it reads
+        // cannot deadlock on flow control. EOF always follows, so `cat`/`sh -s` terminate.
+        let send_stdin = async {
+            if let Some(input) = &stdin {
+                write.data(input.expose_secret()).await?;
+            }
+            write.eof().await
+        };
+        tokio::pin!(send_stdin);
+        let mut stdin_done = false;
+
+        let mut out = ExecOutput {
+            exit_status: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        let mut exit_status = None;
+        let mut lines_out = LineSplitter::new(OutputStream::Stdout);
+        let mut lines_err = LineSplitter::new(OutputStream::Stderr);
+        let mut closed = false;
+        let mut pid_line = PidLine::default();
+        loop {
+            tokio::select! {
+                r = &mut send_stdin, if !stdin_done => {
+                    stdin_done = true;
+                    // A command that exits without reading stdin closes the channel first;
+                    // its exit status is what matters, not our failed write.
+                    if let Err(e) = r {
+                        tracing::debug!("stdin not fully delivered: {e}");
+                    }
+                }
+                msg = read.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => {
+                        if let Some(sink) = &on_line {
+                            lines_out.push(&data, sink);
+                        }
+                        out.stdout.extend_from_slice(&data);
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        let data = pid_line.feed(&data);
+                        if let Some(sink) = &on_line {
+                            lines_err.push(&data, sink);
+                        }
+                        out.stderr.extend_from_slice(&data);
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status: s }) => exit_status = Some(s),
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        exit_status = Some(signal_exit_status(&signal_name));
+                    }
+                    Some(ChannelMsg::Close) => {
+                        closed = true;
+                        break;
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                a = &mut abort => {
+                    self.kill_remote(&mut read, &mut pid_line).await;
+                    let _ = write.close().await;
+                    return Err(to_error(a));
+                }
+            }
+        }
+        if let Some(sink) = &on_line {
+            lines_out.finish(sink);
+            lines_err.finish(sink);
+        }
+        match exit_status {
+            Some(s) => {
+                out.exit_status = s;
+                Ok(out)
+            }
+            None if closed => Err(RemoteError::Ssh(
+                "the channel closed without an exit status".into(),
+            )),
+            None => Err(self.lost("the connection closed while the command ran")),
+        }
+    }
+
+    /// Kills an aborted command's process group through a second channel. When its pid has
+    /// not arrived yet, waits for it briefly: the command may be starting.
+    async fn kill_remote(&self, read: &mut russh::ChannelReadHalf, pid_line: &mut PidLine) {
+        let wait_for_pid = async {
+            while pid_line.pid.is_none() && !pid_line.done {
+                match read.wait().await {
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        pid_line.feed(&data);
+                    }
+                    Some(ChannelMsg::Close) | None => break,
+                    Some(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), wait_for_pid).await;
+        let Some(pid) = pid_line.pid else { return };
+        let kill = Command::new("sh").args(["-s", "--", &pid.to_string()]);
+        let Ok(line) = quote_command(&kill) else {
+            return;
+        };
+        // `run` aborts through this function, so its future is boxed to break the recursion.
+        let killed = Box::pin(self.run(
+            line,
+            ExecOptions {
+                stdin: Some(SecretBox::new(
+                    KILL_GROUP.as_bytes().to_vec().into_boxed_slice(),
+                )),
+                timeout: Duration::from_secs(10),
+                ..Default::default()
+            },
+            Instant::now() + Duration::from_secs(10),
+        ));
+        if let Err(e) = killed.await {
+            tracing::warn!(server = %self.server, "could not kill an aborted command: {e}");
+        }
+    }
+
+    async fn sftp_write(&self, path: &str, content: &[u8], mode: u32) -> Result<(), RemoteError> {
+        let sftp_err = |what: &str, e: &dyn std::fmt::Display| {
+            RemoteError::Ssh(format!("upload to {path}: {what}: {e}"))
+        };
+        let channel = self.open_channel().await?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| sftp_err("sftp subsystem", &e))?;
+        let sftp = SftpSession::new(channel.into_stream())
+            .await
+            .map_err(|e| sftp_err("sftp session", &e))?;
+        let attrs = FileAttributes {
+            permissions: Some(mode),
+            ..FileAttributes::empty()
+        };
+        let mut file = sftp
+            .open_with_flags_and_attributes(
+                path,
+                OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+                attrs.clone(),
+            )
+            .await
+            .map_err(|e| sftp_err("open", &e))?;
+        // An existing file keeps its old mode on open; narrow it before writing the content.
+        file.set_metadata(attrs)
+            .await
+            .map_err(|e| sftp_err("set mode", &e))?;
+        file.write_all(content)
+            .await
+            .map_err(|e| sftp_err("write", &e))?;
+        file.shutdown().await.map_err(|e| sftp_err("flush", &e))?;
+        drop(file);
+        sftp.close().await.map_err(|e| sftp_err("close", &e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RemoteExecutor for SshExecutor {
+    async fn exec(
+        &self,
+        command: &Command,
+        options: ExecOptions,
+    ) -> Result<ExecOutput, RemoteError> {
+        let line = quote_command(command)?;
+        let deadline = Instant::now() + options.timeout;
+        tracing::debug!(server = %self.server, command = %line, "exec");
+        self.run(format!("{PID_WRAPPER} {line}"), options, deadline)
+            .await
+    }
+
+    async fn upload(
+        &self,
+        path: &str,
+        content: SecretBox<[u8]>,
+        mode: u32,
+        cancel: CancellationToken,
+    ) -> Result<(), RemoteError> {
+        if !path.starts_with('/') || path.contains('\0') {
+            return Err(RemoteError::Invalid {
+                field: "upload path".into(),
+                reason: format!("{path:?} must be an absolute path without NUL"),
+            });
+        }
+        if mode > 0o7777 {
+            return Err(RemoteError::Invalid {
+                field: "upload mode".into(),
+                reason: format!("{mode:o} is not a file mode (0 to 7777 octal)"),
+            });
+        }
+        tokio::select! {
+            r = self.sftp_write(path, content.expose_secret(), mode) => r,
+            _ = cancel.cancelled() => Err(RemoteError::Cancelled),
+        }
+    }
+}
