@@ -8,3 +8,28 @@
 //!
 //! Must not touch: SSH, the local store or vault (tokens are handed in as secrets), app
 //! definitions, or any other internal crate.
+
+pub mod cloudflare;
+pub mod dns;
+pub mod error;
+pub mod hetzner;
+mod http;
+pub mod provider;
+pub mod retry;
+pub mod validate;
+
+pub use cloudflare::{CloudflareConfig, CloudflareDns, RecordContent};
+pub use dns::{Change, DnsClient, DnsRecord, Ensured, RecordOptions, RecordType, Zone};
+pub use error::{CloudError, Result, Service};
+pub use hetzner::{HetznerConfig, HetznerProvider};
+pub use provider::{
+    ActionProgress, ActionStatus, Architecture, Firewall, FirewallSpec, Image, ImageKind, Location,
+    MANAGED_BY_LABEL, Price, ProgressFn, Provider, ProviderServer, ServerId, ServerSpec,
+    ServerStatus, ServerType, SshKey,
+};
+pub use retry::RetryPolicy;
+
+#[cfg(feature = "mock")]
+pub use dns::MockDnsClient;
+#[cfg(feature = "mock")]
+pub use provider::MockProvider;
