@@ -178,7 +178,7 @@ pub fn validate_image_ref(field: &str, value: &str) -> Result<(), AppsError> {
         None => bad("has no tag"),
         Some((_, "")) => bad("has an empty tag"),
         Some((_, tag)) if tag.eq_ignore_ascii_case("latest") => bad("uses `latest`"),
-        Some((name, _)) if name.is_empty() => bad("has no repository"),
+        Some(("", _)) => bad("has no repository"),
         Some(_) => Ok(()),
     }
 }

@@ -522,10 +522,17 @@ fn hostile_user_values_cannot_add_keys_or_services() {
         ("evolution-api", "param", "language"),
     ];
     for &(app, kind, key) in cases {
-        let base_ctx = context(EndpointMode::Vip);
+        // The baseline has a benign value in the same place (an empty value may drop a key).
+        let mut base_ctx = context(EndpointMode::Vip);
+        let mut base_params = BTreeMap::new();
+        if kind == "setting" {
+            base_ctx.settings.insert(key.into(), "benign".into());
+        } else {
+            base_params.insert(key.to_string(), "benign".to_string());
+        }
         let mut base_shape = BTreeSet::new();
         shape(
-            &yaml(&render_with(&catalog, app, &base_ctx, &BTreeMap::new())),
+            &yaml(&render_with(&catalog, app, &base_ctx, &base_params)),
             "",
             &mut base_shape,
         );
