@@ -600,23 +600,32 @@ impl HetznerProvider {
         }
     }
 
-    /// Waits for the actions still running on a server (an adopted server may still be
-    /// booting from the attempt that created it).
-    async fn wait_server_actions(&self, id: i64, progress: &ProgressFn) -> Result<()> {
-        let running: Vec<models::Action> = self
-            .list_all(
-                "list server actions",
-                &format!("/servers/{id}/actions"),
-                "actions",
-                &[("status", "running".to_owned())],
-            )
-            .await?;
-        for a in running {
-            if a.status == models::action::Status::Running {
-                self.wait_action(a, progress).await?;
+    /// Waits until an adopted server has left the transitional states its creation started
+    /// (`initializing`, `starting`). Polls the server itself rather than its action list, so
+    /// the product uses one endpoint less.
+    async fn wait_server_settled(&self, id: i64) -> Result<models::Server> {
+        let started = Instant::now();
+        loop {
+            let s = self
+                .get_server_raw(id)
+                .await?
+                .ok_or_else(|| CloudError::NotFound {
+                    service: Service::Hetzner,
+                    what: format!("server {id}"),
+                })?;
+            use models::server::Status as S;
+            if !matches!(s.status, S::Initializing | S::Starting) {
+                return Ok(s);
             }
+            if started.elapsed() >= self.config.action_timeout {
+                return Err(CloudError::WaitTimeout {
+                    service: Service::Hetzner,
+                    what: format!("server {id} to finish starting"),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(self.config.action_poll_interval).await;
         }
-        Ok(())
     }
 
     async fn get_server_raw(&self, id: i64) -> Result<Option<models::Server>> {
@@ -882,8 +891,7 @@ impl Provider for HetznerProvider {
         validate::host_name("name", &spec.name)?;
         validate::labels(&spec.labels)?;
         if let Some(s) = self.adoptable(&spec.name).await? {
-            self.wait_server_actions(s.id, progress).await?;
-            return Ok(to_server(self.get_server_raw(s.id).await?.unwrap_or(s)));
+            return Ok(to_server(self.wait_server_settled(s.id).await?));
         }
         self.check_spec(spec).await?;
         let id = match self.post_create(spec).await? {
@@ -893,10 +901,7 @@ impl Provider for HetznerProvider {
                 self.wait_actions(created.next_actions, progress).await?;
                 id
             }
-            Err(adopted) => {
-                self.wait_server_actions(adopted.id, progress).await?;
-                adopted.id
-            }
+            Err(adopted) => return Ok(to_server(self.wait_server_settled(adopted.id).await?)),
         };
         self.get_server_raw(id)
             .await?
@@ -1018,19 +1023,24 @@ impl Provider for HetznerProvider {
                         Some(&json(&request)),
                     )
                     .await?;
-                if reply.status.is_success() {
+                let found = if reply.status.is_success() {
                     let got: models::CreateFirewallResponse =
                         self.http.decode(operation, &reply)?;
                     self.wait_actions(got.actions.unwrap_or_default(), quiet)
                         .await?;
+                    match got.firewall {
+                        // Created with our rules and applied to the server.
+                        Some(f) => return Ok(to_firewall(*f)),
+                        None => find().await?,
+                    }
                 } else {
                     match api_error(operation, reply, Some(&spec.name)) {
                         // A retried POST that had succeeded: carry on with what exists.
-                        CloudError::NameTaken { .. } => {}
+                        CloudError::NameTaken { .. } => find().await?,
                         other => return Err(other),
                     }
-                }
-                find().await?.ok_or_else(|| CloudError::NotFound {
+                };
+                found.ok_or_else(|| CloudError::NotFound {
                     service: Service::Hetzner,
                     what: format!("firewall {:?} right after creating it", spec.name),
                 })?

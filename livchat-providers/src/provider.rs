@@ -316,8 +316,8 @@ pub trait Provider: Send + Sync {
 
     /// Creates a server and waits until its create action (and the start that follows) is
     /// done, reporting progress. If a server with this name and the managed-by label exists,
-    /// it is returned instead (a retried step or a retried request never creates two);
-    /// a same-name server without the label is `NameTaken`.
+    /// it is returned instead, once it has finished starting (a retried step or a retried
+    /// request never creates two); a same-name server without the label is `NameTaken`.
     async fn create_server(
         &self,
         spec: &ServerSpec,
