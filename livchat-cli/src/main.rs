@@ -2,8 +2,674 @@
 //! results (table or JSON) over `livchat-core`.
 //!
 //! Must not touch: any leaf crate directly, SSH, clouds or files of the home directory; every
-//! operation is a call into `livchat-core`. Glue code only.
+//! operation is a call into `livchat-core`. Glue code only: `args` holds the raw arguments,
+//! this file turns them into core calls, `output` renders what comes back.
+//!
+//! Exit codes: 0 done, 1 failed, 2 usage (bad arguments or invalid values).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("livchat: the command line is being built; see README.md")
+mod args;
+mod output;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{CommandFactory, Parser};
+use indicatif::{ProgressBar, ProgressStyle};
+use livchat_core::jobs::{JobEvent, is_ended, parse_status, status_name};
+use livchat_core::model::{ExposeSecret, JobRecord, JobStatus, LogLevel, SecretString};
+use livchat_core::{
+    Config, CoreError, CreateServerParams, Orchestrator, ProviderInfo, ProviderInfoKind,
+    SetupServerParams,
+};
+
+use crate::args::{
+    AppCommand, Cli, Command, DnsCommand, Global, JobCommand, OutputFormat, ProviderCommand,
+    SecretsCommand, ServerCommand, SettingsCommand,
+};
+use crate::output::{Table, print};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let usage = matches!(e.downcast_ref::<CoreError>(), Some(CoreError::Invalid { .. }));
+            let text = format!("{e:#}");
+            eprintln!("error: {}", text.replace('\n', " "));
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn home(global: &Global) -> Result<PathBuf> {
+    if let Some(h) = &global.home {
+        return Ok(h.clone());
+    }
+    let user_home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow!("neither --home, LIVCHAT_HOME nor HOME is set"))?;
+    Ok(PathBuf::from(user_home).join(".livchat"))
+}
+
+fn config(global: &Global) -> Result<Config> {
+    let mut config = Config::new(home(global)?).with_env(|k| std::env::var(k).ok())?;
+    config.vault_password_file = global.vault_password_file.clone();
+    Ok(config)
+}
+
+fn open(global: &Global) -> Result<Arc<Orchestrator>> {
+    Ok(Orchestrator::open(config(global)?)?)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    let out = g.output;
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "livchat", &mut std::io::stdout());
+        }
+        Command::Init => {
+            let report = Orchestrator::init(&config(g)?)?;
+            let json = serde_json::json!({
+                "home": report.paths.home,
+                "created_home": report.created_home,
+                "created_state": report.created_state,
+                "created_vault": report.created_vault,
+                "created_password_file": report.created_password_file,
+            });
+            print(out, &json, || {
+                Table::pairs(vec![
+                    ("home", report.paths.home.display().to_string()),
+                    ("state.json", created(report.created_state)),
+                    ("credentials.vault", created(report.created_vault)),
+                    (".vault_password", created(report.created_password_file)),
+                ])
+            });
+        }
+        Command::Secrets(cmd) => secrets(g, cmd)?,
+        Command::Settings(cmd) => settings(g, cmd)?,
+        Command::Provider(ProviderCommand::Info { what }) => {
+            let orch = open(g)?;
+            let kind = match what {
+                args::ProviderInfo::Locations => ProviderInfoKind::Locations,
+                args::ProviderInfo::ServerTypes => ProviderInfoKind::ServerTypes,
+                args::ProviderInfo::Images => ProviderInfoKind::Images,
+            };
+            let info = orch.provider_info(kind).await?;
+            print(out, &info, || match &info {
+                ProviderInfo::Locations(l) => {
+                    let mut t = Table::new(&["NAME", "CITY", "COUNTRY", "ZONE"]);
+                    for x in l {
+                        t.row(vec![x.name.clone(), x.city.clone(), x.country.clone(), x.network_zone.clone()]);
+                    }
+                    t
+                }
+                ProviderInfo::ServerTypes(l) => {
+                    let mut t = Table::new(&["NAME", "CORES", "MEMORY", "DISK", "ARCH", "FROM/MONTH"]);
+                    for x in l {
+                        let price = x
+                            .prices
+                            .iter()
+                            .map(|p| p.monthly_gross.trim_end_matches('0').to_string())
+                            .min_by(|a, b| a.parse::<f64>().unwrap_or(f64::MAX).total_cmp(&b.parse::<f64>().unwrap_or(f64::MAX)))
+                            .unwrap_or_default();
+                        t.row(vec![
+                            x.name.clone(),
+                            x.cores.to_string(),
+                            format!("{} GB", x.memory_gb),
+                            format!("{} GB", x.disk_gb),
+                            x.architecture.to_string(),
+                            price,
+                        ]);
+                    }
+                    t
+                }
+                ProviderInfo::Images(l) => {
+                    let mut t = Table::new(&["NAME", "FLAVOR", "DESCRIPTION"]);
+                    for x in l {
+                        t.row(vec![
+                            x.name.clone().unwrap_or_else(|| x.id.to_string()),
+                            x.os_flavor.clone(),
+                            x.description.clone(),
+                        ]);
+                    }
+                    t
+                }
+            });
+        }
+        Command::Dns(DnsCommand::List { zone }) => {
+            let orch = open(g)?;
+            let records = orch.dns_list(&zone).await?;
+            print(out, &records, || {
+                let mut t = Table::new(&["TYPE", "NAME", "CONTENT", "PROXIED", "ID"]);
+                for r in &records {
+                    t.row(vec![
+                        r.record_type.to_string(),
+                        r.name.clone(),
+                        r.content.clone(),
+                        r.proxied.map_or("-".into(), |p| p.to_string()),
+                        r.id.clone(),
+                    ]);
+                }
+                t
+            });
+        }
+        Command::Server(cmd) => return server(g, cmd).await,
+        Command::App(cmd) => return app(g, cmd).await,
+        Command::Job(cmd) => return job(g, cmd).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn created(yes: bool) -> String {
+    if yes { "created".into() } else { "exists (kept)".into() }
+}
+
+fn read_stdin_secret() -> Result<SecretString> {
+    let mut value = String::new();
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .context("could not read the value from standard input")?;
+    let trimmed = value.strip_suffix('\n').unwrap_or(&value);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    Ok(SecretString::from(trimmed.to_string()))
+}
+
+fn secrets(g: &Global, cmd: SecretsCommand) -> Result<()> {
+    let orch = open(g)?;
+    match cmd {
+        SecretsCommand::Set { key, value, stdin } => {
+            let value = match (value, stdin) {
+                (_, true) => read_stdin_secret()?,
+                (Some(v), false) => SecretString::from(v),
+                (None, false) => return Err(CoreError::invalid("value", "give VALUE or --stdin").into()),
+            };
+            orch.secret_set(&key, value)?;
+            print(g.output, &serde_json::json!({ "key": key, "stored": true }), || {
+                Table::pairs(vec![("stored", key.clone())])
+            });
+        }
+        SecretsCommand::Get { key } => {
+            let value = orch.secret_get(&key)?;
+            match g.output {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({ "key": key, "value": value.expose_secret() })
+                ),
+                OutputFormat::Table => println!("{}", value.expose_secret()),
+            }
+        }
+        SecretsCommand::List => {
+            let names = orch.secret_names()?;
+            print(g.output, &names, || {
+                let mut t = Table::new(&["NAME"]);
+                for n in &names {
+                    t.row(vec![n.clone()]);
+                }
+                t
+            });
+        }
+        SecretsCommand::Delete { key } => {
+            orch.secret_delete(&key)?;
+            print(g.output, &serde_json::json!({ "key": key, "deleted": true }), || {
+                Table::pairs(vec![("deleted", key.clone())])
+            });
+        }
+    }
+    Ok(())
+}
+
+fn settings(g: &Global, cmd: SettingsCommand) -> Result<()> {
+    let orch = open(g)?;
+    match cmd {
+        SettingsCommand::Set { key, value } => {
+            orch.setting_set(&key, &value)?;
+            print(g.output, &serde_json::json!({ "key": key, "value": value }), || {
+                Table::pairs(vec![(key.as_str(), value.clone())])
+            });
+        }
+        SettingsCommand::Get { key } => {
+            let value = orch.setting_get(&key)?;
+            match g.output {
+                OutputFormat::Json => println!("{}", serde_json::json!({ "key": key, "value": value })),
+                OutputFormat::Table => println!("{}", value.unwrap_or_default()),
+            }
+        }
+        SettingsCommand::List => {
+            let all = orch.settings()?;
+            let json: serde_json::Map<String, serde_json::Value> = all
+                .iter()
+                .map(|(k, v, _)| (k.clone(), serde_json::json!(v)))
+                .collect();
+            print(g.output, &json, || {
+                let mut t = Table::new(&["KEY", "VALUE", "DESCRIPTION"]);
+                for (k, v, d) in &all {
+                    t.row(vec![k.clone(), v.clone().unwrap_or_else(|| "-".into()), d.to_string()]);
+                }
+                t
+            });
+        }
+    }
+    Ok(())
+}
+
+fn server_table(servers: &[livchat_core::model::ServerRecord]) -> Table {
+    let mut t = Table::new(&["NAME", "HOST", "PROVIDER", "STATUS", "DNS"]);
+    for s in servers {
+        t.row(vec![
+            s.name.clone(),
+            format!("{}:{}", s.host, s.ssh_port),
+            format!("{:?}", s.provider).to_lowercase(),
+            format!("{:?}", s.status).to_lowercase(),
+            s.dns.as_ref().map_or("-".into(), |d| match &d.subdomain {
+                Some(sub) => format!("{sub}.{}", d.zone_name),
+                None => d.zone_name.clone(),
+            }),
+        ]);
+    }
+    t
+}
+
+async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
+    let orch = open(g)?;
+    let out = g.output;
+    match cmd {
+        ServerCommand::Create { name, server_type, location, image } => {
+            let setting = |key: &str| orch.setting_get(key).ok().flatten();
+            let server_type = server_type
+                .or_else(|| setting("default_server_type"))
+                .ok_or_else(|| CoreError::invalid("--type", "give --type or set default_server_type"))?;
+            let location = location
+                .or_else(|| setting("default_location"))
+                .ok_or_else(|| CoreError::invalid("--location", "give --location or set default_location"))?;
+            let job = orch.start_create_server(CreateServerParams {
+                name,
+                server_type,
+                location,
+                image: image.unwrap_or_else(|| "debian-12".into()),
+                keep_on_failure: false,
+            })?;
+            return run_job(&orch, job, out).await;
+        }
+        ServerCommand::Add { name, host, port, user, key } => {
+            let key = match key {
+                Some(path) => Some(SecretString::from(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("could not read --key {}", path.display()))?,
+                )),
+                None => None,
+            };
+            let record = orch.server_add(&name, &host, port, &user, key).await?;
+            print(out, &record, || {
+                Table::pairs(vec![
+                    ("added", record.name.clone()),
+                    ("host", format!("{}:{}", record.host, record.ssh_port)),
+                    ("host key", record.host_key_fingerprint.clone().unwrap_or_default()),
+                ])
+            });
+        }
+        ServerCommand::List => {
+            let servers = orch.servers()?;
+            print(out, &servers, || server_table(&servers));
+        }
+        ServerCommand::Show { name } => {
+            let s = orch.server(&name)?;
+            print(out, &s, || {
+                Table::pairs(vec![
+                    ("name", s.name.clone()),
+                    ("host", format!("{}:{}", s.host, s.ssh_port)),
+                    ("user", s.ssh_user.clone()),
+                    ("provider", format!("{:?}", s.provider).to_lowercase()),
+                    ("status", format!("{:?}", s.status).to_lowercase()),
+                    ("host key", s.host_key_fingerprint.clone().unwrap_or_else(|| "-".into())),
+                    ("dns", s.dns.as_ref().map_or("-".into(), |d| format!("{} {}", d.zone_name, d.subdomain.clone().unwrap_or_default()))),
+                    ("setup steps done", s.setup.completed_steps.len().to_string()),
+                ])
+            });
+        }
+        ServerCommand::Delete { name, force } => {
+            let job = orch.start_delete_server(&name, force)?;
+            return run_job(&orch, job, out).await;
+        }
+        ServerCommand::Setup { name, zone, subdomain } => {
+            let job = orch.start_setup_server(SetupServerParams { name, zone, subdomain })?;
+            return run_job(&orch, job, out).await;
+        }
+        ServerCommand::Dns { name, zone, subdomain } => {
+            let fqdn = orch.update_server_dns(&name, &zone, subdomain.as_deref()).await?;
+            print(out, &serde_json::json!({ "server": name, "record": fqdn }), || {
+                Table::pairs(vec![("A record", fqdn.clone())])
+            });
+        }
+        ServerCommand::Exec { name, argv } => {
+            let token = livchat_core::model::CancellationToken::new();
+            let t = token.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    t.cancel();
+                }
+            });
+            let output = orch.server_exec(&name, &argv, token).await?;
+            use std::io::Write;
+            match out {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "exit_status": output.exit_status,
+                        "stdout": String::from_utf8_lossy(&output.stdout),
+                        "stderr": String::from_utf8_lossy(&output.stderr),
+                    })
+                ),
+                OutputFormat::Table => {
+                    std::io::stdout().write_all(&output.stdout)?;
+                    std::io::stderr().write_all(&output.stderr)?;
+                }
+            }
+            if output.exit_status != 0 {
+                eprintln!("error: remote command exited with status {}", output.exit_status);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        ServerCommand::RepinHostKey { name } => {
+            let (old, new) = orch.repin_host_key(&name).await?;
+            print(out, &serde_json::json!({ "server": name, "old": old, "new": new }), || {
+                Table::pairs(vec![("old", old.clone().unwrap_or_else(|| "-".into())), ("new", new.clone())])
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
+    let out = g.output;
+    let orch = open(g)?;
+    match cmd {
+        AppCommand::List => {
+            let defs = orch.app_definitions();
+            let json: Vec<_> = defs
+                .iter()
+                .map(|d| serde_json::json!({ "name": d.name, "version": d.version, "category": d.category.as_str(), "description": d.description }))
+                .collect();
+            print(out, &json, || {
+                let mut t = Table::new(&["NAME", "VERSION", "CATEGORY", "DESCRIPTION"]);
+                for d in &defs {
+                    t.row(vec![d.name.clone(), d.version.clone(), d.category.as_str().into(), d.description.clone()]);
+                }
+                t
+            });
+        }
+        AppCommand::Show { app } => {
+            let d = orch.app_definition(&app)?;
+            print(out, d, || {
+                Table::pairs(vec![
+                    ("name", d.name.clone()),
+                    ("version", d.version.clone()),
+                    ("category", d.category.as_str().into()),
+                    ("description", d.description.clone()),
+                    ("dependencies", d.dependencies.iter().map(|x| x.app.clone()).collect::<Vec<_>>().join(", ")),
+                    ("dns prefix", d.dns_prefix.clone().unwrap_or_else(|| "-".into())),
+                    ("images", d.images.values().cloned().collect::<Vec<_>>().join(", ")),
+                ])
+            });
+        }
+        AppCommand::Render { app, zone, subdomain, set } => {
+            let stacks = orch.app_render(&app, &zone, subdomain.as_deref(), &set)?;
+            match out {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&stacks)?),
+                OutputFormat::Table => {
+                    for s in &stacks {
+                        println!("# app: {} (stack {})", s.app, s.stack);
+                        println!("{}", s.compose.trim_end());
+                        println!("---");
+                    }
+                }
+            }
+        }
+        AppCommand::Deploy { server, app, set, plan } => {
+            if plan {
+                let p = orch.plan_deploy_app(&server, &app, &set)?;
+                match out {
+                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&p)?),
+                    OutputFormat::Table => {
+                        println!("plan: {} (nothing has been changed)", p.operation);
+                        println!("\nsteps:");
+                        for s in &p.steps {
+                            println!("  {s}");
+                        }
+                        println!("\nresources:");
+                        for r in &p.resources {
+                            println!("  + {r}");
+                        }
+                        println!("\nDNS records:");
+                        for r in &p.dns_records {
+                            println!("  + {r}");
+                        }
+                        for s in &p.stacks {
+                            println!("\n# stack {} (secrets redacted)\n{}", s.stack, s.compose.trim_end());
+                        }
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let job = orch.start_deploy_app(&server, &app, &set)?;
+            return run_job(&orch, job, out).await;
+        }
+        AppCommand::Undeploy { server, app, force } => {
+            let job = orch.start_undeploy_app(&server, &app, force)?;
+            return run_job(&orch, job, out).await;
+        }
+        AppCommand::Deployed { server } => {
+            let deployed = orch.deployed(&server)?;
+            print(out, &deployed, || {
+                let mut t = Table::new(&["APP", "VERSION", "STATUS", "DOMAINS"]);
+                for d in &deployed {
+                    t.row(vec![
+                        d.app.clone(),
+                        d.version.clone(),
+                        format!("{:?}", d.status).to_lowercase(),
+                        d.domains.join(", "),
+                    ]);
+                }
+                t
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn job_table(jobs: &[JobRecord]) -> Table {
+    let mut t = Table::new(&["ID", "KIND", "SERVER", "STATUS", "PROGRESS", "STEP"]);
+    for j in jobs {
+        t.row(vec![
+            j.id.clone(),
+            j.kind.clone(),
+            j.server.clone().unwrap_or_else(|| "-".into()),
+            status_name(j.status).into(),
+            format!("{}%", j.progress),
+            j.current_step.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t
+}
+
+fn job_pairs(j: &JobRecord) -> Table {
+    Table::pairs(vec![
+        ("id", j.id.clone()),
+        ("kind", j.kind.clone()),
+        ("server", j.server.clone().unwrap_or_else(|| "-".into())),
+        ("status", status_name(j.status).into()),
+        ("progress", format!("{}%", j.progress)),
+        ("attempt", j.attempt.to_string()),
+        ("steps done", j.steps_completed.join(", ")),
+        ("steps remaining", j.steps_remaining.join(", ")),
+        ("error", j.error.clone().unwrap_or_else(|| "-".into())),
+    ])
+}
+
+fn print_log_line(line: &livchat_core::model::LogLine) {
+    let level = match line.level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    println!("{} {level:<5} {}", line.timestamp.format("%Y-%m-%dT%H:%M:%SZ"), line.message);
+}
+
+async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
+    let orch = open(g)?;
+    let out = g.output;
+    match cmd {
+        JobCommand::List { status } => {
+            let status = status.as_deref().map(parse_status).transpose()?;
+            let jobs = orch.jobs().list(status)?;
+            print(out, &jobs, || job_table(&jobs));
+        }
+        JobCommand::Show { id } => {
+            let j = orch.jobs().get(&id)?;
+            print(out, &j, || job_pairs(&j));
+        }
+        JobCommand::Logs { id, follow } => {
+            let mut from = 0;
+            loop {
+                let lines = orch.job_logs(&id, from)?;
+                from += lines.len();
+                for l in &lines {
+                    match out {
+                        OutputFormat::Json => println!("{}", serde_json::to_string(l)?),
+                        OutputFormat::Table => print_log_line(l),
+                    }
+                }
+                if !follow || is_ended(orch.jobs().get(&id)?.status) && lines.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+        JobCommand::Cancel { id } => {
+            let j = orch.cancel_job(&id)?;
+            print(out, &j, || job_pairs(&j));
+        }
+        JobCommand::Retry { id } => {
+            let j = orch.start_retry_job(&id)?;
+            return run_job(&orch, j, out).await;
+        }
+        JobCommand::Wait { id } => {
+            let j = orch.wait_job(&id).await?;
+            print(out, &j, || job_pairs(&j));
+            if j.status != JobStatus::Completed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        JobCommand::Cleanup { older_than_days } => {
+            let before = chrono_now_minus_days(older_than_days);
+            let removed = orch.jobs().cleanup(before, None)?;
+            print(out, &removed, || {
+                Table::pairs(vec![("removed", removed.len().to_string())])
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn chrono_now_minus_days(days: u32) -> livchat_core::model::DateTime {
+    livchat_core::model::Utc::now() - livchat_core::model::TimeDelta::days(i64::from(days))
+}
+
+/// Runs a job here, showing progress (a bar on a terminal, plain lines otherwise), cancelling it
+/// cleanly on Ctrl-C, and ending with its record. Exit 1 unless it completed.
+async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, out: OutputFormat) -> Result<ExitCode> {
+    let id = job.id.clone();
+    let ctx = orch.jobs().prepare(&id)?;
+    let mut events = orch
+        .jobs()
+        .subscribe(&id)
+        .ok_or_else(|| anyhow!("job {id} is not running in this process"))?;
+    let token = ctx.cancel_token();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("cancelling (the command in flight is being stopped)...");
+            token.cancel();
+        }
+    });
+    let tty = std::io::stderr().is_terminal();
+    eprintln!("job {id}: {}", job.kind);
+    let bar = if tty {
+        let bar = ProgressBar::new(100);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos:>3}% {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let runner = {
+        let orch = Arc::clone(orch);
+        let id = id.clone();
+        tokio::spawn(async move { orch.run_job(&id).await })
+    };
+    loop {
+        match events.recv().await {
+            Ok(JobEvent::Progress { progress, step, steps_done, steps_total }) => {
+                bar.set_position(u64::from(progress));
+                if let Some(step) = step {
+                    bar.set_message(format!("[{}/{}] {step}", steps_done + 1, steps_total));
+                    if !tty {
+                        eprintln!("[{}/{}] {step} ({progress}%)", steps_done + 1, steps_total);
+                    }
+                }
+            }
+            Ok(JobEvent::Log(line)) if line.level != LogLevel::Debug => {
+                let text = format!("  {}", line.message);
+                if tty {
+                    bar.println(text);
+                } else {
+                    eprintln!("{text}");
+                }
+            }
+            Ok(JobEvent::Log(_)) => {}
+            Ok(JobEvent::Finished { .. }) => break,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    let record = runner.await.context("the job task panicked")??;
+    bar.finish_and_clear();
+    match out {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+        OutputFormat::Table => print!("{}", job_pairs(&record).render()),
+    }
+    if record.status == JobStatus::Completed {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: job {id} {}: {}{}",
+            status_name(record.status),
+            record.error.clone().unwrap_or_default(),
+            if matches!(record.status, JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted) {
+                format!(" (retry with `livchat job retry {id}`)")
+            } else {
+                String::new()
+            }
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }

@@ -8,3 +8,38 @@
 //! Must not touch: I/O of its own. Every effect (cloud, DNS, SSH, Docker, disk) goes through a
 //! leaf crate's trait, so every path here is testable with mocks in milliseconds. Frontends
 //! depend on this crate only.
+
+pub mod error;
+pub mod jobs;
+pub mod redact;
+
+pub use error::{CoreError, Result};
+pub use jobs::{JobContext, JobEvent, JobKind, JobManager, StepRunner};
+pub mod config;
+pub mod flows;
+pub mod orchestrator;
+
+pub use config::Config;
+pub use flows::{
+    CreateServerParams, DeleteServerParams, DeployParams, Plan, PlannedStack, SetupServerParams,
+    UndeployParams,
+};
+pub use orchestrator::{
+    CLOUDFLARE_TOKEN, HETZNER_TOKEN, Orchestrator, OrchestratorBuilder, ProviderInfo,
+    ProviderInfoKind,
+};
+
+/// Vocabulary frontends need from the leaf crates, re-exported so they depend on the core only.
+pub mod model {
+    pub use livchat_apps::{AppDefinition, Category, PreviewStack};
+    pub use livchat_providers::{DnsRecord, Image, Location, ServerType};
+    pub use livchat_remote::ExecOutput;
+    pub use livchat_store::{
+        DeploymentRecord, DeploymentStatus, DnsConfig, InitReport, JobRecord, JobStatus,
+        LogLevel, LogLine, ProviderKind, ServerRecord, ServerStatus,
+    };
+    pub use chrono::{TimeDelta, Utc};
+    pub use secrecy::{ExposeSecret, SecretString};
+    pub type DateTime = chrono::DateTime<chrono::Utc>;
+    pub use tokio_util::sync::CancellationToken;
+}

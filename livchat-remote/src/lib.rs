@@ -14,6 +14,7 @@
 pub mod command;
 pub mod compose;
 pub mod executor;
+pub mod keys;
 pub mod platform;
 pub mod portainer;
 pub mod setup;
@@ -37,3 +38,4 @@ pub use setup::{
     StepProgress, StepProgressSink, StepState, Swap, detect_os, plan, run_plan,
 };
 pub use ssh::{SshConnector, SshExecutor};
+pub use keys::{KeyPair, generate_ed25519, parse_private_key};

@@ -1,0 +1,261 @@
+//! Raw command-line arguments, as clap parses them. Validation of values beyond their shape
+//! happens in livchat-core, so every frontend gets the same errors.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  livchat init
+  livchat secrets set hetzner_token --stdin < token.txt
+  livchat server create prod-1 --type cx22 --location nbg1
+  livchat server setup prod-1 --zone example.com --subdomain lab
+  livchat app deploy prod-1 n8n
+  livchat job logs <ID> --follow
+
+Environment:
+  LIVCHAT_HOME             home directory (default ~/.livchat)
+  LIVCHAT_VAULT_PASSWORD   vault password (else --vault-password-file, else <home>/.vault_password)
+  LIVCHAT_APPS_DIR         extra app definition directories, colon-separated";
+
+/// LivChat Setup: servers, DNS and apps on your own cloud account.
+#[derive(Debug, Parser)]
+#[command(name = "livchat", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Home directory holding state.json and credentials.vault.
+    #[arg(long, global = true, env = "LIVCHAT_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// File holding the vault password.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub vault_password_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the home directory, state.json, the vault and its password file.
+    Init,
+    /// Secrets in the vault (values are never printed unless asked with `get`).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Settings in state.json (a fixed set of keys).
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Cloud provider information.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// DNS records at Cloudflare.
+    #[command(subcommand)]
+    Dns(DnsCommand),
+    /// Servers: create, add, set up, delete, run commands.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Apps: catalog, render, deploy, undeploy.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Jobs: list, show, logs, cancel, retry, wait.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Store a secret; the value comes from the argument or, with --stdin, from standard input.
+    Set {
+        key: String,
+        #[arg(conflicts_with = "stdin", required_unless_present = "stdin")]
+        value: Option<String>,
+        /// Read the value from standard input (keeps it out of shell history and process lists).
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Print a secret's value.
+    Get { key: String },
+    /// List secret names (never values).
+    List,
+    /// Delete a secret.
+    Delete { key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Set a setting.
+    Set { key: String, value: String },
+    /// Print a setting.
+    Get { key: String },
+    /// List every setting.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Locations, server types or images offered by the provider.
+    Info {
+        #[arg(value_enum)]
+        what: ProviderInfo,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderInfo {
+    Locations,
+    ServerTypes,
+    Images,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// List the records of a zone.
+    List { zone: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Create a server at the provider, pin its host key and attach a firewall.
+    Create {
+        name: String,
+        #[arg(long = "type", value_name = "TYPE")]
+        server_type: Option<String>,
+        #[arg(long)]
+        location: Option<String>,
+        #[arg(long)]
+        image: Option<String>,
+    },
+    /// Add an existing server (bring your own); its host key is pinned on first contact.
+    Add {
+        name: String,
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 22)]
+        port: u16,
+        #[arg(long, default_value = "root")]
+        user: String,
+        /// Private key file (OpenSSH Ed25519); stored in the vault. Without it a key is generated.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// List servers.
+    List,
+    /// Show one server.
+    Show { name: String },
+    /// Delete a server, its DNS records and its state (refused while apps are deployed).
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Set a server up over SSH (Docker, Swarm, network, firewall) and point DNS at it.
+    Setup {
+        name: String,
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        subdomain: Option<String>,
+    },
+    /// Update a server's DNS configuration and A record.
+    Dns {
+        name: String,
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        subdomain: Option<String>,
+    },
+    /// Run a program on a server; arguments arrive byte for byte (use `sh -c` for shell syntax).
+    Exec {
+        name: String,
+        #[arg(last = true, required = true, num_args = 1..)]
+        argv: Vec<String>,
+    },
+    /// Replace a server's pinned host key with the one it presents now (after a reinstall).
+    RepinHostKey { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// List the app catalog.
+    List,
+    /// Show one app definition.
+    Show { app: String },
+    /// Render the stacks of an app and its dependencies, with placeholder secrets (nothing stored).
+    Render {
+        app: String,
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        subdomain: Option<String>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Deploy an app and its dependencies to a server.
+    Deploy {
+        server: String,
+        app: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Show every resource, DNS record and stack that would change, and change nothing.
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Remove an app's stack and DNS records (data volumes are kept).
+    Undeploy {
+        server: String,
+        app: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the apps deployed on a server.
+    Deployed { server: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List jobs.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one job.
+    Show { id: String },
+    /// Print a job's log.
+    Logs {
+        id: String,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cancel a queued or running job.
+    Cancel { id: String },
+    /// Retry a failed, cancelled or interrupted job from its first incomplete step.
+    Retry {
+        id: String,
+    },
+    /// Wait for a job to end.
+    Wait { id: String },
+    /// Remove ended jobs older than an age.
+    Cleanup {
+        /// Age in days.
+        #[arg(long, default_value_t = 30)]
+        older_than_days: u32,
+    },
+}

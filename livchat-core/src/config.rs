@@ -1,0 +1,93 @@
+//! Where an orchestrator finds its home and how it reaches the outside world. Frontends build a
+//! [`Config`] from their flags and the environment; the core reads no environment of its own
+//! beyond what the leaf crates document (`LIVCHAT_HETZNER_ENDPOINT`, ...).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How stacks reach each other inside the overlay network.
+pub use livchat_apps::EndpointMode;
+/// Where Docker Engine comes from during setup.
+pub use livchat_remote::DockerSource;
+
+/// The configuration of an [`crate::Orchestrator`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The home directory (`$LIVCHAT_HOME`, default `~/.livchat`).
+    pub home: PathBuf,
+    /// `--vault-password-file`, when given.
+    pub vault_password_file: Option<PathBuf>,
+    /// `LIVCHAT_APPS_DIR`: extra app definition directories, colon-separated.
+    pub apps_dirs: Option<String>,
+    /// `vip` (default) or `dnsrr` for kernels without IPVS (`LIVCHAT_ENDPOINT_MODE`).
+    pub endpoint_mode: EndpointMode,
+    /// Docker from Docker's repository (default) or the distribution (`LIVCHAT_DOCKER_SOURCE`).
+    pub docker_source: DockerSource,
+    /// How long waiting for a new server's SSH may take.
+    pub ssh_wait: Duration,
+    /// How long one app may take to become healthy.
+    pub health_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration for `home` with the defaults.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            vault_password_file: None,
+            apps_dirs: None,
+            endpoint_mode: EndpointMode::Vip,
+            docker_source: DockerSource::Official,
+            ssh_wait: Duration::from_secs(300),
+            health_timeout: Duration::from_secs(600),
+        }
+    }
+
+    /// Applies the documented environment variables (`LIVCHAT_APPS_DIR`,
+    /// `LIVCHAT_ENDPOINT_MODE=dnsrr|vip`, `LIVCHAT_DOCKER_SOURCE=official|distribution`,
+    /// `LIVCHAT_HEALTH_TIMEOUT_SECS`, `LIVCHAT_SSH_WAIT_SECS`) through `lookup`.
+    pub fn with_env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::CoreError> {
+        if let Some(dirs) = lookup("LIVCHAT_APPS_DIR") {
+            self.apps_dirs = Some(dirs);
+        }
+        if let Some(mode) = lookup("LIVCHAT_ENDPOINT_MODE") {
+            self.endpoint_mode = match mode.as_str() {
+                "vip" => EndpointMode::Vip,
+                "dnsrr" => EndpointMode::Dnsrr,
+                other => {
+                    return Err(crate::CoreError::invalid(
+                        "LIVCHAT_ENDPOINT_MODE",
+                        format!("`{other}` is not allowed; use vip or dnsrr"),
+                    ));
+                }
+            };
+        }
+        if let Some(source) = lookup("LIVCHAT_DOCKER_SOURCE") {
+            self.docker_source = match source.as_str() {
+                "official" => DockerSource::Official,
+                "distribution" => DockerSource::Distribution,
+                other => {
+                    return Err(crate::CoreError::invalid(
+                        "LIVCHAT_DOCKER_SOURCE",
+                        format!("`{other}` is not allowed; use official or distribution"),
+                    ));
+                }
+            };
+        }
+        for (var, slot) in [
+            ("LIVCHAT_HEALTH_TIMEOUT_SECS", &mut self.health_timeout),
+            ("LIVCHAT_SSH_WAIT_SECS", &mut self.ssh_wait),
+        ] {
+            if let Some(v) = lookup(var) {
+                let secs: u64 = v.parse().map_err(|_| {
+                    crate::CoreError::invalid(var, format!("`{v}` is not a number of seconds"))
+                })?;
+                *slot = Duration::from_secs(secs);
+            }
+        }
+        Ok(self)
+    }
+}

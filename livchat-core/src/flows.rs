@@ -1,0 +1,1299 @@
+//! The steps of every job kind, and the plan (dry run) of each operation.
+//!
+//! Every step is idempotent: it checks what exists before it changes anything, so a retry runs
+//! the failed step again safely. What a step creates is recorded (in the state or in the job's
+//! result) before the next step starts, so a failure can remove exactly what this job created.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use livchat_apps::{DeployStep, RenderContext, RenderedStack, SecretsByApp, ServerInfo};
+use livchat_providers::{FirewallSpec, RecordOptions, ServerId, ServerSpec};
+use livchat_remote::{
+    HostKeyPolicy, NetworkSpec, SecretDelivery, ServiceExec, SetupConfig, StackSecret, StackSpec,
+    WaitOptions,
+};
+use livchat_store::{
+    DeploymentRecord, DeploymentStatus, DnsConfig, JobRecord, ProviderKind, ServerRecord,
+    ServerStatus,
+};
+use secrecy::{ExposeSecret, SecretBox};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{CoreError, Result};
+use crate::jobs::{JobContext, JobKind, StepRunner};
+use crate::orchestrator::{Orchestrator, parse_sets, ssh_key_secret};
+
+fn provider_err(e: livchat_providers::CloudError) -> CoreError {
+    CoreError::Provider(e.to_string())
+}
+fn dns_err(e: livchat_providers::CloudError) -> CoreError {
+    CoreError::Dns(e.to_string())
+}
+fn apps_err(e: livchat_apps::AppsError) -> CoreError {
+    CoreError::Apps(e.to_string())
+}
+fn platform_err(e: livchat_remote::PlatformError) -> CoreError {
+    match e {
+        livchat_remote::PlatformError::Cancelled => CoreError::Cancelled,
+        other => CoreError::Platform(other.to_string()),
+    }
+}
+
+/// Parameters of a create-server job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateServerParams {
+    pub name: String,
+    pub server_type: String,
+    pub location: String,
+    pub image: String,
+    /// Keep the cloud server when the job fails (for debugging); default: delete it.
+    #[serde(default)]
+    pub keep_on_failure: bool,
+}
+
+/// Parameters of a setup-server job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetupServerParams {
+    pub name: String,
+    pub zone: String,
+    #[serde(default)]
+    pub subdomain: Option<String>,
+}
+
+/// Parameters of a deploy job; `apps` is the resolved install order, fixed when the job is
+/// created so a retry deploys the same set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployParams {
+    pub server: String,
+    pub app: String,
+    #[serde(default)]
+    pub set: Vec<String>,
+    pub apps: Vec<String>,
+}
+
+/// Parameters of an undeploy job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UndeployParams {
+    pub server: String,
+    pub app: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Parameters of a delete-server job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteServerParams {
+    pub name: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+fn params<T: for<'de> Deserialize<'de>>(job: &JobRecord) -> Result<T> {
+    serde_json::from_value(job.params.clone())
+        .map_err(|e| CoreError::invalid("job params", e.to_string()))
+}
+
+fn to_params<T: Serialize>(p: &T) -> Value {
+    serde_json::to_value(p).unwrap_or(Value::Null)
+}
+
+/// Everything a plan shows; nothing in it has been touched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub operation: String,
+    /// The steps the job would run, in order.
+    pub steps: Vec<String>,
+    /// Resources created, changed or removed (`create server web-1 (cx22, nbg1)`).
+    pub resources: Vec<String>,
+    /// DNS records (`A n8n.lab.example.com -> 203.0.113.10`).
+    pub dns_records: Vec<String>,
+    /// Rendered stacks, secrets redacted.
+    pub stacks: Vec<PlannedStack>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStack {
+    pub app: String,
+    pub stack: String,
+    pub compose: String,
+}
+
+const SETUP_PREFIX: &str = "setup:";
+
+impl Orchestrator {
+    // ----- create server -------------------------------------------------------------------
+
+    fn create_steps() -> Vec<String> {
+        ["ssh_key", "create_server", "pin_host_key", "firewall", "finalize"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// Validates and records a create-server job (queued).
+    pub fn start_create_server(&self, p: CreateServerParams) -> Result<JobRecord> {
+        livchat_store::validate_server_name(&p.name)
+            .map_err(|r| CoreError::invalid("server name", r))?;
+        for (field, v) in [
+            ("type", &p.server_type),
+            ("location", &p.location),
+            ("image", &p.image),
+        ] {
+            if v.is_empty()
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return Err(CoreError::invalid(
+                    field,
+                    format!("`{}` is not a provider name (letters, digits, '-', '.')", v.escape_debug()),
+                ));
+            }
+        }
+        if self.store.load()?.servers.contains_key(&p.name) {
+            return Err(CoreError::Refused(format!(
+                "server {} already exists; choose another name",
+                p.name
+            )));
+        }
+        self.require_secret(crate::orchestrator::HETZNER_TOKEN)?;
+        self.create_job(
+            JobKind::CreateServer,
+            Some(&p.name),
+            to_params(&p),
+            Self::create_steps(),
+        )
+    }
+
+    pub fn plan_create_server(&self, p: &CreateServerParams) -> Plan {
+        Plan {
+            operation: format!("create server {}", p.name),
+            steps: Self::create_steps(),
+            resources: vec![
+                format!("vault secret {} (new Ed25519 key)", ssh_key_secret(&p.name)),
+                format!("provider ssh key livchat-{}", p.name),
+                format!(
+                    "provider server {} ({}, {}, {}) labelled managed-by=livchat",
+                    p.name, p.server_type, p.location, p.image
+                ),
+                format!("provider firewall livchat-{} (tcp 22, 80, 443)", p.name),
+                format!("state server {}", p.name),
+            ],
+            dns_records: Vec::new(),
+            stacks: Vec::new(),
+        }
+    }
+
+    async fn create_step(&self, ctx: &JobContext, job: &JobRecord, step: &str) -> Result<Value> {
+        let p: CreateServerParams = params(job)?;
+        let provider = self.provider()?;
+        let progress = {
+            let ctx = ctx.clone();
+            move |a: livchat_providers::ActionProgress| {
+                ctx.info(format!("provider action {}: {}%", a.command, a.progress));
+            }
+        };
+        match step {
+            "ssh_key" => {
+                let secret = ssh_key_secret(&p.name);
+                let key = match self.secrets.get(&secret)? {
+                    Some(k) => livchat_remote::parse_private_key(&k)?,
+                    None => {
+                        let k = livchat_remote::generate_ed25519(&format!("livchat@{}", p.name))?;
+                        self.secrets.set(&secret, k.private_openssh.clone())?;
+                        ctx.info(format!("generated SSH key {} ({})", secret, k.fingerprint));
+                        k
+                    }
+                };
+                let registered = provider
+                    .ensure_ssh_key(&format!("livchat-{}", p.name), &key.public_openssh)
+                    .await
+                    .map_err(provider_err)?;
+                Ok(json!({ "ssh_key": registered.name }))
+            }
+            "create_server" => {
+                let key_name = job
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get("ssh_key"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("livchat-{}", p.name));
+                // A create retried after a timeout must not create a second server: look it up.
+                let server = match provider.find_server(&p.name).await.map_err(provider_err)? {
+                    Some(existing) => {
+                        ctx.info(format!("server {} already exists at the provider (id {}), reusing it", p.name, existing.id));
+                        existing
+                    }
+                    None => {
+                        let spec = ServerSpec {
+                            name: p.name.clone(),
+                            server_type: p.server_type.clone(),
+                            location: p.location.clone(),
+                            image: p.image.clone(),
+                            ssh_keys: vec![key_name],
+                            labels: BTreeMap::from([(
+                                livchat_providers::MANAGED_BY_LABEL.0.to_string(),
+                                livchat_providers::MANAGED_BY_LABEL.1.to_string(),
+                            )]),
+                        };
+                        provider
+                            .create_server(&spec, &progress)
+                            .await
+                            .map_err(provider_err)?
+                    }
+                };
+                let ip = server.ipv4.ok_or_else(|| {
+                    CoreError::Provider(format!("server {} has no public IPv4 address", p.name))
+                })?;
+                let record = ServerRecord {
+                    name: p.name.clone(),
+                    provider: ProviderKind::Hetzner,
+                    provider_id: server.id.0.parse().ok(),
+                    host: ip.to_string(),
+                    ssh_port: 22,
+                    ssh_user: "root".into(),
+                    ssh_key_secret: ssh_key_secret(&p.name),
+                    host_key_fingerprint: None,
+                    dns: None,
+                    server_type: Some(p.server_type.clone()),
+                    location: Some(p.location.clone()),
+                    image: Some(p.image.clone()),
+                    labels: server.labels.clone(),
+                    status: ServerStatus::Creating,
+                    setup: Default::default(),
+                    created_at: chrono::Utc::now(),
+                };
+                self.store.update("server create", &mut |s| {
+                    s.servers.insert(p.name.clone(), record.clone());
+                    Ok(())
+                })?;
+                ctx.info(format!("server {} is at {} (provider id {})", p.name, ip, server.id));
+                Ok(json!({ "provider_id": server.id.0, "ipv4": ip.to_string(), "created_by_job": true }))
+            }
+            "pin_host_key" => {
+                let server = self.server(&p.name)?;
+                let key = self.require_secret(&server.ssh_key_secret)?;
+                let deadline = Instant::now() + self.config.ssh_wait;
+                let mut delay = Duration::from_millis(500);
+                let connected = loop {
+                    ctx.check_cancelled()?;
+                    match self
+                        .connector
+                        .connect(&Self::target(&server), &key, &HostKeyPolicy::TrustOnFirstUse)
+                        .await
+                    {
+                        Ok(c) => break c,
+                        Err(e) if Instant::now() < deadline => {
+                            ctx.info(format!("waiting for SSH on {}: {e}", server.host));
+                            let token = ctx.cancel_token();
+                            tokio::select! {
+                                () = tokio::time::sleep(delay) => {}
+                                () = token.cancelled() => return Err(CoreError::Cancelled),
+                            }
+                            delay = (delay * 2).min(Duration::from_secs(10));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                let fp = connected.host_key_fingerprint.clone();
+                self.store.update("server pin host key", &mut |s| {
+                    if let Some(sv) = s.servers.get_mut(&p.name) {
+                        sv.host_key_fingerprint = Some(fp.clone());
+                    }
+                    Ok(())
+                })?;
+                self.connections
+                    .lock()
+                    .await
+                    .insert(p.name.clone(), connected.executor);
+                ctx.info(format!("pinned host key {fp}"));
+                Ok(json!({ "host_key_fingerprint": fp }))
+            }
+            "firewall" => {
+                let server = self.server(&p.name)?;
+                let id = server
+                    .provider_id
+                    .ok_or_else(|| CoreError::Provider("server has no provider id".into()))?;
+                let fw = provider
+                    .ensure_firewall(
+                        &FirewallSpec::ssh_and_web(format!("livchat-{}", p.name)),
+                        &ServerId(id.to_string()),
+                    )
+                    .await
+                    .map_err(provider_err)?;
+                Ok(json!({ "firewall": fw.name }))
+            }
+            "finalize" => {
+                self.store.update("server created", &mut |s| {
+                    if let Some(sv) = s.servers.get_mut(&p.name) {
+                        sv.status = ServerStatus::Running;
+                    }
+                    Ok(())
+                })?;
+                Ok(json!({ "server": p.name }))
+            }
+            other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
+        }
+    }
+
+    async fn create_cleanup(&self, ctx: &JobContext, job: &JobRecord) -> Result<()> {
+        let p: CreateServerParams = params(job)?;
+        let created = job
+            .result
+            .as_ref()
+            .and_then(|r| r.get("created_by_job"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if !created {
+            return Ok(());
+        }
+        if p.keep_on_failure {
+            ctx.warn(format!("keeping server {} at the provider as asked", p.name));
+            return Ok(());
+        }
+        let provider = self.provider()?;
+        if let Some(server) = provider.find_server(&p.name).await.map_err(provider_err)? {
+            ctx.info(format!("removing server {} (id {}) created by this job", p.name, server.id));
+            provider
+                .delete_server(&server.id, &|_| {})
+                .await
+                .map_err(provider_err)?;
+        }
+        self.forget_connection(&p.name).await;
+        self.store.update("server create rollback", &mut |s| {
+            s.servers.remove(&p.name);
+            Ok(())
+        })?;
+        // The create step must run again on retry: it was undone.
+        self.jobs.set_remaining_steps(&job.id, Self::create_steps().split_off(1))?;
+        self.store.update("job rewind", &mut |s| {
+            if let Some(j) = s.jobs.get_mut(&job.id) {
+                j.steps_completed.retain(|st| st == "ssh_key");
+                if let Some(r) = j.result.as_mut().and_then(Value::as_object_mut) {
+                    r.remove("created_by_job");
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    // ----- setup server --------------------------------------------------------------------
+
+    pub fn start_setup_server(&self, p: SetupServerParams) -> Result<JobRecord> {
+        self.server(&p.name)?;
+        validate_dns(&p.zone, p.subdomain.as_deref())?;
+        self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
+        self.create_job(
+            JobKind::SetupServer,
+            Some(&p.name),
+            to_params(&p),
+            vec!["connect".into(), "dns_record".into(), "finalize".into()],
+        )
+    }
+
+    fn setup_config(&self, server: &ServerRecord) -> Result<SetupConfig> {
+        let addr: IpAddr = server.host.parse().map_err(|_| {
+            CoreError::invalid(
+                "host",
+                format!(
+                    "server {} has host {}, but Swarm needs an IP address to advertise",
+                    server.name, server.host
+                ),
+            )
+        })?;
+        let mut config = SetupConfig::new(&server.name, addr)?;
+        config.docker = self.config.docker_source;
+        if let Some(tz) = self.store.load()?.settings.get(livchat_store::SettingKey::Timezone) {
+            config.timezone =
+                livchat_remote::validate_name(livchat_remote::NameKind::Timezone, tz)?;
+        }
+        Ok(config)
+    }
+
+    fn server_fqdn(name: &str, zone: &str, subdomain: Option<&str>) -> String {
+        match subdomain {
+            Some(s) => format!("{name}.{s}.{zone}"),
+            None => format!("{name}.{zone}"),
+        }
+    }
+
+    async fn setup_step(&self, ctx: &JobContext, job: &JobRecord, step: &str) -> Result<Value> {
+        let p: SetupServerParams = params(job)?;
+        let server = self.server(&p.name)?;
+        match step {
+            "connect" => {
+                let executor = self.executor(&p.name).await?;
+                let os = livchat_remote::detect_os(executor.as_ref()).await?;
+                let plan = livchat_remote::plan(&self.setup_config(&server)?, &os)?;
+                ctx.info(format!("{} detected; {} setup steps", os.id(), plan.len()));
+                let mut steps = vec!["connect".to_string(), "dns_record".to_string()];
+                steps.extend(plan.iter().map(|s| format!("{SETUP_PREFIX}{}", s.id)));
+                steps.push("finalize".into());
+                self.jobs.set_remaining_steps(&job.id, steps)?;
+                self.store.update("server setting up", &mut |s| {
+                    if let Some(sv) = s.servers.get_mut(&p.name) {
+                        sv.status = ServerStatus::SettingUp;
+                    }
+                    Ok(())
+                })?;
+                Ok(json!({ "os": os.id() }))
+            }
+            "dns_record" => {
+                let ip: Ipv4Addr = server.host.parse().map_err(|_| {
+                    CoreError::invalid("host", format!("{} is not an IPv4 address for an A record", server.host))
+                })?;
+                let fqdn = Self::server_fqdn(&p.name, &p.zone, p.subdomain.as_deref());
+                let dns = self.dns()?;
+                let zone = dns.find_zone(&p.zone).await.map_err(dns_err)?;
+                let ensured = dns
+                    .ensure_a_record(&zone, &fqdn, ip, &RecordOptions::default())
+                    .await
+                    .map_err(dns_err)?;
+                ctx.info(format!("DNS A {fqdn} -> {ip} ({:?})", ensured.change));
+                let config = DnsConfig {
+                    zone_name: p.zone.clone(),
+                    subdomain: p.subdomain.clone(),
+                };
+                self.store.update("server dns", &mut |s| {
+                    if let Some(sv) = s.servers.get_mut(&p.name) {
+                        sv.dns = Some(config.clone());
+                    }
+                    Ok(())
+                })?;
+                Ok(json!({ "dns": fqdn }))
+            }
+            "finalize" => {
+                self.store.update("server ready", &mut |s| {
+                    if let Some(sv) = s.servers.get_mut(&p.name) {
+                        sv.status = ServerStatus::Ready;
+                        sv.setup.completed_at = Some(chrono::Utc::now());
+                    }
+                    Ok(())
+                })?;
+                Ok(json!({ "server": p.name, "status": "ready" }))
+            }
+            s if s.starts_with(SETUP_PREFIX) => {
+                let id = &s[SETUP_PREFIX.len()..];
+                let executor = self.executor(&p.name).await?;
+                let os = livchat_remote::detect_os(executor.as_ref()).await?;
+                let plan = livchat_remote::plan(&self.setup_config(&server)?, &os)?;
+                let one: Vec<_> = plan.into_iter().filter(|st| st.id == id).collect();
+                if one.is_empty() {
+                    return Err(CoreError::invalid("step", format!("unknown setup step {id}")));
+                }
+                let log_ctx = ctx.clone();
+                let report = livchat_remote::run_plan(
+                    executor.as_ref(),
+                    &one,
+                    livchat_remote::RunOptions {
+                        cancel: ctx.cancel_token(),
+                        on_line: Some(Arc::new(move |l: livchat_remote::OutputLine| {
+                            log_ctx.log(livchat_store::LogLevel::Debug, &l.line);
+                        })),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    livchat_remote::SetupError::Remote {
+                        source: livchat_remote::RemoteError::Cancelled,
+                        ..
+                    } => CoreError::Cancelled,
+                    other => CoreError::Step {
+                        step: id.to_string(),
+                        message: other.to_string(),
+                    },
+                })?;
+                let state = report.steps.first().map(|(_, st)| *st);
+                ctx.info(format!("{id}: {state:?}"));
+                self.store.update("server setup step", &mut |s| {
+                    if let Some(sv) = s.servers.get_mut(&p.name)
+                        && !sv.setup.completed_steps.iter().any(|c| c == id)
+                    {
+                        sv.setup.completed_steps.push(id.to_string());
+                    }
+                    Ok(())
+                })?;
+                Ok(Value::Null)
+            }
+            other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
+        }
+    }
+
+    /// Changes a server's DNS configuration and points its A record at it (quick: no job).
+    pub async fn update_server_dns(
+        &self,
+        name: &str,
+        zone: &str,
+        subdomain: Option<&str>,
+    ) -> Result<String> {
+        let server = self.server(name)?;
+        validate_dns(zone, subdomain)?;
+        let ip: Ipv4Addr = server.host.parse().map_err(|_| {
+            CoreError::invalid("host", format!("{} is not an IPv4 address for an A record", server.host))
+        })?;
+        let fqdn = Self::server_fqdn(name, zone, subdomain);
+        let dns = self.dns()?;
+        let z = dns.find_zone(zone).await.map_err(dns_err)?;
+        dns.ensure_a_record(&z, &fqdn, ip, &RecordOptions::default())
+            .await
+            .map_err(dns_err)?;
+        let config = DnsConfig {
+            zone_name: zone.to_string(),
+            subdomain: subdomain.map(str::to_string),
+        };
+        self.store.update("server dns", &mut |s| {
+            if let Some(sv) = s.servers.get_mut(name) {
+                sv.dns = Some(config.clone());
+            }
+            Ok(())
+        })?;
+        Ok(fqdn)
+    }
+
+    // ----- deploy --------------------------------------------------------------------------
+
+    const APP_STEPS: [&'static str; 5] = ["secrets", "dns", "deploy", "health", "record"];
+
+    fn deploy_steps(apps: &[String]) -> Vec<String> {
+        apps.iter()
+            .flat_map(|a| Self::APP_STEPS.iter().map(move |s| format!("{a}:{s}")))
+            .collect()
+    }
+
+    fn deployed_set(&self, server: &str) -> Result<BTreeSet<String>> {
+        Ok(self
+            .store
+            .load()?
+            .deployments
+            .get(server)
+            .map(|m| {
+                m.values()
+                    .filter(|d| d.status == DeploymentStatus::Running)
+                    .map(|d| d.app.clone())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn resolve_deploy(&self, server: &str, app: &str, set: &[String]) -> Result<DeployParams> {
+        let record = self.server(server)?;
+        if record.dns.is_none() {
+            return Err(CoreError::Refused(format!(
+                "server {server} has no DNS configuration; run `livchat server setup {server} --zone ZONE` first"
+            )));
+        }
+        if record.status != ServerStatus::Ready {
+            return Err(CoreError::Refused(format!(
+                "server {server} is not set up (status {:?}); run `livchat server setup {server} --zone ZONE` first",
+                record.status
+            )));
+        }
+        self.app_definition(app)?;
+        parse_sets(set)?;
+        let deployed = self.deployed_set(server)?;
+        let mut apps = self
+            .catalog
+            .install_order(&[app], &deployed)
+            .map_err(apps_err)?;
+        // A redeploy of an app that runs already deploys it again (new settings or images).
+        if !apps.iter().any(|a| a == app) {
+            apps.push(app.to_string());
+        }
+        Ok(DeployParams {
+            server: server.to_string(),
+            app: app.to_string(),
+            set: set.to_vec(),
+            apps,
+        })
+    }
+
+    /// Validates and records a deploy job: dependencies resolved now and fixed in the job.
+    pub fn start_deploy_app(&self, server: &str, app: &str, set: &[String]) -> Result<JobRecord> {
+        let p = self.resolve_deploy(server, app, set)?;
+        self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
+        let steps = Self::deploy_steps(&p.apps);
+        self.create_job(JobKind::DeployApp, Some(server), to_params(&p), steps)
+    }
+
+    /// The dry run of a deploy: every app, DNS record and rendered stack (secrets redacted;
+    /// secrets that do not exist yet are shown as to be generated). Touches nothing.
+    pub fn plan_deploy_app(&self, server: &str, app: &str, set: &[String]) -> Result<Plan> {
+        let p = self.resolve_deploy(server, app, set)?;
+        let record = self.server(server)?;
+        let mut plan = Plan {
+            operation: format!("deploy {app} on {server}"),
+            steps: Self::deploy_steps(&p.apps),
+            resources: Vec::new(),
+            dns_records: Vec::new(),
+            stacks: Vec::new(),
+        };
+        for a in &p.apps {
+            let (secrets, missing) = self.load_app_secrets(a, false)?;
+            for m in &missing {
+                plan.resources.push(format!("vault secret {m} (generated)"));
+            }
+            let stack = self.render_app(&record, a, &p, &secrets)?;
+            plan.resources.push(format!("stack {} on {server}", stack.stack));
+            for d in &stack.docker_secrets {
+                plan.resources.push(format!("docker secret {}", d.name));
+            }
+            for step in &stack.pre_deploy {
+                if let DeployStep::CreateDatabase { spec, .. } = step {
+                    plan.resources.push(format!(
+                        "database {} owned by user {} (least privilege)",
+                        spec.database, spec.user
+                    ));
+                }
+            }
+            for n in &stack.dns_names {
+                plan.dns_records.push(format!("A {n} -> {}", record.host));
+            }
+            plan.stacks.push(PlannedStack {
+                app: stack.app.clone(),
+                stack: stack.stack.clone(),
+                compose: stack.redacted().to_string(),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// The secrets a render of `app` needs, from the vault; missing ones are generated (and
+    /// stored when `store` is set). Returns the secrets and the vault keys that were missing.
+    fn load_app_secrets(&self, app: &str, store: bool) -> Result<(SecretsByApp, Vec<String>)> {
+        let refs = self.catalog.secrets_needed(app).map_err(apps_err)?;
+        let mut by_app = SecretsByApp::new();
+        let mut missing = Vec::new();
+        for r in &refs {
+            let key = r.vault_key();
+            let value = match self.secrets.get(&key)? {
+                Some(v) => v,
+                None => {
+                    let def = self.catalog.require(&r.app).map_err(apps_err)?;
+                    let spec = def.secret(&r.name).ok_or_else(|| {
+                        CoreError::Apps(format!("app {} declares no secret {}", r.app, r.name))
+                    })?;
+                    let v = livchat_apps::secrets::generate(spec);
+                    missing.push(key.clone());
+                    if store {
+                        self.secrets.set(&key, v.clone())?;
+                    }
+                    v
+                }
+            };
+            by_app
+                .entry(r.app.clone())
+                .or_default()
+                .insert(r.name.clone(), value);
+        }
+        Ok((by_app, missing))
+    }
+
+    fn render_app(
+        &self,
+        server: &ServerRecord,
+        app: &str,
+        p: &DeployParams,
+        secrets: &SecretsByApp,
+    ) -> Result<RenderedStack> {
+        let dns = server.dns.as_ref().ok_or_else(|| {
+            CoreError::Refused(format!("server {} has no DNS configuration", server.name))
+        })?;
+        let ctx = RenderContext {
+            server: ServerInfo {
+                name: server.name.clone(),
+                address: server.host.clone(),
+            },
+            dns: livchat_apps::DnsConfig::new(&dns.zone_name, dns.subdomain.as_deref())
+                .map_err(apps_err)?,
+            settings: self.settings_map()?,
+            options: self.render_options(),
+        };
+        let params = if app == p.app {
+            parse_sets(&p.set)?
+        } else {
+            BTreeMap::new()
+        };
+        self.catalog
+            .render(app, &ctx, &params, secrets)
+            .map_err(apps_err)
+    }
+
+    async fn run_deploy_steps(
+        &self,
+        ctx: &JobContext,
+        server: &ServerRecord,
+        stack: &RenderedStack,
+        steps: &[DeployStep],
+        secrets: &SecretsByApp,
+    ) -> Result<()> {
+        let platform = self.platform(&server.name).await?;
+        for step in steps {
+            ctx.check_cancelled()?;
+            match step {
+                DeployStep::CreateDatabase {
+                    stack: db_stack,
+                    service,
+                    spec,
+                    password,
+                } => {
+                    let pw = secrets
+                        .get(&password.app)
+                        .and_then(|s| s.get(&password.name))
+                        .ok_or_else(|| CoreError::Apps(format!("missing secret {}", password.vault_key())))?;
+                    ctx.hide(pw);
+                    let cmd = livchat_apps::create_database_command(spec, pw).map_err(apps_err)?;
+                    ctx.info(format!(
+                        "creating database {} and user {} in {db_stack}/{service}",
+                        spec.database, spec.user
+                    ));
+                    let out = platform
+                        .exec_in_service(ServiceExec {
+                            stack: db_stack.clone(),
+                            service: service.clone(),
+                            argv: cmd.argv.clone(),
+                            stdin: Some(SecretBox::new(
+                                cmd.stdin.expose_secret().as_bytes().to_vec().into_boxed_slice(),
+                            )),
+                            user: None,
+                            timeout: Duration::from_secs(120),
+                            cancel: ctx.cancel_token(),
+                        })
+                        .await
+                        .map_err(platform_err)?;
+                    if !out.success() {
+                        // psql may echo the failing statement, which holds the password:
+                        // only the redacted tail goes into the error.
+                        let tail = ctx.redact(&livchat_remote::setup::tail(&out.stderr, 5));
+                        return Err(CoreError::Step {
+                            step: format!("create database {}", spec.database),
+                            message: format!("exit status {}: {tail}", out.exit_status),
+                        });
+                    }
+                }
+                DeployStep::WaitHealthy {
+                    stack: name,
+                    timeout_secs,
+                } => {
+                    self.wait_stack(ctx, platform.as_ref(), name, *timeout_secs).await?;
+                }
+                DeployStep::Exec {
+                    stack: st,
+                    service,
+                    argv,
+                    timeout_secs,
+                } => {
+                    ctx.info(format!("running {argv:?} in {st}/{service}"));
+                    let out = platform
+                        .exec_in_service(ServiceExec {
+                            stack: st.clone(),
+                            service: service.clone(),
+                            argv: argv.clone(),
+                            stdin: None,
+                            user: None,
+                            timeout: Duration::from_secs(timeout_secs.unwrap_or(600)),
+                            cancel: ctx.cancel_token(),
+                        })
+                        .await
+                        .map_err(platform_err)?;
+                    if !out.success() {
+                        return Err(CoreError::Step {
+                            step: format!("exec in {st}/{service}"),
+                            message: format!(
+                                "exit status {}: {}",
+                                out.exit_status,
+                                ctx.redact(&livchat_remote::setup::tail(&out.stderr, 5))
+                            ),
+                        });
+                    }
+                }
+                DeployStep::HttpRequest(req) => {
+                    // Admin initialisation over HTTPS needs the certificate to be issued, which
+                    // needs public DNS: it is left to the user and said in the log.
+                    ctx.warn(format!(
+                        "{} {}: initialise the admin account in the browser (not automated yet)",
+                        stack.app, req.url
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_stack(
+        &self,
+        ctx: &JobContext,
+        platform: &dyn livchat_remote::ContainerPlatform,
+        name: &str,
+        timeout_secs: u64,
+    ) -> Result<()> {
+        let timeout = Duration::from_secs(timeout_secs).min(self.config.health_timeout);
+        ctx.info(format!("waiting up to {timeout:?} for stack {name} to be healthy"));
+        let log_ctx = ctx.clone();
+        platform
+            .wait_healthy(
+                name,
+                WaitOptions {
+                    timeout,
+                    cancel: ctx.cancel_token(),
+                    on_progress: Some(Arc::new(move |status: &livchat_remote::StackStatus| {
+                        let summary: Vec<String> = status
+                            .services
+                            .iter()
+                            .map(|s| format!("{} {}/{}", s.name, s.running_replicas, s.desired_replicas))
+                            .collect();
+                        log_ctx.log(livchat_store::LogLevel::Debug, summary.join(", "));
+                    })),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(platform_err)?;
+        Ok(())
+    }
+
+    async fn deploy_step(&self, ctx: &JobContext, job: &JobRecord, step: &str) -> Result<Value> {
+        let p: DeployParams = params(job)?;
+        let (app, what) = step
+            .split_once(':')
+            .ok_or_else(|| CoreError::invalid("step", format!("unknown step {step}")))?;
+        let server = self.server(&p.server)?;
+        let (secrets, _) = self.load_app_secrets(app, what == "secrets")?;
+        for s in secrets.values().flat_map(|m| m.values()) {
+            ctx.hide(s);
+        }
+        match what {
+            "secrets" => Ok(Value::Null),
+            "dns" => {
+                let stack = self.render_app(&server, app, &p, &secrets)?;
+                if stack.dns_names.is_empty() {
+                    return Ok(Value::Null);
+                }
+                let dns_config = server.dns.clone().ok_or_else(|| {
+                    CoreError::Refused(format!("server {} has no DNS configuration", server.name))
+                })?;
+                let ip: Ipv4Addr = server.host.parse().map_err(|_| {
+                    CoreError::invalid("host", format!("{} is not an IPv4 address", server.host))
+                })?;
+                let dns = self.dns()?;
+                let zone = dns.find_zone(&dns_config.zone_name).await.map_err(dns_err)?;
+                let mut created = Vec::new();
+                let mut ids = Vec::new();
+                for name in &stack.dns_names {
+                    let e = dns
+                        .ensure_a_record(&zone, name, ip, &RecordOptions::default())
+                        .await
+                        .map_err(dns_err)?;
+                    ctx.info(format!("DNS A {name} -> {ip} ({:?})", e.change));
+                    if e.change == livchat_providers::Change::Created {
+                        created.push(e.record.id.clone());
+                    }
+                    ids.push(e.record.id);
+                }
+                Ok(json!({ format!("{app}.dns_ids"): ids, format!("{app}.dns_created"): created }))
+            }
+            "deploy" => {
+                let stack = self.render_app(&server, app, &p, &secrets)?;
+                self.run_deploy_steps(ctx, &server, &stack, &stack.pre_deploy, &secrets)
+                    .await?;
+                let platform = self.platform(&server.name).await?;
+                platform
+                    .ensure_network(&NetworkSpec::overlay(self.render_options().network))
+                    .await
+                    .map_err(platform_err)?;
+                let spec = StackSpec {
+                    name: stack.stack.clone(),
+                    compose_yaml: stack.compose().expose_secret().to_string(),
+                    secrets: stack
+                        .docker_secrets
+                        .iter()
+                        .map(|d| StackSecret {
+                            name: d.name.clone(),
+                            value: d.value.clone(),
+                            delivery: SecretDelivery::DockerSecret,
+                        })
+                        .collect(),
+                };
+                ctx.info(format!("deploying stack {}", stack.stack));
+                self.store.update("deployment start", &mut |s| {
+                    let entry = s.deployments.entry(p.server.clone()).or_default();
+                    let status = entry.get(app).map(|d| d.status);
+                    if status != Some(DeploymentStatus::Running) {
+                        entry.insert(
+                            app.to_string(),
+                            DeploymentRecord {
+                                app: app.to_string(),
+                                version: self
+                                    .catalog
+                                    .get(app)
+                                    .map(|d| d.version.clone())
+                                    .unwrap_or_default(),
+                                stack_name: stack.stack.clone(),
+                                domains: stack.dns_names.clone(),
+                                dns_record_ids: Vec::new(),
+                                dependencies: Vec::new(),
+                                status: DeploymentStatus::Deploying,
+                                deployed_at: chrono::Utc::now(),
+                            },
+                        );
+                    }
+                    Ok(())
+                })?;
+                platform.deploy_stack(&spec).await.map_err(platform_err)?;
+                Ok(json!({ format!("{app}.deployed_by_job"): true }))
+            }
+            "health" => {
+                let stack = self.render_app(&server, app, &p, &secrets)?;
+                let platform = self.platform(&server.name).await?;
+                let timeout = self
+                    .catalog
+                    .get(app)
+                    .map_or(300, |d| d.health_check.timeout_secs);
+                self.wait_stack(ctx, platform.as_ref(), &stack.stack, timeout).await?;
+                self.run_deploy_steps(ctx, &server, &stack, &stack.post_deploy, &secrets)
+                    .await?;
+                Ok(Value::Null)
+            }
+            "record" => {
+                let stack = self.render_app(&server, app, &p, &secrets)?;
+                let ids: Vec<String> = job
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get(format!("{app}.dns_ids")))
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                let deps = self
+                    .catalog
+                    .requirements_of(app)
+                    .unwrap_or_default();
+                let record = DeploymentRecord {
+                    app: app.to_string(),
+                    version: self.catalog.get(app).map(|d| d.version.clone()).unwrap_or_default(),
+                    stack_name: stack.stack.clone(),
+                    domains: stack.dns_names.clone(),
+                    dns_record_ids: ids,
+                    dependencies: deps,
+                    status: DeploymentStatus::Running,
+                    deployed_at: chrono::Utc::now(),
+                };
+                self.store.update("deployment recorded", &mut |s| {
+                    s.deployments
+                        .entry(p.server.clone())
+                        .or_default()
+                        .insert(app.to_string(), record.clone());
+                    Ok(())
+                })?;
+                ctx.info(format!("{app} deployed on {}", p.server));
+                Ok(json!({ format!("{app}.deployed_by_job"): false }))
+            }
+            other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
+        }
+    }
+
+    /// Removes what a failed deploy created: the stack and DNS records of every app this job
+    /// started but did not record. Apps this job recorded as running stay: they are deployed,
+    /// healthy and in the state, not orphans. Their steps are rewound so a retry redoes them.
+    async fn deploy_cleanup(&self, ctx: &JobContext, job: &JobRecord) -> Result<()> {
+        let p: DeployParams = params(job)?;
+        let result = job.result.clone().unwrap_or(Value::Null);
+        let platform = self.platform(&p.server).await.ok();
+        let mut rewound = Vec::new();
+        for app in &p.apps {
+            let deployed = result
+                .get(format!("{app}.deployed_by_job"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            let dns_created: Vec<String> = result
+                .get(format!("{app}.dns_created"))
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            let recorded = job.steps_completed.iter().any(|s| s == &format!("{app}:record"));
+            if recorded {
+                continue;
+            }
+            if deployed {
+                if let Some(platform) = &platform {
+                    ctx.info(format!("removing stack {app} deployed by this job"));
+                    platform.remove_stack(app).await.map_err(platform_err)?;
+                }
+                self.store.update("deployment rollback", &mut |s| {
+                    if let Some(m) = s.deployments.get_mut(&p.server) {
+                        if m.get(app).is_some_and(|d| d.status != DeploymentStatus::Running) {
+                            m.remove(app);
+                        }
+                        if m.is_empty() {
+                            s.deployments.remove(&p.server);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            if !dns_created.is_empty() {
+                let server = self.server(&p.server)?;
+                if let Some(cfg) = &server.dns {
+                    let dns = self.dns()?;
+                    let zone = dns.find_zone(&cfg.zone_name).await.map_err(dns_err)?;
+                    for id in &dns_created {
+                        ctx.info(format!("removing DNS record {id} created by this job"));
+                        dns.delete_record(&zone, id).await.map_err(dns_err)?;
+                    }
+                }
+            }
+            if deployed || !dns_created.is_empty() {
+                rewound.push(app.clone());
+            }
+        }
+        if !rewound.is_empty() {
+            let all = Self::deploy_steps(&p.apps);
+            self.store.update("job rewind", &mut |s| {
+                if let Some(j) = s.jobs.get_mut(&job.id) {
+                    let keep: HashSet<String> = j
+                        .steps_completed
+                        .iter()
+                        .filter(|st| !rewound.iter().any(|a| st.starts_with(&format!("{a}:"))))
+                        .cloned()
+                        .collect();
+                    j.steps_completed.retain(|st| keep.contains(st));
+                    j.steps_remaining = all.iter().filter(|st| !keep.contains(*st)).cloned().collect();
+                    if let Some(r) = j.result.as_mut().and_then(Value::as_object_mut) {
+                        for a in &rewound {
+                            r.remove(&format!("{a}.deployed_by_job"));
+                            r.remove(&format!("{a}.dns_created"));
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    // ----- undeploy ------------------------------------------------------------------------
+
+    pub fn start_undeploy_app(&self, server: &str, app: &str, force: bool) -> Result<JobRecord> {
+        self.server(server)?;
+        let deployed = self.deployed_set(server)?;
+        let exists = self
+            .store
+            .load()?
+            .deployments
+            .get(server)
+            .is_some_and(|m| m.contains_key(app));
+        if !exists {
+            return Err(CoreError::NotFound {
+                kind: "deployment",
+                name: format!("{app} on {server}"),
+                hint: format!("; see `livchat app deployed {server}`"),
+            });
+        }
+        let dependents = self.catalog.dependents_of(app, &deployed);
+        if !dependents.is_empty() && !force {
+            return Err(CoreError::Refused(format!(
+                "{app} is used by {} on {server}; undeploy them first or pass --force",
+                dependents.join(", ")
+            )));
+        }
+        let p = UndeployParams {
+            server: server.to_string(),
+            app: app.to_string(),
+            force,
+        };
+        self.create_job(
+            JobKind::UndeployApp,
+            Some(server),
+            to_params(&p),
+            vec!["remove_stack".into(), "dns".into(), "record".into()],
+        )
+    }
+
+    async fn undeploy_step(&self, ctx: &JobContext, job: &JobRecord, step: &str) -> Result<Value> {
+        let p: UndeployParams = params(job)?;
+        let record = self
+            .store
+            .load()?
+            .deployments
+            .get(&p.server)
+            .and_then(|m| m.get(&p.app))
+            .cloned();
+        match step {
+            "remove_stack" => {
+                let stack = record.as_ref().map_or(p.app.clone(), |r| r.stack_name.clone());
+                let platform = self.platform(&p.server).await?;
+                platform.remove_stack(&stack).await.map_err(platform_err)?;
+                ctx.info(format!("stack {stack} removed (data volumes kept)"));
+                Ok(Value::Null)
+            }
+            "dns" => {
+                let server = self.server(&p.server)?;
+                if let (Some(r), Some(cfg)) = (&record, &server.dns)
+                    && !r.dns_record_ids.is_empty()
+                {
+                    let dns = self.dns()?;
+                    let zone = dns.find_zone(&cfg.zone_name).await.map_err(dns_err)?;
+                    for id in &r.dns_record_ids {
+                        match dns.delete_record(&zone, id).await {
+                            Ok(()) => ctx.info(format!("DNS record {id} removed")),
+                            Err(e) => ctx.warn(format!("DNS record {id}: {e}")),
+                        }
+                    }
+                }
+                Ok(Value::Null)
+            }
+            "record" => {
+                self.store.update("deployment removed", &mut |s| {
+                    if let Some(m) = s.deployments.get_mut(&p.server) {
+                        m.remove(&p.app);
+                        if m.is_empty() {
+                            s.deployments.remove(&p.server);
+                        }
+                    }
+                    Ok(())
+                })?;
+                Ok(json!({ "undeployed": p.app }))
+            }
+            other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
+        }
+    }
+
+    // ----- delete server -------------------------------------------------------------------
+
+    pub fn start_delete_server(&self, name: &str, force: bool) -> Result<JobRecord> {
+        let server = self.server(name)?;
+        let deployed = self.deployed_set(name)?;
+        if !deployed.is_empty() && !force {
+            return Err(CoreError::Refused(format!(
+                "server {name} still runs {}; undeploy them first or pass --force",
+                deployed.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if server.provider == ProviderKind::Hetzner {
+            self.require_secret(crate::orchestrator::HETZNER_TOKEN)?;
+        }
+        let p = DeleteServerParams {
+            name: name.to_string(),
+            force,
+        };
+        self.create_job(
+            JobKind::DeleteServer,
+            Some(name),
+            to_params(&p),
+            vec!["dns".into(), "provider".into(), "state".into()],
+        )
+    }
+
+    async fn delete_step(&self, ctx: &JobContext, job: &JobRecord, step: &str) -> Result<Value> {
+        let p: DeleteServerParams = params(job)?;
+        let server = self.server(&p.name)?;
+        match step {
+            "dns" => {
+                let Some(cfg) = server.dns.clone() else {
+                    return Ok(Value::Null);
+                };
+                let dns = self.dns()?;
+                let zone = dns.find_zone(&cfg.zone_name).await.map_err(dns_err)?;
+                let mut ids: Vec<String> = self
+                    .store
+                    .load()?
+                    .deployments
+                    .get(&p.name)
+                    .map(|m| m.values().flat_map(|d| d.dns_record_ids.clone()).collect())
+                    .unwrap_or_default();
+                let fqdn = Self::server_fqdn(&p.name, &cfg.zone_name, cfg.subdomain.as_deref());
+                for r in dns.records_named(&zone, &fqdn).await.map_err(dns_err)? {
+                    if r.content == server.host {
+                        ids.push(r.id);
+                    }
+                }
+                for id in ids {
+                    match dns.delete_record(&zone, &id).await {
+                        Ok(()) => ctx.info(format!("DNS record {id} removed")),
+                        Err(e) => ctx.warn(format!("DNS record {id}: {e}")),
+                    }
+                }
+                Ok(Value::Null)
+            }
+            "provider" => {
+                if server.provider != ProviderKind::Hetzner {
+                    ctx.info("server was added by hand: it is only forgotten, not destroyed");
+                    return Ok(Value::Null);
+                }
+                let provider = self.provider()?;
+                let found = provider.find_server(&p.name).await.map_err(provider_err)?;
+                if let Some(s) = found {
+                    let progress = {
+                        let ctx = ctx.clone();
+                        move |a: livchat_providers::ActionProgress| {
+                            ctx.info(format!("provider action {}: {}%", a.command, a.progress));
+                        }
+                    };
+                    provider
+                        .delete_server(&s.id, &progress)
+                        .await
+                        .map_err(provider_err)?;
+                    ctx.info(format!("server {} deleted at the provider", p.name));
+                }
+                Ok(Value::Null)
+            }
+            "state" => {
+                self.forget_connection(&p.name).await;
+                self.store.update("server deleted", &mut |s| {
+                    s.servers.remove(&p.name);
+                    s.deployments.remove(&p.name);
+                    Ok(())
+                })?;
+                if server.provider == ProviderKind::Hetzner {
+                    self.secrets.delete(&ssh_key_secret(&p.name))?;
+                }
+                Ok(json!({ "deleted": p.name }))
+            }
+            other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
+        }
+    }
+}
+
+fn validate_dns(zone: &str, subdomain: Option<&str>) -> Result<()> {
+    livchat_apps::DnsConfig::new(zone, subdomain).map_err(apps_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl StepRunner for Orchestrator {
+    async fn run_step(&self, ctx: &JobContext, job: &JobRecord, step: &str) -> Result<Value> {
+        match JobKind::parse(&job.kind)? {
+            JobKind::CreateServer => self.create_step(ctx, job, step).await,
+            JobKind::SetupServer => self.setup_step(ctx, job, step).await,
+            JobKind::DeployApp => self.deploy_step(ctx, job, step).await,
+            JobKind::UndeployApp => self.undeploy_step(ctx, job, step).await,
+            JobKind::DeleteServer => self.delete_step(ctx, job, step).await,
+        }
+    }
+
+    async fn clean_up(&self, ctx: &JobContext, job: &JobRecord, _error: &CoreError) -> Result<()> {
+        match JobKind::parse(&job.kind)? {
+            JobKind::CreateServer => self.create_cleanup(ctx, job).await,
+            JobKind::DeployApp => self.deploy_cleanup(ctx, job).await,
+            JobKind::SetupServer => {
+                // Setup steps are idempotent and change nothing that could be orphaned; a
+                // retry resumes at the first step not done.
+                self.store.update("server setup failed", &mut |s| {
+                    if let Some(sv) = s.servers.get_mut(&job.server.clone().unwrap_or_default())
+                        && sv.status == ServerStatus::SettingUp
+                    {
+                        sv.status = ServerStatus::Failed;
+                    }
+                    Ok(())
+                })?;
+                Ok(())
+            }
+            JobKind::UndeployApp | JobKind::DeleteServer => Ok(()),
+        }
+    }
+}
+
+

@@ -1,0 +1,834 @@
+//! The `Orchestrator`: every operation of the product, composed from the leaf crates' traits.
+//!
+//! Quick operations (secrets, settings, listing, exec) return at once. Long ones (create,
+//! setup, deploy, undeploy, delete) are jobs: `start_*` records a queued job with its planned
+//! steps and returns it; [`Orchestrator::run_job`] runs it (in this process: the CLI awaits it,
+//! the API and MCP spawn it). The steps themselves live in `flows/`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use livchat_apps::{AppDefinition, Catalog, PreviewRequest, PreviewStack, RenderContext};
+use livchat_providers::{DnsClient, DnsRecord, Image, Location, Provider, ServerType};
+use livchat_remote::{
+    Command, Connector, ContainerPlatform, ExecOptions, ExecOutput, HostKeyPolicy,
+    RemoteExecutor, SshTarget,
+};
+use livchat_store::{
+    DeploymentRecord, JobLogStore, JobRecord, JobStatus, LogLine, ProviderKind, SecretStore,
+    ServerRecord, ServerStatus, SettingKey, State, Store,
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::{CoreError, Result};
+use crate::jobs::{JobKind, JobManager};
+
+/// The vault key of the Hetzner API token.
+pub const HETZNER_TOKEN: &str = "hetzner_token";
+/// The vault key of the Cloudflare API token.
+pub const CLOUDFLARE_TOKEN: &str = "cloudflare_api_token";
+
+/// The vault key of a server's SSH private key.
+pub fn ssh_key_secret(server: &str) -> String {
+    format!("ssh.{server}.private_key")
+}
+
+/// Builds a `Provider` from a token (real: Hetzner; tests: a mock or a client of a fake).
+pub type ProviderFactory = Arc<dyn Fn(SecretString) -> Result<Arc<dyn Provider>> + Send + Sync>;
+/// Builds a `DnsClient` from a token.
+pub type DnsFactory = Arc<dyn Fn(SecretString) -> Result<Arc<dyn DnsClient>> + Send + Sync>;
+/// Builds the container platform of a server from its SSH connection.
+pub type PlatformFactory =
+    Arc<dyn Fn(Arc<dyn RemoteExecutor>) -> Arc<dyn ContainerPlatform> + Send + Sync>;
+
+/// What `provider info` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderInfoKind {
+    Locations,
+    ServerTypes,
+    Images,
+}
+
+/// The answer of `provider info`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum ProviderInfo {
+    Locations(Vec<Location>),
+    ServerTypes(Vec<ServerType>),
+    Images(Vec<Image>),
+}
+
+/// Everything an orchestrator is made of; [`OrchestratorBuilder`] fills it.
+pub struct Orchestrator {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) secrets: Arc<dyn SecretStore>,
+    pub(crate) jobs: Arc<JobManager>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) provider_factory: ProviderFactory,
+    pub(crate) dns_factory: DnsFactory,
+    pub(crate) connector: Arc<dyn Connector>,
+    pub(crate) platform_factory: PlatformFactory,
+    /// One SSH connection per server, reused by every command of every job of this process.
+    pub(crate) connections: tokio::sync::Mutex<HashMap<String, Arc<dyn RemoteExecutor>>>,
+    pub(crate) provider_cache: Mutex<Option<Arc<dyn Provider>>>,
+    pub(crate) dns_cache: Mutex<Option<Arc<dyn DnsClient>>>,
+}
+
+impl std::fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orchestrator")
+            .field("home", &self.config.home)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Assembles an orchestrator from any implementation of each trait (mocks, fakes, real).
+pub struct OrchestratorBuilder {
+    config: Config,
+    store: Arc<dyn Store>,
+    secrets: Arc<dyn SecretStore>,
+    job_logs: Arc<dyn JobLogStore>,
+    catalog: Arc<Catalog>,
+    provider_factory: ProviderFactory,
+    dns_factory: DnsFactory,
+    connector: Arc<dyn Connector>,
+    platform_factory: PlatformFactory,
+}
+
+impl OrchestratorBuilder {
+    /// Starts from the parts every orchestrator needs; the rest default to the real
+    /// implementations (Hetzner, Cloudflare, russh, Swarm over SSH).
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretStore>,
+        job_logs: Arc<dyn JobLogStore>,
+        catalog: Catalog,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            secrets,
+            job_logs,
+            catalog: Arc::new(catalog),
+            provider_factory: Arc::new(|token| {
+                let p = livchat_providers::HetznerProvider::from_env(token)
+                    .map_err(|e| CoreError::Provider(e.to_string()))?;
+                Ok(Arc::new(p) as Arc<dyn Provider>)
+            }),
+            dns_factory: Arc::new(|token| {
+                let d = livchat_providers::CloudflareDns::from_env(token)
+                    .map_err(|e| CoreError::Dns(e.to_string()))?;
+                Ok(Arc::new(d) as Arc<dyn DnsClient>)
+            }),
+            connector: Arc::new(livchat_remote::SshConnector::default()),
+            platform_factory: Arc::new(|executor| {
+                Arc::new(livchat_remote::SwarmOverSsh::new(executor)) as Arc<dyn ContainerPlatform>
+            }),
+        }
+    }
+
+    pub fn provider_factory(mut self, f: ProviderFactory) -> Self {
+        self.provider_factory = f;
+        self
+    }
+
+    pub fn dns_factory(mut self, f: DnsFactory) -> Self {
+        self.dns_factory = f;
+        self
+    }
+
+    pub fn connector(mut self, c: Arc<dyn Connector>) -> Self {
+        self.connector = c;
+        self
+    }
+
+    pub fn platform_factory(mut self, f: PlatformFactory) -> Self {
+        self.platform_factory = f;
+        self
+    }
+
+    pub fn build(self) -> Arc<Orchestrator> {
+        Arc::new(Orchestrator {
+            jobs: Arc::new(JobManager::new(self.store.clone(), self.job_logs)),
+            config: self.config,
+            store: self.store,
+            secrets: self.secrets,
+            catalog: self.catalog,
+            provider_factory: self.provider_factory,
+            dns_factory: self.dns_factory,
+            connector: self.connector,
+            platform_factory: self.platform_factory,
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+            provider_cache: Mutex::new(None),
+            dns_cache: Mutex::new(None),
+        })
+    }
+}
+
+/// What `init` did.
+pub use livchat_store::InitReport;
+
+impl Orchestrator {
+    /// Creates the home (directory 0700, `state.json`, vault, `.vault_password` unless the
+    /// password comes from the environment or a file). Idempotent; never overwrites.
+    pub fn init(config: &Config) -> Result<InitReport> {
+        let explicit = match (
+            std::env::var(livchat_store::VAULT_PASSWORD_ENV).ok(),
+            &config.vault_password_file,
+        ) {
+            (Some(_), _) | (None, Some(_)) => Some(
+                livchat_store::resolve_vault_password(
+                    &config.home,
+                    config.vault_password_file.as_deref(),
+                )?
+                .0,
+            ),
+            (None, None) => None,
+        };
+        Ok(livchat_store::init_home_with(
+            &config.home,
+            livchat_store::InitOptions {
+                vault_password: explicit,
+                vault_label: None,
+            },
+        )?)
+    }
+
+    /// Opens an initialised home with the real implementations, and marks jobs left running by
+    /// a process that ended as interrupted.
+    pub fn open(config: Config) -> Result<Arc<Orchestrator>> {
+        let paths = livchat_store::HomePaths::new(&config.home);
+        if !paths.state.exists() {
+            return Err(CoreError::Store(livchat_store::StoreError::NotInitialized {
+                path: paths.state,
+            }));
+        }
+        let store = Arc::new(livchat_store::JsonFileStore::new(&config.home));
+        store.load()?;
+        let (password, _) = livchat_store::resolve_vault_password(
+            &config.home,
+            config.vault_password_file.as_deref(),
+        )?;
+        let vault = livchat_store::Vault::open(&paths.vault, password, None)?;
+        let catalog = Catalog::load(config.apps_dirs.as_deref())
+            .map_err(|e| CoreError::Apps(e.to_string()))?;
+        let logs = Arc::new(livchat_store::FileJobLogs::new(&config.home));
+        let orchestrator =
+            OrchestratorBuilder::new(config, store, Arc::new(vault), logs, catalog).build();
+        orchestrator.recover_interrupted_jobs()?;
+        Ok(orchestrator)
+    }
+
+    /// Marks jobs whose process is gone as interrupted (see [`JobManager::recover_interrupted`]).
+    pub fn recover_interrupted_jobs(&self) -> Result<Vec<String>> {
+        self.jobs.recover_interrupted(&|job| {
+            job_owner(job).is_some_and(|(pid, host)| {
+                host == livchat_store::this_host() && livchat_store::process_alive(pid)
+            })
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn jobs(&self) -> &Arc<JobManager> {
+        &self.jobs
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn state(&self) -> Result<State> {
+        Ok(self.store.load()?)
+    }
+
+    // ----- secrets -------------------------------------------------------------------------
+
+    pub fn secret_set(&self, name: &str, value: SecretString) -> Result<()> {
+        if value.expose_secret().is_empty() {
+            return Err(CoreError::invalid("value", "a secret cannot be empty"));
+        }
+        Ok(self.secrets.set(name, value)?)
+    }
+
+    pub fn secret_get(&self, name: &str) -> Result<SecretString> {
+        self.secrets
+            .get(name)?
+            .ok_or_else(|| CoreError::not_found("secret", name))
+    }
+
+    pub fn secret_names(&self) -> Result<Vec<String>> {
+        Ok(self.secrets.names()?)
+    }
+
+    pub fn secret_delete(&self, name: &str) -> Result<()> {
+        if self.secrets.delete(name)? {
+            Ok(())
+        } else {
+            Err(CoreError::not_found("secret", name))
+        }
+    }
+
+    pub(crate) fn require_secret(&self, name: &str) -> Result<SecretString> {
+        self.secrets
+            .get(name)?
+            .ok_or_else(|| CoreError::MissingCredential {
+                name: name.to_string(),
+            })
+    }
+
+    // ----- settings ------------------------------------------------------------------------
+
+    pub fn setting_set(&self, key: &str, value: &str) -> Result<()> {
+        let key: SettingKey = key.parse()?;
+        self.store.update("settings set", &mut |s| {
+            s.settings.set(key, value)?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    pub fn setting_get(&self, key: &str) -> Result<Option<String>> {
+        let key: SettingKey = key.parse()?;
+        Ok(self.store.load()?.settings.get(key).map(str::to_string))
+    }
+
+    /// Every allowed key with its value (if set) and description.
+    pub fn settings(&self) -> Result<Vec<(String, Option<String>, &'static str)>> {
+        let state = self.store.load()?;
+        Ok(SettingKey::ALL
+            .iter()
+            .map(|k| {
+                (
+                    k.as_str().to_string(),
+                    state.settings.get(*k).map(str::to_string),
+                    k.description(),
+                )
+            })
+            .collect())
+    }
+
+    // ----- providers and DNS ---------------------------------------------------------------
+
+    pub(crate) fn provider(&self) -> Result<Arc<dyn Provider>> {
+        let mut cache = self
+            .provider_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.as_ref() {
+            return Ok(p.clone());
+        }
+        let p = (self.provider_factory)(self.require_secret(HETZNER_TOKEN)?)?;
+        *cache = Some(p.clone());
+        Ok(p)
+    }
+
+    pub(crate) fn dns(&self) -> Result<Arc<dyn DnsClient>> {
+        let mut cache = self.dns_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = cache.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = (self.dns_factory)(self.require_secret(CLOUDFLARE_TOKEN)?)?;
+        *cache = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Checks a Hetzner token against the API, then stores it in the vault.
+    pub async fn configure_hetzner(&self, token: SecretString) -> Result<()> {
+        let provider = (self.provider_factory)(token.clone())?;
+        provider
+            .list_locations()
+            .await
+            .map_err(|e| CoreError::Provider(e.to_string()))?;
+        self.secrets.set(HETZNER_TOKEN, token)?;
+        *self
+            .provider_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(provider);
+        Ok(())
+    }
+
+    /// Checks a Cloudflare token against the API (it must see `zone`), then stores it.
+    pub async fn configure_cloudflare(&self, token: SecretString, zone: &str) -> Result<()> {
+        let dns = (self.dns_factory)(token.clone())?;
+        dns.find_zone(zone)
+            .await
+            .map_err(|e| CoreError::Dns(e.to_string()))?;
+        self.secrets.set(CLOUDFLARE_TOKEN, token)?;
+        *self.dns_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(dns);
+        Ok(())
+    }
+
+    pub async fn provider_info(&self, what: ProviderInfoKind) -> Result<ProviderInfo> {
+        let p = self.provider()?;
+        let err = |e: livchat_providers::CloudError| CoreError::Provider(e.to_string());
+        Ok(match what {
+            ProviderInfoKind::Locations => ProviderInfo::Locations(p.list_locations().await.map_err(err)?),
+            ProviderInfoKind::ServerTypes => {
+                ProviderInfo::ServerTypes(p.list_server_types().await.map_err(err)?)
+            }
+            ProviderInfoKind::Images => ProviderInfo::Images(p.list_images().await.map_err(err)?),
+        })
+    }
+
+    pub async fn dns_list(&self, zone: &str) -> Result<Vec<DnsRecord>> {
+        let dns = self.dns()?;
+        let err = |e: livchat_providers::CloudError| CoreError::Dns(e.to_string());
+        let zone = dns.find_zone(zone).await.map_err(err)?;
+        dns.list_records(&zone).await.map_err(err)
+    }
+
+    // ----- servers -------------------------------------------------------------------------
+
+    pub fn servers(&self) -> Result<Vec<ServerRecord>> {
+        Ok(self.store.load()?.servers.into_values().collect())
+    }
+
+    pub fn server(&self, name: &str) -> Result<ServerRecord> {
+        self.store
+            .load()?
+            .servers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CoreError::NotFound {
+                kind: "server",
+                name: name.to_string(),
+                hint: "; see `livchat server list`".into(),
+            })
+    }
+
+    pub(crate) fn target(server: &ServerRecord) -> SshTarget {
+        SshTarget {
+            name: server.name.clone(),
+            host: server.host.clone(),
+            port: server.ssh_port,
+            user: server.ssh_user.clone(),
+        }
+    }
+
+    /// The server's SSH connection (opened once per process, host key checked against the pin).
+    pub(crate) async fn executor(&self, name: &str) -> Result<Arc<dyn RemoteExecutor>> {
+        let mut connections = self.connections.lock().await;
+        if let Some(e) = connections.get(name) {
+            return Ok(e.clone());
+        }
+        let server = self.server(name)?;
+        let key = self.require_secret(&server.ssh_key_secret)?;
+        let Some(pinned) = server.host_key_fingerprint.clone() else {
+            return Err(CoreError::Refused(format!(
+                "server {name} has no pinned host key yet; run `livchat server repin-host-key {name}` after checking the server"
+            )));
+        };
+        let connected = self
+            .connector
+            .connect(&Self::target(&server), &key, &HostKeyPolicy::Pinned(pinned))
+            .await?;
+        connections.insert(name.to_string(), connected.executor.clone());
+        Ok(connected.executor)
+    }
+
+    pub(crate) async fn forget_connection(&self, name: &str) {
+        self.connections.lock().await.remove(name);
+    }
+
+    pub(crate) async fn platform(&self, name: &str) -> Result<Arc<dyn ContainerPlatform>> {
+        Ok((self.platform_factory)(self.executor(name).await?))
+    }
+
+    /// Adds an existing server: stores its key in the vault, connects once (trust on first
+    /// use) and pins the host key it presents. Nothing is recorded if the connection fails.
+    pub async fn server_add(
+        &self,
+        name: &str,
+        host: &str,
+        port: u16,
+        user: &str,
+        private_key: Option<SecretString>,
+    ) -> Result<ServerRecord> {
+        livchat_store::validate_server_name(name).map_err(|r| CoreError::invalid("server name", r))?;
+        livchat_remote::validate_name(livchat_remote::NameKind::User, user)
+            .map_err(|e| CoreError::invalid("user", e.to_string()))?;
+        validate_host(host)?;
+        if port == 0 {
+            return Err(CoreError::invalid("port", "must be 1-65535"));
+        }
+        if self.store.load()?.servers.contains_key(name) {
+            return Err(CoreError::Refused(format!(
+                "server {name} already exists; delete it first or choose another name"
+            )));
+        }
+        let secret_name = ssh_key_secret(name);
+        let key = match private_key {
+            Some(k) => {
+                livchat_remote::parse_private_key(&k)?;
+                k
+            }
+            None => self.secrets.get(&secret_name)?.ok_or_else(|| {
+                CoreError::invalid(
+                    "key",
+                    "--key FILE is required for a server LivChat did not create (an unencrypted Ed25519 private key)",
+                )
+            })?,
+        };
+        let target = SshTarget {
+            name: name.to_string(),
+            host: host.to_string(),
+            port,
+            user: user.to_string(),
+        };
+        let connected = self
+            .connector
+            .connect(&target, &key, &HostKeyPolicy::TrustOnFirstUse)
+            .await?;
+        self.secrets.set(&secret_name, key)?;
+        let record = ServerRecord {
+            name: name.to_string(),
+            provider: ProviderKind::Manual,
+            provider_id: None,
+            host: host.to_string(),
+            ssh_port: port,
+            ssh_user: user.to_string(),
+            ssh_key_secret: secret_name,
+            host_key_fingerprint: Some(connected.host_key_fingerprint.clone()),
+            dns: None,
+            server_type: None,
+            location: None,
+            image: None,
+            labels: BTreeMap::new(),
+            status: ServerStatus::Running,
+            setup: Default::default(),
+            created_at: chrono::Utc::now(),
+        };
+        let stored = record.clone();
+        self.store.update("server add", &mut |s| {
+            if s.servers.contains_key(name) {
+                return Err(livchat_store::StoreError::InvalidInput {
+                    field: "server name".into(),
+                    reason: format!("server {name} already exists"),
+                });
+            }
+            s.servers.insert(name.to_string(), stored.clone());
+            Ok(())
+        })?;
+        self.connections
+            .lock()
+            .await
+            .insert(name.to_string(), connected.executor);
+        Ok(record)
+    }
+
+    /// Replaces a server's pinned host key with the one it presents now: the explicit user
+    /// action after a reinstall. Returns (old, new).
+    pub async fn repin_host_key(&self, name: &str) -> Result<(Option<String>, String)> {
+        let server = self.server(name)?;
+        let key = self.require_secret(&server.ssh_key_secret)?;
+        let connected = self
+            .connector
+            .connect(&Self::target(&server), &key, &HostKeyPolicy::TrustOnFirstUse)
+            .await?;
+        let new = connected.host_key_fingerprint.clone();
+        self.store.update("server repin", &mut |s| {
+            if let Some(sv) = s.servers.get_mut(name) {
+                sv.host_key_fingerprint = Some(new.clone());
+            }
+            Ok(())
+        })?;
+        self.connections
+            .lock()
+            .await
+            .insert(name.to_string(), connected.executor);
+        Ok((server.host_key_fingerprint, new))
+    }
+
+    /// Runs `argv` on the server; the arguments arrive byte for byte.
+    pub async fn server_exec(
+        &self,
+        name: &str,
+        argv: &[String],
+        cancel: CancellationToken,
+    ) -> Result<ExecOutput> {
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| CoreError::invalid("command", "give a program to run after `--`"))?;
+        let executor = self.executor(name).await?;
+        let command = Command::new(program.clone()).args(args.iter().cloned());
+        Ok(executor
+            .exec(
+                &command,
+                ExecOptions {
+                    cancel,
+                    timeout: Duration::from_secs(3600),
+                    ..ExecOptions::default()
+                },
+            )
+            .await?)
+    }
+
+    // ----- apps ----------------------------------------------------------------------------
+
+    pub fn app_definitions(&self) -> Vec<&AppDefinition> {
+        self.catalog.list().map(|e| &e.definition).collect()
+    }
+
+    pub fn app_definition(&self, app: &str) -> Result<&AppDefinition> {
+        self.catalog
+            .require(app)
+            .map_err(|e| CoreError::Apps(e.to_string()))
+    }
+
+    /// `app render`: the stacks of `app` and its dependencies in install order, with
+    /// placeholder secrets generated for this call and stored nowhere.
+    pub fn app_render(
+        &self,
+        app: &str,
+        zone: &str,
+        subdomain: Option<&str>,
+        set: &[String],
+    ) -> Result<Vec<PreviewStack>> {
+        let dns = livchat_apps::DnsConfig::new(zone, subdomain)
+            .map_err(|e| CoreError::Apps(e.to_string()))?;
+        let params = parse_sets(set)?;
+        let settings = self.settings_map()?;
+        let request = PreviewRequest {
+            app: app.to_string(),
+            context: RenderContext {
+                server: livchat_apps::ServerInfo::placeholder(),
+                dns,
+                settings,
+                options: self.render_options(),
+            },
+            params,
+            deployed: BTreeSet::new(),
+        };
+        self.catalog
+            .render_preview(&request)
+            .map_err(|e| CoreError::Apps(e.to_string()))
+    }
+
+    pub(crate) fn render_options(&self) -> livchat_apps::RenderOptions {
+        livchat_apps::RenderOptions {
+            endpoint_mode: self.config.endpoint_mode,
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn settings_map(&self) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .store
+            .load()?
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_string()))
+            .collect())
+    }
+
+    /// The apps deployed on a server.
+    pub fn deployed(&self, server: &str) -> Result<Vec<DeploymentRecord>> {
+        self.server(server)?;
+        Ok(self
+            .store
+            .load()?
+            .deployments
+            .get(server)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    // ----- jobs ----------------------------------------------------------------------------
+
+    /// Runs a queued job in this task until it ends; the record says how it ended.
+    pub async fn run_job(self: &Arc<Self>, id: &str) -> Result<JobRecord> {
+        let ctx = self.jobs.prepare(id)?;
+        self.watch_cancel_requests(id, ctx.cancel_token());
+        let job = self.jobs.run(id, self.as_ref()).await;
+        self.mark_job_owner(id, false)?;
+        job
+    }
+
+    /// Puts a failed, cancelled or interrupted job back in the queue, owned by this process;
+    /// [`Orchestrator::run_job`] then resumes it from its first incomplete step.
+    pub fn start_retry_job(&self, id: &str) -> Result<JobRecord> {
+        self.jobs.retry(id)?;
+        self.mark_job_owner(id, true)?;
+        self.jobs.get(id)
+    }
+
+    /// Cancels a job: in this process through its token; in another process by recording the
+    /// request, which that process polls between and during steps.
+    pub fn cancel_job(&self, id: &str) -> Result<JobRecord> {
+        let job = self.jobs.get(id)?;
+        let owned_elsewhere = job_owner(&job).is_some_and(|(pid, host)| {
+            (pid != std::process::id() || host != livchat_store::this_host())
+                && livchat_store::process_alive(pid)
+        });
+        if owned_elsewhere
+            && matches!(job.status, JobStatus::Running | JobStatus::Queued)
+        {
+            self.store.update("job cancel request", &mut |s| {
+                if let Some(j) = s.jobs.get_mut(id)
+                    && let Some(obj) = j.params.as_object_mut()
+                {
+                    obj.insert(CANCEL_KEY.into(), serde_json::Value::Bool(true));
+                }
+                Ok(())
+            })?;
+            return self.jobs.get(id);
+        }
+        self.jobs.cancel(id)
+    }
+
+    /// Waits until a job ends (polling the store, so it works for jobs of other processes).
+    pub async fn wait_job(&self, id: &str) -> Result<JobRecord> {
+        loop {
+            let job = self.jobs.get(id)?;
+            if crate::jobs::is_ended(job.status) {
+                return Ok(job);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// The log of a job from line `from` on.
+    pub fn job_logs(&self, id: &str, from: usize) -> Result<Vec<LogLine>> {
+        self.jobs.logs(id, from)
+    }
+
+    /// Records which process runs a job (in its params, under a reserved key), so a restart
+    /// can tell a live job from an interrupted one and `job cancel` can reach it.
+    pub(crate) fn mark_job_owner(&self, id: &str, owned: bool) -> Result<()> {
+        let pid = std::process::id();
+        let host = livchat_store::this_host();
+        self.store.update("job owner", &mut |s| {
+            if let Some(j) = s.jobs.get_mut(id)
+                && let Some(obj) = j.params.as_object_mut()
+            {
+                if owned {
+                    obj.insert(
+                        OWNER_KEY.into(),
+                        serde_json::json!({ "pid": pid, "host": host }),
+                    );
+                } else {
+                    obj.remove(OWNER_KEY);
+                    obj.remove(CANCEL_KEY);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Creates a job owned by this process.
+    pub(crate) fn create_job(
+        &self,
+        kind: JobKind,
+        server: Option<&str>,
+        mut params: serde_json::Value,
+        steps: Vec<String>,
+    ) -> Result<JobRecord> {
+        if let Some(obj) = params.as_object_mut() {
+            obj.insert(
+                OWNER_KEY.into(),
+                serde_json::json!({ "pid": std::process::id(), "host": livchat_store::this_host() }),
+            );
+        }
+        self.jobs.create(kind, server, params, steps)
+    }
+
+    /// Polls the store for a cancel request made by another process, and cancels `token`.
+    pub(crate) fn watch_cancel_requests(self: &Arc<Self>, id: &str, token: CancellationToken) {
+        let this = Arc::clone(self);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                match this.jobs.get(&id) {
+                    Ok(job) if crate::jobs::is_ended(job.status) => return,
+                    Ok(job) if job.params.get(CANCEL_KEY).and_then(|v| v.as_bool()) == Some(true) => {
+                        token.cancel();
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    // ----- many servers --------------------------------------------------------------------
+
+    /// Runs `op` for every server name with at most `concurrency` at once; one result per
+    /// server, in the order given.
+    pub async fn for_each_server<F, Fut, T>(
+        &self,
+        names: &[String],
+        concurrency: usize,
+        op: F,
+    ) -> Vec<(String, Result<T>)>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        futures::stream::iter(names.iter().cloned().map(|n| {
+            let fut = op(n.clone());
+            async move { (n, fut.await) }
+        }))
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+    }
+}
+
+/// Reserved keys in a job's params (never user input): who runs it, and a cancel request.
+pub(crate) const OWNER_KEY: &str = "_owner";
+pub(crate) const CANCEL_KEY: &str = "_cancel_requested";
+
+fn job_owner(job: &JobRecord) -> Option<(u32, String)> {
+    let owner = job.params.get(OWNER_KEY)?;
+    Some((
+        owner.get("pid")?.as_u64()? as u32,
+        owner.get("host")?.as_str()?.to_string(),
+    ))
+}
+
+/// `--set key=value` arguments into a map (keys checked by the catalog against the app).
+pub(crate) fn parse_sets(set: &[String]) -> Result<BTreeMap<String, String>> {
+    set.iter()
+        .map(|s| livchat_apps::parse_set(s).map_err(|e| CoreError::Apps(e.to_string())))
+        .collect()
+}
+
+/// A host is an IP address or a DNS name; nothing that could become an option or a command.
+pub(crate) fn validate_host(host: &str) -> Result<()> {
+    if host.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with('-')
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::invalid(
+            "host",
+            format!("`{}` is not an IP address or a DNS name", host.escape_debug()),
+        ))
+    }
+}
