@@ -1119,6 +1119,31 @@ mod tests {
     }
 
     #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let p = HetznerProvider::new(
+            SecretString::from("hcloud-secret-token-123".to_owned()),
+            HetznerConfig::default(),
+        )
+        .unwrap();
+        let dbg = format!("{p:?}");
+        assert!(!dbg.contains("hcloud-secret-token-123"), "{dbg}");
+        assert!(dbg.contains("<redacted>"), "{dbg}");
+    }
+
+    #[test]
+    fn an_empty_token_or_a_bad_endpoint_is_refused() {
+        let e = HetznerProvider::new(SecretString::from(" ".to_owned()), HetznerConfig::default())
+            .unwrap_err();
+        assert!(e.to_string().starts_with("invalid token"), "{e}");
+        let config = HetznerConfig {
+            endpoint: "ftp://example.com".into(),
+            ..HetznerConfig::default()
+        };
+        let e = HetznerProvider::new(SecretString::from("t".to_owned()), config).unwrap_err();
+        assert!(e.to_string().contains("only http and https"), "{e}");
+    }
+
+    #[test]
     fn fingerprint_matches_ssh_keygen_md5() {
         // Expected value printed by `ssh-keygen -l -E md5 -f` for this key.
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDwaH1OLWzg6PZtYyhkqbYDwlEUh7QQSwXZQonbJiWxb user@host";

@@ -8,6 +8,22 @@
 //!
 //! Must not touch: SSH, the local store or vault (tokens are handed in as secrets), app
 //! definitions, or any other internal crate.
+//!
+//! ```text
+//!  livchat-core ── Arc<dyn Provider> ──▶ HetznerProvider ─┐   hcloud models (wire format)
+//!              └─ Arc<dyn DnsClient> ─▶ CloudflareDns ───┤   cloudflare endpoint specs
+//!                                                        ▼
+//!                                  http::Transport: bearer token (SecretString), timeouts,
+//!                                  RetryPolicy (Retry-After, RateLimit-*, backoff)
+//! ```
+//!
+//! Architecture invariant: requests leave through `http::Transport` only. The SDKs define
+//! what is sent and how answers decode, but their own senders drop response headers
+//! (`hcloud::apis::Error::ResponseError` keeps status and body only, cloudflare's
+//! `ApiFailure::Error` likewise), so they could not honour `Retry-After`.
+//!
+//! Entry points for the core: [`HetznerProvider::from_env`] and [`CloudflareDns::from_env`]
+//! (endpoint overrides from the environment), or `new` with an explicit config.
 
 pub mod cloudflare;
 pub mod dns;

@@ -96,7 +96,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
 async fn hetzner_rate_limit_headers_pace_the_retry_without_retry_after() {
     let fake = FakeHetzner::start().await;
     let f = Fault::RateLimitHeaders {
-        limit: 3600,
+        limit: 1800,
         reset_in: 3600,
     };
     fake.faults().fail_times(Method::GET, "/server_types", 1, f);
@@ -106,8 +106,8 @@ async fn hetzner_rate_limit_headers_pace_the_retry_without_retry_after() {
         .expect("succeeds after one refill");
     let hits = fake.faults().hits_of(&Method::GET, "/server_types");
     assert_eq!(hits.len(), 2);
-    // One request refills per second: (3600 s to full) / (3600 - 0 remaining).
-    assert_within_ten_percent(gap(&hits, 0), Duration::from_secs(1));
+    // One request refills every 2 s: (3600 s to full) / (1800 - 0 remaining).
+    assert_within_ten_percent(gap(&hits, 0), Duration::from_secs(2));
 }
 
 #[tokio::test]
