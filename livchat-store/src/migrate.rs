@@ -42,9 +42,17 @@ pub(crate) fn parse_state_with(
         detail,
         backup: existing_backup(path),
     };
-    let mut doc: Value =
+    // Read only the version first (skipping the rest without building it), so the common
+    // case, a file of the current version, deserializes straight into `State` instead of
+    // through an intermediate `serde_json::Value`.
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        version: Option<Value>,
+    }
+    let probe: Probe =
         serde_json::from_slice(bytes).map_err(|e| corrupt(describe_json_error(&e, bytes)))?;
-    let Some(found) = doc.get("version").and_then(Value::as_u64) else {
+    let Some(found) = probe.version.as_ref().and_then(Value::as_u64) else {
         return Err(corrupt(
             "missing or non-integer top-level field `version`".to_string(),
         ));
@@ -56,6 +64,12 @@ pub(crate) fn parse_state_with(
             supported: STATE_VERSION,
         });
     }
+    if found == target {
+        let state: State = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        state.validate().map_err(|e| corrupt(e.to_string()))?;
+        return Ok(state);
+    }
+    let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut version = found;
     while version < target {
         let step = migrations

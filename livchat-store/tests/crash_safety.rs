@@ -14,31 +14,48 @@ use rand::{Rng, SeedableRng};
 
 const KILLS: usize = 220;
 
-/// How long the worker takes to start and commit three times on this machine (debug builds
-/// under load vary by 10x), so the kills can be spread over start-up and several commits.
-/// The calibration run's commits count like any other's.
+/// How long a random kill may wait on this machine (debug builds under load vary by 10x):
+/// the worker's start-up plus about two commits, measured by one calibration run, so kills
+/// land in start-up and in every phase of a commit. The calibration run's commits
+/// count like any other's; returns the wait bound and the last serial it reported.
 fn calibrate(args: &[&str], envs: &[(&str, &str)]) -> (Duration, u64) {
     let started = Instant::now();
     let mut child = common::KillOnDrop(common::spawn_worker(args, envs));
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut last = 0;
-    for _ in 0..3 {
-        last = lines
+    let mut next = || -> u64 {
+        lines
             .next()
             .expect("the worker commits")
             .unwrap()
             .parse()
-            .unwrap();
-    }
-    let span = started.elapsed();
+            .unwrap()
+    };
+    next();
+    let first = started.elapsed();
+    next();
+    let third = next();
+    let per_commit = (started.elapsed() - first) / 2;
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     // The worker may have committed once more after its third line: read what it left.
+    let mut last = third;
     for line in lines.map_while(Result::ok) {
         last = line.parse().unwrap_or(last);
     }
-    eprintln!("calibration: start-up and 3 commits take {span:?}");
-    (span, last)
+    let max = first + per_commit * 2;
+    eprintln!("calibration: first commit after {first:?}, then {per_commit:?} per commit");
+    (max, last)
+}
+
+/// Load on a shared 2-core machine changes during the run: widen the wait bound after a run
+/// that committed nothing, narrow it after one that committed many, so most runs are killed
+/// around a commit rather than all in start-up or all late.
+fn adapt(max: Duration, commits_this_run: u64) -> Duration {
+    match commits_this_run {
+        0 => max.mul_f64(1.25).min(Duration::from_secs(5)),
+        3.. => max.mul_f64(0.8),
+        _ => max,
+    }
 }
 
 /// Starts the worker, lets it run for a random moment up to `max`, kills it with SIGKILL and
@@ -93,7 +110,7 @@ fn state_survives_sigkill_at_random_moments_without_losing_a_committed_update() 
     init_home(dir.path()).unwrap();
     let home = dir.path().to_str().unwrap();
     let mut rng = seeded_rng();
-    let (max, calibrated) = calibrate(&["state-loop", home], &[]);
+    let (mut max, calibrated) = calibrate(&["state-loop", home], &[]);
     let mut last_reported = JsonFileStore::new(dir.path()).load().unwrap().serial;
     assert!(
         last_reported >= calibrated,
@@ -101,6 +118,7 @@ fn state_survives_sigkill_at_random_moments_without_losing_a_committed_update() 
     );
     let mut committed_but_unreported = 0;
     for round in 0..KILLS {
+        let before = last_reported;
         if let Some(n) = run_and_kill(&["state-loop", home], &[], max, &mut rng) {
             last_reported = n;
         }
@@ -118,6 +136,7 @@ fn state_survives_sigkill_at_random_moments_without_losing_a_committed_update() 
             committed_but_unreported += 1;
             last_reported = state.serial;
         }
+        max = adapt(max, state.serial - before);
         if let Err(e) = common::matches_crash_loop(&state) {
             panic!("round {round}: {e}");
         }
@@ -159,8 +178,9 @@ fn vault_survives_sigkill_at_random_moments_without_losing_a_committed_secret() 
     let vault_path = dir.path().join("credentials.vault");
     let mut rng = seeded_rng();
     let envs = [("LIVCHAT_VAULT_PASSWORD", password)];
-    let (max, mut last_reported) = calibrate(&["vault-loop", home], &envs);
+    let (mut max, mut last_reported) = calibrate(&["vault-loop", home], &envs);
     for round in 0..KILLS {
+        let before = last_reported;
         if let Some(n) = run_and_kill(&["vault-loop", home], &envs, max, &mut rng) {
             last_reported = n;
         }
@@ -173,6 +193,7 @@ fn vault_survives_sigkill_at_random_moments_without_losing_a_committed_secret() 
             "round {round}: vault holds {count} secrets, last reported {last_reported}"
         );
         last_reported = count;
+        max = adapt(max, count - before);
         for n in 1..=count {
             let value = vault
                 .get(&format!("k{n}"))

@@ -79,7 +79,7 @@ impl Vault {
         label: Option<String>,
     ) -> Result<Vault, StoreError> {
         let vault = Self::unchecked(path.into(), password, label)?;
-        vault.secrets()?;
+        vault.with_secrets(|_| ())?;
         Ok(vault)
     }
 
@@ -100,7 +100,7 @@ impl Vault {
                 true
             }
         };
-        vault.secrets()?;
+        vault.with_secrets(|_| ())?;
         Ok((vault, created))
     }
 
@@ -146,18 +146,18 @@ impl Vault {
     /// The secret `name`, if present.
     pub fn get(&self, name: &str) -> Result<Option<SecretString>, StoreError> {
         check_name(name)?;
-        Ok(self.secrets()?.get(name).cloned())
+        self.with_secrets(|s| s.get(name).cloned())
     }
 
     /// Every secret name, sorted.
     pub fn names(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.secrets()?.into_keys().collect())
+        self.with_secrets(|s| s.keys().cloned().collect())
     }
 
     /// Whether the secret `name` is present.
     pub fn contains(&self, name: &str) -> Result<bool, StoreError> {
         check_name(name)?;
-        Ok(self.secrets()?.contains_key(name))
+        self.with_secrets(|s| s.contains_key(name))
     }
 
     /// Stores `value` under `name` (replacing any previous value).
@@ -187,7 +187,7 @@ impl Vault {
         change: impl FnOnce(&mut Secrets) -> bool,
     ) -> Result<bool, StoreError> {
         let _guard = lock::acquire(&self.lock_path(), operation, &self.lock)?;
-        let mut secrets = self.secrets()?;
+        let mut secrets = self.with_secrets(Secrets::clone)?;
         if !change(&mut secrets) {
             return Ok(false);
         }
@@ -213,14 +213,15 @@ impl Vault {
         }
     }
 
-    /// The current secrets, decrypted from disk unless the cached copy is of the same file.
-    fn secrets(&self) -> Result<Secrets, StoreError> {
+    /// Runs `f` on the current secrets, decrypted from disk unless the cached copy is of the
+    /// same file version (no copy of the map is made for reads).
+    fn with_secrets<R>(&self, f: impl FnOnce(&Secrets) -> R) -> Result<R, StoreError> {
         let stamp = self.stamp()?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((cached, secrets)) = cache.as_ref()
             && *cached == stamp
         {
-            return Ok(secrets.clone());
+            return Ok(f(secrets));
         }
         let text = std::fs::read(&self.path).map_err(|e| StoreError::io(&self.path, "read", e))?;
         let plain = format::decrypt(&text, &self.password).map_err(|e| match e {
@@ -238,8 +239,8 @@ impl Vault {
         })?;
         // The stamp was taken before reading: if the file was replaced in between, the next
         // call sees a different stamp and reads again.
-        *cache = Some((stamp, secrets.clone()));
-        Ok(secrets)
+        let (_, secrets) = cache.insert((stamp, secrets));
+        Ok(f(secrets))
     }
 
     fn write(&self, secrets: &Secrets) -> Result<(), StoreError> {
@@ -275,9 +276,11 @@ fn parse_plaintext(plain: &[u8]) -> Result<Secrets, String> {
         format!("the decrypted content is not a YAML map of secret names to string values{at}")
     })?;
     let mut map = parsed.unwrap_or_default();
+    // Copy each value into its SecretString, then wipe the parser's String: converting the
+    // String itself could reallocate (shrink) and leave an unwiped copy behind.
     let secrets = map
-        .iter_mut()
-        .map(|(k, v)| (k.clone(), SecretString::from(std::mem::take(v))))
+        .iter()
+        .map(|(k, v)| (k.clone(), SecretString::from(v.as_str())))
         .collect();
     map.values_mut().for_each(Zeroize::zeroize);
     Ok(secrets)

@@ -92,7 +92,7 @@ pub fn matches_crash_loop(state: &State) -> Result<(), String> {
 pub fn vault_value(n: u64) -> String {
     format!(
         "value {n}\nçã \"q\" '{}'",
-        "v".repeat((n % 37) as usize * 40)
+        "v".repeat((n % 37) as usize * 8)
     )
 }
 
