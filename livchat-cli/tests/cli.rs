@@ -1,0 +1,229 @@
+//! The `livchat` binary as a user meets it: help, and every bad-input path gives one clear
+//! line on stderr, a non-zero exit, and changes nothing. Snapshots hold exit code, stdout and
+//! stderr together (uv's `uv_snapshot!` style), with the temporary home filtered out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn initialised() -> Self {
+        let h = Home::new();
+        let out = h.run(&["init"]);
+        assert!(out.starts_with("exit: 0"), "{out}");
+        h
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_livchat"));
+        cmd.args(args)
+            .env("LIVCHAT_HOME", self.path())
+            .env_remove("LIVCHAT_VAULT_PASSWORD")
+            .env_remove("LIVCHAT_APPS_DIR")
+            .env("LIVCHAT_HETZNER_ENDPOINT", "http://127.0.0.1:9")
+            .env("LIVCHAT_CLOUDFLARE_ENDPOINT", "http://127.0.0.1:9/client/v4/")
+            .env("COLUMNS", "100")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        self.run_cmd(self.command(args))
+    }
+
+    fn run_cmd(&self, mut cmd: Command) -> String {
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.replace(&self.path().display().to_string(), "[HOME]")
+    }
+
+    fn state_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.path().join("state.json")).unwrap()
+    }
+
+    fn vault_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.path().join("credentials.vault")).unwrap()
+    }
+}
+
+fn snapshot(name: &str, value: &str) {
+    insta::with_settings!({
+        filters => vec![(r"job-\d{14}-[0-9a-f]{8}", "[JOB_ID]")],
+        prepend_module_to_snapshot => false,
+    }, {
+        insta::assert_snapshot!(name, value);
+    });
+}
+
+#[test]
+fn help_lists_every_command_with_examples() {
+    let h = Home::new();
+    snapshot("help", &h.run(&["--help"]));
+    snapshot("help_server", &h.run(&["server", "--help"]));
+    snapshot("help_app", &h.run(&["app", "--help"]));
+    snapshot("help_job", &h.run(&["job", "--help"]));
+}
+
+#[test]
+fn unknown_command_is_a_usage_error_with_exit_2() {
+    let h = Home::new();
+    let out = h.run(&["serverz"]);
+    assert!(out.starts_with("exit: 2"), "{out}");
+}
+
+#[test]
+fn completions_are_generated_for_bash_zsh_and_fish() {
+    let h = Home::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = h.run(&["completions", shell]);
+        assert!(out.starts_with("exit: 0"), "{out}");
+        assert!(out.contains("livchat"), "{shell}");
+    }
+}
+
+#[test]
+fn commands_before_init_say_to_run_init() {
+    let h = Home::new();
+    snapshot("before_init", &h.run(&["server", "list"]));
+}
+
+#[test]
+fn init_is_idempotent_and_files_are_private() {
+    let h = Home::initialised();
+    snapshot("init_again", &h.run(&["init"]));
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["state.json", "credentials.vault", ".vault_password"] {
+        let mode = std::fs::metadata(h.path().join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+}
+
+/// Runs a bad command and checks that neither state.json nor the vault changed.
+fn bad(h: &Home, args: &[&str]) -> String {
+    let (state, vault) = (h.state_bytes(), h.vault_bytes());
+    let out = h.run(args);
+    assert!(!out.starts_with("exit: 0"), "{args:?} should fail:\n{out}");
+    assert_eq!(state, h.state_bytes(), "{args:?} changed state.json");
+    assert_eq!(vault, h.vault_bytes(), "{args:?} changed the vault");
+    let stderr = out.split("--- stderr\n").nth(1).unwrap_or_default();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line on stderr:\n{out}");
+    out
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_changes_nothing() {
+    let h = Home::initialised();
+    snapshot("bad_unknown_setting", &bad(&h, &["settings", "set", "colour", "blue"]));
+    snapshot("bad_setting_value", &bad(&h, &["settings", "set", "email", "not-an-email"]));
+    snapshot("bad_unknown_secret", &bad(&h, &["secrets", "get", "nope"]));
+    snapshot("bad_secret_name", &bad(&h, &["secrets", "set", "bad name!", "x"]));
+    snapshot("bad_unknown_server", &bad(&h, &["server", "show", "ghost"]));
+    snapshot(
+        "bad_hostile_server_name",
+        &bad(&h, &["server", "add", "x;touch /tmp/pwned", "--host", "127.0.0.1"]),
+    );
+    snapshot(
+        "bad_hostile_host",
+        &bad(&h, &["server", "add", "web-1", "--host=-oProxyCommand=touch /tmp/pwned"]),
+    );
+    snapshot("bad_unknown_app", &bad(&h, &["app", "show", "nope"]));
+    snapshot("bad_deploy_unknown_server", &bad(&h, &["app", "deploy", "ghost", "n8n"]));
+    snapshot("bad_unknown_job", &bad(&h, &["job", "show", "job-nope"]));
+    snapshot("bad_job_status", &bad(&h, &["job", "list", "--status", "done"]));
+    snapshot(
+        "bad_missing_credentials",
+        &bad(&h, &["server", "create", "web-1", "--type", "cx22", "--location", "nbg1"]),
+    );
+    snapshot(
+        "bad_render_unknown_parameter",
+        &bad(&h, &["app", "render", "n8n", "--zone", "example.com", "--set", "nope=1"]),
+    );
+    snapshot(
+        "bad_render_hostile_zone",
+        &bad(&h, &["app", "render", "n8n", "--zone", "example.com\nx: 1"]),
+    );
+    assert!(!Path::new("/tmp/pwned").exists());
+}
+
+#[test]
+fn wrong_vault_password_names_the_file_and_changes_nothing() {
+    let h = Home::initialised();
+    let (state, vault) = (h.state_bytes(), h.vault_bytes());
+    let mut cmd = h.command(&["secrets", "set", "k", "v"]);
+    cmd.env("LIVCHAT_VAULT_PASSWORD", "wrong-password");
+    let out = h.run_cmd(cmd);
+    snapshot("bad_vault_password", &out);
+    assert_eq!(state, h.state_bytes());
+    assert_eq!(vault, h.vault_bytes());
+}
+
+#[test]
+fn secrets_round_trip_and_list_shows_names_only() {
+    let h = Home::initialised();
+    let mut cmd = h.command(&["secrets", "set", "hetzner_token", "--stdin"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"tok-1234567890\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let list = h.run(&["secrets", "list", "--output", "json"]);
+    assert!(list.contains("hetzner_token"), "{list}");
+    assert!(!list.contains("tok-1234567890"), "{list}");
+    let get = h.run(&["secrets", "get", "hetzner_token"]);
+    assert!(get.contains("tok-1234567890\n"), "{get}");
+    let raw = String::from_utf8(h.vault_bytes()).unwrap();
+    assert!(raw.starts_with("$ANSIBLE_VAULT;1.1;AES256"));
+    assert!(!raw.contains("tok-1234567890"));
+}
+
+#[test]
+fn settings_round_trip_in_json() {
+    let h = Home::initialised();
+    assert!(h.run(&["settings", "set", "email", "ops@example.com"]).starts_with("exit: 0"));
+    let out = h.run(&["settings", "get", "email", "--output", "json"]);
+    assert!(out.contains(r#""value":"ops@example.com""#), "{out}");
+    snapshot("settings_list", &h.run(&["settings", "list"]));
+}
+
+#[test]
+fn app_list_and_render_work_without_any_server() {
+    let h = Home::initialised();
+    let out = h.run(&["app", "list", "--output", "json"]);
+    for app in ["postgres", "redis", "n8n", "chatwoot", "evolution-api", "infrastructure"] {
+        assert!(out.contains(&format!(r#""name": "{app}""#)), "{app} missing:\n{out}");
+    }
+    h.run(&["settings", "set", "email", "ops@example.com"]);
+    let out = h.run(&["app", "render", "n8n", "--zone", "example.com", "--subdomain", "lab", "--output", "json"]);
+    assert!(out.starts_with("exit: 0"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(out.split("--- stdout\n").nth(1).unwrap().split("--- stderr").next().unwrap()).unwrap();
+    let apps: Vec<&str> = json.as_array().unwrap().iter().map(|s| s["app"].as_str().unwrap()).collect();
+    let pos = |a: &str| apps.iter().position(|x| *x == a).unwrap();
+    assert!(pos("postgres") < pos("n8n") && pos("redis") < pos("n8n"), "{apps:?}");
+    // Placeholder secrets are not stored.
+    let names = h.run(&["secrets", "list", "--output", "json"]);
+    assert!(!names.contains("app."), "{names}");
+}
