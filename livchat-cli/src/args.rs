@@ -247,9 +247,7 @@ pub enum JobCommand {
     /// Cancel a queued or running job.
     Cancel { id: String },
     /// Retry a failed, cancelled or interrupted job from its first incomplete step.
-    Retry {
-        id: String,
-    },
+    Retry { id: String },
     /// Wait for a job to end.
     Wait { id: String },
     /// Remove ended jobs older than an age.

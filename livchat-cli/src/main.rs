@@ -46,7 +46,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            let usage = matches!(e.downcast_ref::<CoreError>(), Some(CoreError::Invalid { .. }));
+            let usage = matches!(
+                e.downcast_ref::<CoreError>(),
+                Some(CoreError::Invalid { .. })
+            );
             let text = format!("{e:#}");
             eprintln!("error: {}", text.replace('\n', " "));
             if usage {
@@ -82,7 +85,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let out = g.output;
     match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "livchat", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "livchat",
+                &mut std::io::stdout(),
+            );
         }
         Command::Init => {
             let report = Orchestrator::init(&config(g)?)?;
@@ -116,18 +124,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ProviderInfo::Locations(l) => {
                     let mut t = Table::new(&["NAME", "CITY", "COUNTRY", "ZONE"]);
                     for x in l {
-                        t.row(vec![x.name.clone(), x.city.clone(), x.country.clone(), x.network_zone.clone()]);
+                        t.row(vec![
+                            x.name.clone(),
+                            x.city.clone(),
+                            x.country.clone(),
+                            x.network_zone.clone(),
+                        ]);
                     }
                     t
                 }
                 ProviderInfo::ServerTypes(l) => {
-                    let mut t = Table::new(&["NAME", "CORES", "MEMORY", "DISK", "ARCH", "FROM/MONTH"]);
+                    let mut t =
+                        Table::new(&["NAME", "CORES", "MEMORY", "DISK", "ARCH", "FROM/MONTH"]);
                     for x in l {
                         let price = x
                             .prices
                             .iter()
                             .map(|p| p.monthly_gross.trim_end_matches('0').to_string())
-                            .min_by(|a, b| a.parse::<f64>().unwrap_or(f64::MAX).total_cmp(&b.parse::<f64>().unwrap_or(f64::MAX)))
+                            .min_by(|a, b| {
+                                a.parse::<f64>()
+                                    .unwrap_or(f64::MAX)
+                                    .total_cmp(&b.parse::<f64>().unwrap_or(f64::MAX))
+                            })
                             .unwrap_or_default();
                         t.row(vec![
                             x.name.clone(),
@@ -178,7 +196,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn created(yes: bool) -> String {
-    if yes { "created".into() } else { "exists (kept)".into() }
+    if yes {
+        "created".into()
+    } else {
+        "exists (kept)".into()
+    }
 }
 
 fn read_stdin_secret() -> Result<SecretString> {
@@ -198,12 +220,16 @@ fn secrets(g: &Global, cmd: SecretsCommand) -> Result<()> {
             let value = match (value, stdin) {
                 (_, true) => read_stdin_secret()?,
                 (Some(v), false) => SecretString::from(v),
-                (None, false) => return Err(CoreError::invalid("value", "give VALUE or --stdin").into()),
+                (None, false) => {
+                    return Err(CoreError::invalid("value", "give VALUE or --stdin").into());
+                }
             };
             orch.secret_set(&key, value)?;
-            print(g.output, &serde_json::json!({ "key": key, "stored": true }), || {
-                Table::pairs(vec![("stored", key.clone())])
-            });
+            print(
+                g.output,
+                &serde_json::json!({ "key": key, "stored": true }),
+                || Table::pairs(vec![("stored", key.clone())]),
+            );
         }
         SecretsCommand::Get { key } => {
             let value = orch.secret_get(&key)?;
@@ -227,9 +253,11 @@ fn secrets(g: &Global, cmd: SecretsCommand) -> Result<()> {
         }
         SecretsCommand::Delete { key } => {
             orch.secret_delete(&key)?;
-            print(g.output, &serde_json::json!({ "key": key, "deleted": true }), || {
-                Table::pairs(vec![("deleted", key.clone())])
-            });
+            print(
+                g.output,
+                &serde_json::json!({ "key": key, "deleted": true }),
+                || Table::pairs(vec![("deleted", key.clone())]),
+            );
         }
     }
     Ok(())
@@ -240,14 +268,18 @@ fn settings(g: &Global, cmd: SettingsCommand) -> Result<()> {
     match cmd {
         SettingsCommand::Set { key, value } => {
             orch.setting_set(&key, &value)?;
-            print(g.output, &serde_json::json!({ "key": key, "value": value }), || {
-                Table::pairs(vec![(key.as_str(), value.clone())])
-            });
+            print(
+                g.output,
+                &serde_json::json!({ "key": key, "value": value }),
+                || Table::pairs(vec![(key.as_str(), value.clone())]),
+            );
         }
         SettingsCommand::Get { key } => {
             let value = orch.setting_get(&key)?;
             match g.output {
-                OutputFormat::Json => println!("{}", serde_json::json!({ "key": key, "value": value })),
+                OutputFormat::Json => {
+                    println!("{}", serde_json::json!({ "key": key, "value": value }))
+                }
                 OutputFormat::Table => println!("{}", value.unwrap_or_default()),
             }
         }
@@ -260,7 +292,11 @@ fn settings(g: &Global, cmd: SettingsCommand) -> Result<()> {
             print(g.output, &json, || {
                 let mut t = Table::new(&["KEY", "VALUE", "DESCRIPTION"]);
                 for (k, v, d) in &all {
-                    t.row(vec![k.clone(), v.clone().unwrap_or_else(|| "-".into()), d.to_string()]);
+                    t.row(vec![
+                        k.clone(),
+                        v.clone().unwrap_or_else(|| "-".into()),
+                        d.to_string(),
+                    ]);
                 }
                 t
             });
@@ -290,14 +326,23 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
     let orch = open(g)?;
     let out = g.output;
     match cmd {
-        ServerCommand::Create { name, server_type, location, image } => {
+        ServerCommand::Create {
+            name,
+            server_type,
+            location,
+            image,
+        } => {
             let setting = |key: &str| orch.setting_get(key).ok().flatten();
             let server_type = server_type
                 .or_else(|| setting("default_server_type"))
-                .ok_or_else(|| CoreError::invalid("--type", "give --type or set default_server_type"))?;
+                .ok_or_else(|| {
+                    CoreError::invalid("--type", "give --type or set default_server_type")
+                })?;
             let location = location
                 .or_else(|| setting("default_location"))
-                .ok_or_else(|| CoreError::invalid("--location", "give --location or set default_location"))?;
+                .ok_or_else(|| {
+                    CoreError::invalid("--location", "give --location or set default_location")
+                })?;
             let job = orch.start_create_server(CreateServerParams {
                 name,
                 server_type,
@@ -307,7 +352,13 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             })?;
             return run_job(&orch, job, out).await;
         }
-        ServerCommand::Add { name, host, port, user, key } => {
+        ServerCommand::Add {
+            name,
+            host,
+            port,
+            user,
+            key,
+        } => {
             let key = match key {
                 Some(path) => Some(SecretString::from(
                     std::fs::read_to_string(&path)
@@ -320,7 +371,10 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 Table::pairs(vec![
                     ("added", record.name.clone()),
                     ("host", format!("{}:{}", record.host, record.ssh_port)),
-                    ("host key", record.host_key_fingerprint.clone().unwrap_or_default()),
+                    (
+                        "host key",
+                        record.host_key_fingerprint.clone().unwrap_or_default(),
+                    ),
                 ])
             });
         }
@@ -337,9 +391,24 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                     ("user", s.ssh_user.clone()),
                     ("provider", format!("{:?}", s.provider).to_lowercase()),
                     ("status", format!("{:?}", s.status).to_lowercase()),
-                    ("host key", s.host_key_fingerprint.clone().unwrap_or_else(|| "-".into())),
-                    ("dns", s.dns.as_ref().map_or("-".into(), |d| format!("{} {}", d.zone_name, d.subdomain.clone().unwrap_or_default()))),
-                    ("setup steps done", s.setup.completed_steps.len().to_string()),
+                    (
+                        "host key",
+                        s.host_key_fingerprint.clone().unwrap_or_else(|| "-".into()),
+                    ),
+                    (
+                        "dns",
+                        s.dns.as_ref().map_or("-".into(), |d| {
+                            format!(
+                                "{} {}",
+                                d.zone_name,
+                                d.subdomain.clone().unwrap_or_default()
+                            )
+                        }),
+                    ),
+                    (
+                        "setup steps done",
+                        s.setup.completed_steps.len().to_string(),
+                    ),
                 ])
             });
         }
@@ -347,15 +416,31 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             let job = orch.start_delete_server(&name, force)?;
             return run_job(&orch, job, out).await;
         }
-        ServerCommand::Setup { name, zone, subdomain } => {
-            let job = orch.start_setup_server(SetupServerParams { name, zone, subdomain })?;
+        ServerCommand::Setup {
+            name,
+            zone,
+            subdomain,
+        } => {
+            let job = orch.start_setup_server(SetupServerParams {
+                name,
+                zone,
+                subdomain,
+            })?;
             return run_job(&orch, job, out).await;
         }
-        ServerCommand::Dns { name, zone, subdomain } => {
-            let fqdn = orch.update_server_dns(&name, &zone, subdomain.as_deref()).await?;
-            print(out, &serde_json::json!({ "server": name, "record": fqdn }), || {
-                Table::pairs(vec![("A record", fqdn.clone())])
-            });
+        ServerCommand::Dns {
+            name,
+            zone,
+            subdomain,
+        } => {
+            let fqdn = orch
+                .update_server_dns(&name, &zone, subdomain.as_deref())
+                .await?;
+            print(
+                out,
+                &serde_json::json!({ "server": name, "record": fqdn }),
+                || Table::pairs(vec![("A record", fqdn.clone())]),
+            );
         }
         ServerCommand::Exec { name, argv } => {
             let token = livchat_core::model::CancellationToken::new();
@@ -382,15 +467,25 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 }
             }
             if output.exit_status != 0 {
-                eprintln!("error: remote command exited with status {}", output.exit_status);
+                eprintln!(
+                    "error: remote command exited with status {}",
+                    output.exit_status
+                );
                 return Ok(ExitCode::FAILURE);
             }
         }
         ServerCommand::RepinHostKey { name } => {
             let (old, new) = orch.repin_host_key(&name).await?;
-            print(out, &serde_json::json!({ "server": name, "old": old, "new": new }), || {
-                Table::pairs(vec![("old", old.clone().unwrap_or_else(|| "-".into())), ("new", new.clone())])
-            });
+            print(
+                out,
+                &serde_json::json!({ "server": name, "old": old, "new": new }),
+                || {
+                    Table::pairs(vec![
+                        ("old", old.clone().unwrap_or_else(|| "-".into())),
+                        ("new", new.clone()),
+                    ])
+                },
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -409,7 +504,12 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
             print(out, &json, || {
                 let mut t = Table::new(&["NAME", "VERSION", "CATEGORY", "DESCRIPTION"]);
                 for d in &defs {
-                    t.row(vec![d.name.clone(), d.version.clone(), d.category.as_str().into(), d.description.clone()]);
+                    t.row(vec![
+                        d.name.clone(),
+                        d.version.clone(),
+                        d.category.as_str().into(),
+                        d.description.clone(),
+                    ]);
                 }
                 t
             });
@@ -422,13 +522,31 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
                     ("version", d.version.clone()),
                     ("category", d.category.as_str().into()),
                     ("description", d.description.clone()),
-                    ("dependencies", d.dependencies.iter().map(|x| x.app.clone()).collect::<Vec<_>>().join(", ")),
-                    ("dns prefix", d.dns_prefix.clone().unwrap_or_else(|| "-".into())),
-                    ("images", d.images.values().cloned().collect::<Vec<_>>().join(", ")),
+                    (
+                        "dependencies",
+                        d.dependencies
+                            .iter()
+                            .map(|x| x.app.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                    (
+                        "dns prefix",
+                        d.dns_prefix.clone().unwrap_or_else(|| "-".into()),
+                    ),
+                    (
+                        "images",
+                        d.images.values().cloned().collect::<Vec<_>>().join(", "),
+                    ),
                 ])
             });
         }
-        AppCommand::Render { app, zone, subdomain, set } => {
+        AppCommand::Render {
+            app,
+            zone,
+            subdomain,
+            set,
+        } => {
             let stacks = orch.app_render(&app, &zone, subdomain.as_deref(), &set)?;
             match out {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&stacks)?),
@@ -441,7 +559,12 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
                 }
             }
         }
-        AppCommand::Deploy { server, app, set, plan } => {
+        AppCommand::Deploy {
+            server,
+            app,
+            set,
+            plan,
+        } => {
             if plan {
                 let p = orch.plan_deploy_app(&server, &app, &set)?;
                 match out {
@@ -461,7 +584,11 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
                             println!("  + {r}");
                         }
                         for s in &p.stacks {
-                            println!("\n# stack {} (secrets redacted)\n{}", s.stack, s.compose.trim_end());
+                            println!(
+                                "\n# stack {} (secrets redacted)\n{}",
+                                s.stack,
+                                s.compose.trim_end()
+                            );
                         }
                     }
                 }
@@ -529,7 +656,11 @@ fn print_log_line(line: &livchat_core::model::LogLine) {
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     };
-    println!("{} {level:<5} {}", line.timestamp.format("%Y-%m-%dT%H:%M:%SZ"), line.message);
+    println!(
+        "{} {level:<5} {}",
+        line.timestamp.format("%Y-%m-%dT%H:%M:%SZ"),
+        line.message
+    );
 }
 
 async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
@@ -628,7 +759,12 @@ async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, out: OutputFormat) ->
     };
     loop {
         match events.recv().await {
-            Ok(JobEvent::Progress { progress, step, steps_done, steps_total }) => {
+            Ok(JobEvent::Progress {
+                progress,
+                step,
+                steps_done,
+                steps_total,
+            }) => {
                 bar.set_position(u64::from(progress));
                 if let Some(step) = step {
                     bar.set_message(format!("[{}/{}] {step}", steps_done + 1, steps_total));
@@ -664,7 +800,10 @@ async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, out: OutputFormat) ->
             "error: job {id} {}: {}{}",
             status_name(record.status),
             record.error.clone().unwrap_or_default(),
-            if matches!(record.status, JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted) {
+            if matches!(
+                record.status,
+                JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted
+            ) {
                 format!(" (retry with `livchat job retry {id}`)")
             } else {
                 String::new()

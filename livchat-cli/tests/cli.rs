@@ -34,7 +34,10 @@ impl Home {
             .env_remove("LIVCHAT_VAULT_PASSWORD")
             .env_remove("LIVCHAT_APPS_DIR")
             .env("LIVCHAT_HETZNER_ENDPOINT", "http://127.0.0.1:9")
-            .env("LIVCHAT_CLOUDFLARE_ENDPOINT", "http://127.0.0.1:9/client/v4/")
+            .env(
+                "LIVCHAT_CLOUDFLARE_ENDPOINT",
+                "http://127.0.0.1:9/client/v4/",
+            )
             .env("COLUMNS", "100")
             .stdin(Stdio::null());
         cmd
@@ -111,7 +114,10 @@ fn init_is_idempotent_and_files_are_private() {
     snapshot("init_again", &h.run(&["init"]));
     use std::os::unix::fs::PermissionsExt;
     for f in ["state.json", "credentials.vault", ".vault_password"] {
-        let mode = std::fs::metadata(h.path().join(f)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(h.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
 }
@@ -124,37 +130,89 @@ fn bad(h: &Home, args: &[&str]) -> String {
     assert_eq!(state, h.state_bytes(), "{args:?} changed state.json");
     assert_eq!(vault, h.vault_bytes(), "{args:?} changed the vault");
     let stderr = out.split("--- stderr\n").nth(1).unwrap_or_default();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line on stderr:\n{out}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line on stderr:\n{out}"
+    );
     out
 }
 
 #[test]
 fn bad_input_gives_one_clear_line_and_changes_nothing() {
     let h = Home::initialised();
-    snapshot("bad_unknown_setting", &bad(&h, &["settings", "set", "colour", "blue"]));
-    snapshot("bad_setting_value", &bad(&h, &["settings", "set", "email", "not-an-email"]));
+    snapshot(
+        "bad_unknown_setting",
+        &bad(&h, &["settings", "set", "colour", "blue"]),
+    );
+    snapshot(
+        "bad_setting_value",
+        &bad(&h, &["settings", "set", "email", "not-an-email"]),
+    );
     snapshot("bad_unknown_secret", &bad(&h, &["secrets", "get", "nope"]));
-    snapshot("bad_secret_name", &bad(&h, &["secrets", "set", "bad name!", "x"]));
+    snapshot(
+        "bad_secret_name",
+        &bad(&h, &["secrets", "set", "bad name!", "x"]),
+    );
     snapshot("bad_unknown_server", &bad(&h, &["server", "show", "ghost"]));
     snapshot(
         "bad_hostile_server_name",
-        &bad(&h, &["server", "add", "x;touch /tmp/pwned", "--host", "127.0.0.1"]),
+        &bad(
+            &h,
+            &["server", "add", "x;touch /tmp/pwned", "--host", "127.0.0.1"],
+        ),
     );
     snapshot(
         "bad_hostile_host",
-        &bad(&h, &["server", "add", "web-1", "--host=-oProxyCommand=touch /tmp/pwned"]),
+        &bad(
+            &h,
+            &[
+                "server",
+                "add",
+                "web-1",
+                "--host=-oProxyCommand=touch /tmp/pwned",
+            ],
+        ),
     );
     snapshot("bad_unknown_app", &bad(&h, &["app", "show", "nope"]));
-    snapshot("bad_deploy_unknown_server", &bad(&h, &["app", "deploy", "ghost", "n8n"]));
+    snapshot(
+        "bad_deploy_unknown_server",
+        &bad(&h, &["app", "deploy", "ghost", "n8n"]),
+    );
     snapshot("bad_unknown_job", &bad(&h, &["job", "show", "job-nope"]));
-    snapshot("bad_job_status", &bad(&h, &["job", "list", "--status", "done"]));
+    snapshot(
+        "bad_job_status",
+        &bad(&h, &["job", "list", "--status", "done"]),
+    );
     snapshot(
         "bad_missing_credentials",
-        &bad(&h, &["server", "create", "web-1", "--type", "cx22", "--location", "nbg1"]),
+        &bad(
+            &h,
+            &[
+                "server",
+                "create",
+                "web-1",
+                "--type",
+                "cx22",
+                "--location",
+                "nbg1",
+            ],
+        ),
     );
     snapshot(
         "bad_render_unknown_parameter",
-        &bad(&h, &["app", "render", "n8n", "--zone", "example.com", "--set", "nope=1"]),
+        &bad(
+            &h,
+            &[
+                "app",
+                "render",
+                "n8n",
+                "--zone",
+                "example.com",
+                "--set",
+                "nope=1",
+            ],
+        ),
     );
     snapshot(
         "bad_render_hostile_zone",
@@ -179,7 +237,9 @@ fn wrong_vault_password_names_the_file_and_changes_nothing() {
 fn secrets_round_trip_and_list_shows_names_only() {
     let h = Home::initialised();
     let mut cmd = h.command(&["secrets", "set", "hetzner_token", "--stdin"]);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     use std::io::Write;
     child
@@ -202,7 +262,10 @@ fn secrets_round_trip_and_list_shows_names_only() {
 #[test]
 fn settings_round_trip_in_json() {
     let h = Home::initialised();
-    assert!(h.run(&["settings", "set", "email", "ops@example.com"]).starts_with("exit: 0"));
+    assert!(
+        h.run(&["settings", "set", "email", "ops@example.com"])
+            .starts_with("exit: 0")
+    );
     let out = h.run(&["settings", "get", "email", "--output", "json"]);
     assert!(out.contains(r#""value":"ops@example.com""#), "{out}");
     snapshot("settings_list", &h.run(&["settings", "list"]));
@@ -212,17 +275,52 @@ fn settings_round_trip_in_json() {
 fn app_list_and_render_work_without_any_server() {
     let h = Home::initialised();
     let out = h.run(&["app", "list", "--output", "json"]);
-    for app in ["postgres", "redis", "n8n", "chatwoot", "evolution-api", "infrastructure"] {
-        assert!(out.contains(&format!(r#""name": "{app}""#)), "{app} missing:\n{out}");
+    for app in [
+        "postgres",
+        "redis",
+        "n8n",
+        "chatwoot",
+        "evolution-api",
+        "infrastructure",
+    ] {
+        assert!(
+            out.contains(&format!(r#""name": "{app}""#)),
+            "{app} missing:\n{out}"
+        );
     }
     h.run(&["settings", "set", "email", "ops@example.com"]);
-    let out = h.run(&["app", "render", "n8n", "--zone", "example.com", "--subdomain", "lab", "--output", "json"]);
+    let out = h.run(&[
+        "app",
+        "render",
+        "n8n",
+        "--zone",
+        "example.com",
+        "--subdomain",
+        "lab",
+        "--output",
+        "json",
+    ]);
     assert!(out.starts_with("exit: 0"), "{out}");
-    let json: serde_json::Value =
-        serde_json::from_str(out.split("--- stdout\n").nth(1).unwrap().split("--- stderr").next().unwrap()).unwrap();
-    let apps: Vec<&str> = json.as_array().unwrap().iter().map(|s| s["app"].as_str().unwrap()).collect();
+    let json: serde_json::Value = serde_json::from_str(
+        out.split("--- stdout\n")
+            .nth(1)
+            .unwrap()
+            .split("--- stderr")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let apps: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["app"].as_str().unwrap())
+        .collect();
     let pos = |a: &str| apps.iter().position(|x| *x == a).unwrap();
-    assert!(pos("postgres") < pos("n8n") && pos("redis") < pos("n8n"), "{apps:?}");
+    assert!(
+        pos("postgres") < pos("n8n") && pos("redis") < pos("n8n"),
+        "{apps:?}"
+    );
     // Placeholder secrets are not stored.
     let names = h.run(&["secrets", "list", "--output", "json"]);
     assert!(!names.contains("app."), "{names}");

@@ -20,7 +20,9 @@ pub enum CoreError {
     #[error("{0}")]
     Refused(String),
     /// A credential is missing from the vault.
-    #[error("missing credential `{name}` in the vault; set it with `livchat secrets set {name} --stdin`")]
+    #[error(
+        "missing credential `{name}` in the vault; set it with `livchat secrets set {name} --stdin`"
+    )]
     MissingCredential { name: String },
     /// The job was cancelled.
     #[error("cancelled")]

@@ -129,9 +129,15 @@ impl Orchestrator {
     // ----- create server -------------------------------------------------------------------
 
     fn create_steps() -> Vec<String> {
-        ["ssh_key", "create_server", "pin_host_key", "firewall", "finalize"]
-            .map(String::from)
-            .to_vec()
+        [
+            "ssh_key",
+            "create_server",
+            "pin_host_key",
+            "firewall",
+            "finalize",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     /// Validates and records a create-server job (queued).
@@ -150,7 +156,10 @@ impl Orchestrator {
             {
                 return Err(CoreError::invalid(
                     field,
-                    format!("`{}` is not a provider name (letters, digits, '-', '.')", v.escape_debug()),
+                    format!(
+                        "`{}` is not a provider name (letters, digits, '-', '.')",
+                        v.escape_debug()
+                    ),
                 ));
             }
         }
@@ -226,7 +235,10 @@ impl Orchestrator {
                 // A create retried after a timeout must not create a second server: look it up.
                 let server = match provider.find_server(&p.name).await.map_err(provider_err)? {
                     Some(existing) => {
-                        ctx.info(format!("server {} already exists at the provider (id {}), reusing it", p.name, existing.id));
+                        ctx.info(format!(
+                            "server {} already exists at the provider (id {}), reusing it",
+                            p.name, existing.id
+                        ));
                         existing
                     }
                     None => {
@@ -272,8 +284,13 @@ impl Orchestrator {
                     s.servers.insert(p.name.clone(), record.clone());
                     Ok(())
                 })?;
-                ctx.info(format!("server {} is at {} (provider id {})", p.name, ip, server.id));
-                Ok(json!({ "provider_id": server.id.0, "ipv4": ip.to_string(), "created_by_job": true }))
+                ctx.info(format!(
+                    "server {} is at {} (provider id {})",
+                    p.name, ip, server.id
+                ));
+                Ok(
+                    json!({ "provider_id": server.id.0, "ipv4": ip.to_string(), "created_by_job": true }),
+                )
             }
             "pin_host_key" => {
                 let server = self.server(&p.name)?;
@@ -284,7 +301,11 @@ impl Orchestrator {
                     ctx.check_cancelled()?;
                     match self
                         .connector
-                        .connect(&Self::target(&server), &key, &HostKeyPolicy::TrustOnFirstUse)
+                        .connect(
+                            &Self::target(&server),
+                            &key,
+                            &HostKeyPolicy::TrustOnFirstUse,
+                        )
                         .await
                     {
                         Ok(c) => break c,
@@ -353,12 +374,18 @@ impl Orchestrator {
             return Ok(());
         }
         if p.keep_on_failure {
-            ctx.warn(format!("keeping server {} at the provider as asked", p.name));
+            ctx.warn(format!(
+                "keeping server {} at the provider as asked",
+                p.name
+            ));
             return Ok(());
         }
         let provider = self.provider()?;
         if let Some(server) = provider.find_server(&p.name).await.map_err(provider_err)? {
-            ctx.info(format!("removing server {} (id {}) created by this job", p.name, server.id));
+            ctx.info(format!(
+                "removing server {} (id {}) created by this job",
+                p.name, server.id
+            ));
             provider
                 .delete_server(&server.id, &|_| {})
                 .await
@@ -370,7 +397,8 @@ impl Orchestrator {
             Ok(())
         })?;
         // The create step must run again on retry: it was undone.
-        self.jobs.set_remaining_steps(&job.id, Self::create_steps().split_off(1))?;
+        self.jobs
+            .set_remaining_steps(&job.id, Self::create_steps().split_off(1))?;
         self.store.update("job rewind", &mut |s| {
             if let Some(j) = s.jobs.get_mut(&job.id) {
                 j.steps_completed.retain(|st| st == "ssh_key");
@@ -409,7 +437,12 @@ impl Orchestrator {
         })?;
         let mut config = SetupConfig::new(&server.name, addr)?;
         config.docker = self.config.docker_source;
-        if let Some(tz) = self.store.load()?.settings.get(livchat_store::SettingKey::Timezone) {
+        if let Some(tz) = self
+            .store
+            .load()?
+            .settings
+            .get(livchat_store::SettingKey::Timezone)
+        {
             config.timezone =
                 livchat_remote::validate_name(livchat_remote::NameKind::Timezone, tz)?;
         }
@@ -446,7 +479,10 @@ impl Orchestrator {
             }
             "dns_record" => {
                 let ip: Ipv4Addr = server.host.parse().map_err(|_| {
-                    CoreError::invalid("host", format!("{} is not an IPv4 address for an A record", server.host))
+                    CoreError::invalid(
+                        "host",
+                        format!("{} is not an IPv4 address for an A record", server.host),
+                    )
                 })?;
                 let fqdn = Self::server_fqdn(&p.name, &p.zone, p.subdomain.as_deref());
                 let dns = self.dns()?;
@@ -485,7 +521,10 @@ impl Orchestrator {
                 let plan = livchat_remote::plan(&self.setup_config(&server)?, &os)?;
                 let one: Vec<_> = plan.into_iter().filter(|st| st.id == id).collect();
                 if one.is_empty() {
-                    return Err(CoreError::invalid("step", format!("unknown setup step {id}")));
+                    return Err(CoreError::invalid(
+                        "step",
+                        format!("unknown setup step {id}"),
+                    ));
                 }
                 let log_ctx = ctx.clone();
                 let report = livchat_remote::run_plan(
@@ -536,7 +575,10 @@ impl Orchestrator {
         let server = self.server(name)?;
         validate_dns(zone, subdomain)?;
         let ip: Ipv4Addr = server.host.parse().map_err(|_| {
-            CoreError::invalid("host", format!("{} is not an IPv4 address for an A record", server.host))
+            CoreError::invalid(
+                "host",
+                format!("{} is not an IPv4 address for an A record", server.host),
+            )
         })?;
         let fqdn = Self::server_fqdn(name, zone, subdomain);
         let dns = self.dns()?;
@@ -640,7 +682,8 @@ impl Orchestrator {
                 plan.resources.push(format!("vault secret {m} (generated)"));
             }
             let stack = self.render_app(&record, a, &p, &secrets)?;
-            plan.resources.push(format!("stack {} on {server}", stack.stack));
+            plan.resources
+                .push(format!("stack {} on {server}", stack.stack));
             for d in &stack.docker_secrets {
                 plan.resources.push(format!("docker secret {}", d.name));
             }
@@ -746,7 +789,9 @@ impl Orchestrator {
                     let pw = secrets
                         .get(&password.app)
                         .and_then(|s| s.get(&password.name))
-                        .ok_or_else(|| CoreError::Apps(format!("missing secret {}", password.vault_key())))?;
+                        .ok_or_else(|| {
+                            CoreError::Apps(format!("missing secret {}", password.vault_key()))
+                        })?;
                     ctx.hide(pw);
                     let cmd = livchat_apps::create_database_command(spec, pw).map_err(apps_err)?;
                     ctx.info(format!(
@@ -759,7 +804,11 @@ impl Orchestrator {
                             service: service.clone(),
                             argv: cmd.argv.clone(),
                             stdin: Some(SecretBox::new(
-                                cmd.stdin.expose_secret().as_bytes().to_vec().into_boxed_slice(),
+                                cmd.stdin
+                                    .expose_secret()
+                                    .as_bytes()
+                                    .to_vec()
+                                    .into_boxed_slice(),
                             )),
                             user: None,
                             timeout: Duration::from_secs(120),
@@ -781,7 +830,8 @@ impl Orchestrator {
                     stack: name,
                     timeout_secs,
                 } => {
-                    self.wait_stack(ctx, platform.as_ref(), name, *timeout_secs).await?;
+                    self.wait_stack(ctx, platform.as_ref(), name, *timeout_secs)
+                        .await?;
                 }
                 DeployStep::Exec {
                     stack: st,
@@ -834,7 +884,9 @@ impl Orchestrator {
         timeout_secs: u64,
     ) -> Result<()> {
         let timeout = Duration::from_secs(timeout_secs).min(self.config.health_timeout);
-        ctx.info(format!("waiting up to {timeout:?} for stack {name} to be healthy"));
+        ctx.info(format!(
+            "waiting up to {timeout:?} for stack {name} to be healthy"
+        ));
         let log_ctx = ctx.clone();
         platform
             .wait_healthy(
@@ -846,7 +898,9 @@ impl Orchestrator {
                         let summary: Vec<String> = status
                             .services
                             .iter()
-                            .map(|s| format!("{} {}/{}", s.name, s.running_replicas, s.desired_replicas))
+                            .map(|s| {
+                                format!("{} {}/{}", s.name, s.running_replicas, s.desired_replicas)
+                            })
                             .collect();
                         log_ctx.log(livchat_store::LogLevel::Debug, summary.join(", "));
                     })),
@@ -882,7 +936,10 @@ impl Orchestrator {
                     CoreError::invalid("host", format!("{} is not an IPv4 address", server.host))
                 })?;
                 let dns = self.dns()?;
-                let zone = dns.find_zone(&dns_config.zone_name).await.map_err(dns_err)?;
+                let zone = dns
+                    .find_zone(&dns_config.zone_name)
+                    .await
+                    .map_err(dns_err)?;
                 let mut created = Vec::new();
                 let mut ids = Vec::new();
                 for name in &stack.dns_names {
@@ -955,7 +1012,8 @@ impl Orchestrator {
                     .catalog
                     .get(app)
                     .map_or(300, |d| d.health_check.timeout_secs);
-                self.wait_stack(ctx, platform.as_ref(), &stack.stack, timeout).await?;
+                self.wait_stack(ctx, platform.as_ref(), &stack.stack, timeout)
+                    .await?;
                 self.run_deploy_steps(ctx, &server, &stack, &stack.post_deploy, &secrets)
                     .await?;
                 Ok(Value::Null)
@@ -968,13 +1026,14 @@ impl Orchestrator {
                     .and_then(|r| r.get(format!("{app}.dns_ids")))
                     .and_then(|v| serde_json::from_value(v.clone()).ok())
                     .unwrap_or_default();
-                let deps = self
-                    .catalog
-                    .requirements_of(app)
-                    .unwrap_or_default();
+                let deps = self.catalog.requirements_of(app).unwrap_or_default();
                 let record = DeploymentRecord {
                     app: app.to_string(),
-                    version: self.catalog.get(app).map(|d| d.version.clone()).unwrap_or_default(),
+                    version: self
+                        .catalog
+                        .get(app)
+                        .map(|d| d.version.clone())
+                        .unwrap_or_default(),
                     stack_name: stack.stack.clone(),
                     domains: stack.dns_names.clone(),
                     dns_record_ids: ids,
@@ -1013,7 +1072,10 @@ impl Orchestrator {
                 .get(format!("{app}.dns_created"))
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default();
-            let recorded = job.steps_completed.iter().any(|s| s == &format!("{app}:record"));
+            let recorded = job
+                .steps_completed
+                .iter()
+                .any(|s| s == &format!("{app}:record"));
             if recorded {
                 continue;
             }
@@ -1024,7 +1086,9 @@ impl Orchestrator {
                 }
                 self.store.update("deployment rollback", &mut |s| {
                     if let Some(m) = s.deployments.get_mut(&p.server) {
-                        if m.get(app).is_some_and(|d| d.status != DeploymentStatus::Running) {
+                        if m.get(app)
+                            .is_some_and(|d| d.status != DeploymentStatus::Running)
+                        {
                             m.remove(app);
                         }
                         if m.is_empty() {
@@ -1060,7 +1124,11 @@ impl Orchestrator {
                         .cloned()
                         .collect();
                     j.steps_completed.retain(|st| keep.contains(st));
-                    j.steps_remaining = all.iter().filter(|st| !keep.contains(*st)).cloned().collect();
+                    j.steps_remaining = all
+                        .iter()
+                        .filter(|st| !keep.contains(*st))
+                        .cloned()
+                        .collect();
                     if let Some(r) = j.result.as_mut().and_then(Value::as_object_mut) {
                         for a in &rewound {
                             r.remove(&format!("{a}.deployed_by_job"));
@@ -1123,7 +1191,9 @@ impl Orchestrator {
             .cloned();
         match step {
             "remove_stack" => {
-                let stack = record.as_ref().map_or(p.app.clone(), |r| r.stack_name.clone());
+                let stack = record
+                    .as_ref()
+                    .map_or(p.app.clone(), |r| r.stack_name.clone());
                 let platform = self.platform(&p.server).await?;
                 platform.remove_stack(&stack).await.map_err(platform_err)?;
                 ctx.info(format!("stack {stack} removed (data volumes kept)"));
@@ -1295,5 +1365,3 @@ impl StepRunner for Orchestrator {
         }
     }
 }
-
-

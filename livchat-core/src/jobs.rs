@@ -425,7 +425,10 @@ impl JobManager {
             for job in s.jobs.values_mut() {
                 if matches!(job.status, JobStatus::Running | JobStatus::Queued) && !is_live(job) {
                     job.status = JobStatus::Interrupted;
-                    job.error = Some("the process running this job ended before it finished; retry it to resume".into());
+                    job.error = Some(
+                        "the process running this job ended before it finished; retry it to resume"
+                            .into(),
+                    );
                     job.finished_at = Some(Utc::now());
                     ids.push(job.id.clone());
                 }
@@ -473,12 +476,13 @@ impl JobManager {
         result: Option<serde_json::Value>,
     ) -> Result<JobRecord> {
         let (_, job) = self.store.update_with("job finish", |s| {
-            let job = s.jobs.get_mut(id).ok_or_else(|| {
-                livchat_store::StoreError::InvalidInput {
-                    field: "job id".into(),
-                    reason: format!("job `{id}` not found"),
-                }
-            })?;
+            let job =
+                s.jobs
+                    .get_mut(id)
+                    .ok_or_else(|| livchat_store::StoreError::InvalidInput {
+                        field: "job id".into(),
+                        reason: format!("job `{id}` not found"),
+                    })?;
             job.status = status;
             job.error = error.clone();
             if result.is_some() {
@@ -567,12 +571,13 @@ impl JobManager {
         };
 
         let (_, job) = self.store.update_with("job start", |s| {
-            let job = s.jobs.get_mut(id).ok_or_else(|| {
-                livchat_store::StoreError::InvalidInput {
-                    field: "job id".into(),
-                    reason: format!("job `{id}` not found"),
-                }
-            })?;
+            let job =
+                s.jobs
+                    .get_mut(id)
+                    .ok_or_else(|| livchat_store::StoreError::InvalidInput {
+                        field: "job id".into(),
+                        reason: format!("job `{id}` not found"),
+                    })?;
             job.status = JobStatus::Running;
             job.started_at = Some(Utc::now());
             job.progress = Self::progress_of(job);
@@ -664,12 +669,13 @@ impl JobManager {
             merge_result(&mut result, value);
 
             let (_, job) = self.store.update_with("job step done", |s| {
-                let j = s.jobs.get_mut(id).ok_or_else(|| {
-                    livchat_store::StoreError::InvalidInput {
-                        field: "job id".into(),
-                        reason: format!("job `{id}` not found"),
-                    }
-                })?;
+                let j =
+                    s.jobs
+                        .get_mut(id)
+                        .ok_or_else(|| livchat_store::StoreError::InvalidInput {
+                            field: "job id".into(),
+                            reason: format!("job `{id}` not found"),
+                        })?;
                 if j.steps_remaining.first() == Some(&step) {
                     j.steps_remaining.remove(0);
                 }

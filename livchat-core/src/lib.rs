@@ -31,14 +31,14 @@ pub use orchestrator::{
 
 /// Vocabulary frontends need from the leaf crates, re-exported so they depend on the core only.
 pub mod model {
+    pub use chrono::{TimeDelta, Utc};
     pub use livchat_apps::{AppDefinition, Category, PreviewStack};
     pub use livchat_providers::{DnsRecord, Image, Location, ServerType};
     pub use livchat_remote::ExecOutput;
     pub use livchat_store::{
-        DeploymentRecord, DeploymentStatus, DnsConfig, InitReport, JobRecord, JobStatus,
-        LogLevel, LogLine, ProviderKind, ServerRecord, ServerStatus,
+        DeploymentRecord, DeploymentStatus, DnsConfig, InitReport, JobRecord, JobStatus, LogLevel,
+        LogLine, ProviderKind, ServerRecord, ServerStatus,
     };
-    pub use chrono::{TimeDelta, Utc};
     pub use secrecy::{ExposeSecret, SecretString};
     pub type DateTime = chrono::DateTime<chrono::Utc>;
     pub use tokio_util::sync::CancellationToken;

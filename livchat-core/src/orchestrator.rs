@@ -14,8 +14,8 @@ use futures::StreamExt;
 use livchat_apps::{AppDefinition, Catalog, PreviewRequest, PreviewStack, RenderContext};
 use livchat_providers::{DnsClient, DnsRecord, Image, Location, Provider, ServerType};
 use livchat_remote::{
-    Command, Connector, ContainerPlatform, ExecOptions, ExecOutput, HostKeyPolicy,
-    RemoteExecutor, SshTarget,
+    Command, Connector, ContainerPlatform, ExecOptions, ExecOutput, HostKeyPolicy, RemoteExecutor,
+    SshTarget,
 };
 use livchat_store::{
     DeploymentRecord, JobLogStore, JobRecord, JobStatus, LogLine, ProviderKind, SecretStore,
@@ -206,9 +206,9 @@ impl Orchestrator {
     pub fn open(config: Config) -> Result<Arc<Orchestrator>> {
         let paths = livchat_store::HomePaths::new(&config.home);
         if !paths.state.exists() {
-            return Err(CoreError::Store(livchat_store::StoreError::NotInitialized {
-                path: paths.state,
-            }));
+            return Err(CoreError::Store(
+                livchat_store::StoreError::NotInitialized { path: paths.state },
+            ));
         }
         let store = Arc::new(livchat_store::JsonFileStore::new(&config.home));
         store.load()?;
@@ -372,7 +372,9 @@ impl Orchestrator {
         let p = self.provider()?;
         let err = |e: livchat_providers::CloudError| CoreError::Provider(e.to_string());
         Ok(match what {
-            ProviderInfoKind::Locations => ProviderInfo::Locations(p.list_locations().await.map_err(err)?),
+            ProviderInfoKind::Locations => {
+                ProviderInfo::Locations(p.list_locations().await.map_err(err)?)
+            }
             ProviderInfoKind::ServerTypes => {
                 ProviderInfo::ServerTypes(p.list_server_types().await.map_err(err)?)
             }
@@ -454,7 +456,8 @@ impl Orchestrator {
         user: &str,
         private_key: Option<SecretString>,
     ) -> Result<ServerRecord> {
-        livchat_store::validate_server_name(name).map_err(|r| CoreError::invalid("server name", r))?;
+        livchat_store::validate_server_name(name)
+            .map_err(|r| CoreError::invalid("server name", r))?;
         livchat_remote::validate_name(livchat_remote::NameKind::User, user)
             .map_err(|e| CoreError::invalid("user", e.to_string()))?;
         validate_host(host)?;
@@ -533,7 +536,11 @@ impl Orchestrator {
         let key = self.require_secret(&server.ssh_key_secret)?;
         let connected = self
             .connector
-            .connect(&Self::target(&server), &key, &HostKeyPolicy::TrustOnFirstUse)
+            .connect(
+                &Self::target(&server),
+                &key,
+                &HostKeyPolicy::TrustOnFirstUse,
+            )
             .await?;
         let new = connected.host_key_fingerprint.clone();
         self.store.update("server repin", &mut |s| {
@@ -670,9 +677,7 @@ impl Orchestrator {
             (pid != std::process::id() || host != livchat_store::this_host())
                 && livchat_store::process_alive(pid)
         });
-        if owned_elsewhere
-            && matches!(job.status, JobStatus::Running | JobStatus::Queued)
-        {
+        if owned_elsewhere && matches!(job.status, JobStatus::Running | JobStatus::Queued) {
             self.store.update("job cancel request", &mut |s| {
                 if let Some(j) = s.jobs.get_mut(id)
                     && let Some(obj) = j.params.as_object_mut()
@@ -755,7 +760,9 @@ impl Orchestrator {
                 }
                 match this.jobs.get(&id) {
                     Ok(job) if crate::jobs::is_ended(job.status) => return,
-                    Ok(job) if job.params.get(CANCEL_KEY).and_then(|v| v.as_bool()) == Some(true) => {
+                    Ok(job)
+                        if job.params.get(CANCEL_KEY).and_then(|v| v.as_bool()) == Some(true) =>
+                    {
                         token.cancel();
                         return;
                     }
@@ -828,7 +835,10 @@ pub(crate) fn validate_host(host: &str) -> Result<()> {
     } else {
         Err(CoreError::invalid(
             "host",
-            format!("`{}` is not an IP address or a DNS name", host.escape_debug()),
+            format!(
+                "`{}` is not an IP address or a DNS name",
+                host.escape_debug()
+            ),
         ))
     }
 }

@@ -44,9 +44,20 @@ impl Runner {
 
 #[async_trait]
 impl StepRunner for Runner {
-    async fn run_step(&self, ctx: &JobContext, _job: &JobRecord, step: &str) -> livchat_core::Result<Value> {
+    async fn run_step(
+        &self,
+        ctx: &JobContext,
+        _job: &JobRecord,
+        step: &str,
+    ) -> livchat_core::Result<Value> {
         self.ran.lock().unwrap().push(step.to_string());
-        let script = self.scripts.lock().unwrap().get(step).cloned().unwrap_or(Script::Ok);
+        let script = self
+            .scripts
+            .lock()
+            .unwrap()
+            .get(step)
+            .cloned()
+            .unwrap_or(Script::Ok);
         match script {
             Script::Ok => {
                 ctx.hide(&SecretString::from("sup3r-s3cret-value".to_string()));
@@ -54,8 +65,14 @@ impl StepRunner for Runner {
                 Ok(json!({ step: "done" }))
             }
             Script::FailOnce(msg) => {
-                self.scripts.lock().unwrap().insert(step.to_string(), Script::Ok);
-                Err(CoreError::Step { step: step.into(), message: msg.into() })
+                self.scripts
+                    .lock()
+                    .unwrap()
+                    .insert(step.to_string(), Script::Ok);
+                Err(CoreError::Step {
+                    step: step.into(),
+                    message: msg.into(),
+                })
             }
             Script::Sleep(d) => {
                 let token = ctx.cancel_token();
@@ -67,7 +84,12 @@ impl StepRunner for Runner {
         }
     }
 
-    async fn clean_up(&self, _ctx: &JobContext, _job: &JobRecord, _e: &CoreError) -> livchat_core::Result<()> {
+    async fn clean_up(
+        &self,
+        _ctx: &JobContext,
+        _job: &JobRecord,
+        _e: &CoreError,
+    ) -> livchat_core::Result<()> {
         self.cleanups.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -75,7 +97,10 @@ impl StepRunner for Runner {
 
 fn manager() -> (Arc<JobManager>, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
-    let jobs = Arc::new(JobManager::new(store.clone(), Arc::new(MemoryJobLogs::default())));
+    let jobs = Arc::new(JobManager::new(
+        store.clone(),
+        Arc::new(MemoryJobLogs::default()),
+    ));
     (jobs, store)
 }
 
@@ -87,7 +112,14 @@ fn steps(names: &[&str]) -> Vec<String> {
 async fn a_job_runs_every_step_in_order_and_completes_at_100_percent() {
     let (jobs, _) = manager();
     let runner = Runner::default();
-    let job = jobs.create(JobKind::SetupServer, Some("web-1"), json!({}), steps(&["a", "b", "c"])).unwrap();
+    let job = jobs
+        .create(
+            JobKind::SetupServer,
+            Some("web-1"),
+            json!({}),
+            steps(&["a", "b", "c"]),
+        )
+        .unwrap();
     assert_eq!(job.status, JobStatus::Queued);
     let done = jobs.run(&job.id, &runner).await.unwrap();
     assert_eq!(done.status, JobStatus::Completed);
@@ -102,18 +134,33 @@ async fn a_job_runs_every_step_in_order_and_completes_at_100_percent() {
 #[tokio::test]
 async fn secrets_registered_by_a_step_never_reach_the_job_log() {
     let (jobs, _) = manager();
-    let job = jobs.create(JobKind::DeployApp, None, json!({}), steps(&["a"])).unwrap();
+    let job = jobs
+        .create(JobKind::DeployApp, None, json!({}), steps(&["a"]))
+        .unwrap();
     jobs.run(&job.id, &Runner::default()).await.unwrap();
     let logs = jobs.logs(&job.id, 0).unwrap();
-    assert!(logs.iter().any(|l| l.message.contains("a used [REDACTED]")), "{logs:?}");
-    assert!(logs.iter().all(|l| !l.message.contains("sup3r-s3cret-value")));
+    assert!(
+        logs.iter().any(|l| l.message.contains("a used [REDACTED]")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .all(|l| !l.message.contains("sup3r-s3cret-value"))
+    );
 }
 
 #[tokio::test]
 async fn a_failed_step_fails_the_job_naming_it_and_cleans_up() {
     let (jobs, _) = manager();
     let runner = Runner::with(&[("b", Script::FailOnce("disk full"))]);
-    let job = jobs.create(JobKind::DeployApp, Some("s"), json!({}), steps(&["a", "b", "c"])).unwrap();
+    let job = jobs
+        .create(
+            JobKind::DeployApp,
+            Some("s"),
+            json!({}),
+            steps(&["a", "b", "c"]),
+        )
+        .unwrap();
     let done = jobs.run(&job.id, &runner).await.unwrap();
     assert_eq!(done.status, JobStatus::Failed);
     let error = done.error.unwrap();
@@ -127,7 +174,14 @@ async fn a_failed_step_fails_the_job_naming_it_and_cleans_up() {
 async fn retry_resumes_at_the_first_incomplete_step() {
     let (jobs, _) = manager();
     let runner = Runner::with(&[("b", Script::FailOnce("flaky"))]);
-    let job = jobs.create(JobKind::DeployApp, Some("s"), json!({}), steps(&["a", "b", "c"])).unwrap();
+    let job = jobs
+        .create(
+            JobKind::DeployApp,
+            Some("s"),
+            json!({}),
+            steps(&["a", "b", "c"]),
+        )
+        .unwrap();
     jobs.run(&job.id, &runner).await.unwrap();
     let queued = jobs.retry(&job.id).unwrap();
     assert_eq!(queued.status, JobStatus::Queued);
@@ -141,17 +195,32 @@ async fn retry_resumes_at_the_first_incomplete_step() {
 #[tokio::test]
 async fn retry_of_a_completed_job_is_refused() {
     let (jobs, _) = manager();
-    let job = jobs.create(JobKind::DeployApp, None, json!({}), steps(&["a"])).unwrap();
+    let job = jobs
+        .create(JobKind::DeployApp, None, json!({}), steps(&["a"]))
+        .unwrap();
     jobs.run(&job.id, &Runner::default()).await.unwrap();
     let err = jobs.retry(&job.id).unwrap_err().to_string();
-    assert!(err.contains("only a failed, cancelled or interrupted job can be retried"), "{err}");
+    assert!(
+        err.contains("only a failed, cancelled or interrupted job can be retried"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn cancel_stops_the_running_step_and_the_job_ends_cancelled() {
     let (jobs, _) = manager();
-    let runner = Arc::new(Runner::with(&[("slow", Script::Sleep(Duration::from_secs(600)))]));
-    let job = jobs.create(JobKind::SetupServer, Some("s"), json!({}), steps(&["slow", "after"])).unwrap();
+    let runner = Arc::new(Runner::with(&[(
+        "slow",
+        Script::Sleep(Duration::from_secs(600)),
+    )]));
+    let job = jobs
+        .create(
+            JobKind::SetupServer,
+            Some("s"),
+            json!({}),
+            steps(&["slow", "after"]),
+        )
+        .unwrap();
     let ctx = jobs.prepare(&job.id).unwrap();
     let mut events = jobs.subscribe(&job.id).unwrap();
     let handle = {
@@ -167,12 +236,20 @@ async fn cancel_stops_the_running_step_and_the_job_ends_cancelled() {
         }
     }
     jobs.cancel(&job.id).unwrap();
-    let done = tokio::time::timeout(Duration::from_secs(10), handle).await.unwrap().unwrap().unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(done.status, JobStatus::Cancelled);
     assert!(ctx.cancel_token().is_cancelled());
     assert!(!runner.ran().contains(&"after".to_string()));
     // A cancelled job can be retried and resumes at the cancelled step.
-    runner.scripts.lock().unwrap().insert("slow".into(), Script::Ok);
+    runner
+        .scripts
+        .lock()
+        .unwrap()
+        .insert("slow".into(), Script::Ok);
     jobs.retry(&job.id).unwrap();
     let done = jobs.run(&job.id, runner.as_ref()).await.unwrap();
     assert_eq!(done.status, JobStatus::Completed);
@@ -184,7 +261,9 @@ async fn a_job_that_exceeds_its_hard_timeout_fails_and_its_step_is_cancelled() {
     let (jobs, _) = manager();
     jobs.set_timeout(JobKind::UndeployApp, Duration::from_millis(200));
     let runner = Runner::with(&[("slow", Script::Sleep(Duration::from_secs(600)))]);
-    let job = jobs.create(JobKind::UndeployApp, None, json!({}), steps(&["slow"])).unwrap();
+    let job = jobs
+        .create(JobKind::UndeployApp, None, json!({}), steps(&["slow"]))
+        .unwrap();
     let done = tokio::time::timeout(Duration::from_secs(10), jobs.run(&job.id, &runner))
         .await
         .unwrap()
@@ -196,9 +275,26 @@ async fn a_job_that_exceeds_its_hard_timeout_fails_and_its_step_is_cancelled() {
 #[tokio::test]
 async fn two_jobs_on_one_server_run_one_after_the_other() {
     let (jobs, _) = manager();
-    let runner = Arc::new(Runner::with(&[("first", Script::Sleep(Duration::from_millis(300)))]));
-    let a = jobs.create(JobKind::DeployApp, Some("web-1"), json!({}), steps(&["first"])).unwrap();
-    let b = jobs.create(JobKind::DeployApp, Some("web-1"), json!({}), steps(&["second"])).unwrap();
+    let runner = Arc::new(Runner::with(&[(
+        "first",
+        Script::Sleep(Duration::from_millis(300)),
+    )]));
+    let a = jobs
+        .create(
+            JobKind::DeployApp,
+            Some("web-1"),
+            json!({}),
+            steps(&["first"]),
+        )
+        .unwrap();
+    let b = jobs
+        .create(
+            JobKind::DeployApp,
+            Some("web-1"),
+            json!({}),
+            steps(&["second"]),
+        )
+        .unwrap();
     let run = |id: String| {
         let (jobs, runner) = (jobs.clone(), runner.clone());
         tokio::spawn(async move { jobs.run(&id, runner.as_ref()).await.unwrap() })
@@ -207,7 +303,11 @@ async fn two_jobs_on_one_server_run_one_after_the_other() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let hb = run(b.id.clone());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(jobs.get(&b.id).unwrap().status, JobStatus::Queued, "b waits while a runs");
+    assert_eq!(
+        jobs.get(&b.id).unwrap().status,
+        JobStatus::Queued,
+        "b waits while a runs"
+    );
     let (ra, rb) = (ha.await.unwrap(), hb.await.unwrap());
     assert_eq!(ra.status, JobStatus::Completed);
     assert_eq!(rb.status, JobStatus::Completed);
@@ -217,7 +317,14 @@ async fn two_jobs_on_one_server_run_one_after_the_other() {
 #[tokio::test]
 async fn jobs_left_running_by_a_dead_process_become_interrupted_and_retryable() {
     let (jobs, store) = manager();
-    let job = jobs.create(JobKind::SetupServer, Some("s"), json!({}), steps(&["a", "b"])).unwrap();
+    let job = jobs
+        .create(
+            JobKind::SetupServer,
+            Some("s"),
+            json!({}),
+            steps(&["a", "b"]),
+        )
+        .unwrap();
     livchat_store::Store::update(store.as_ref(), "simulate crash", &mut |s| {
         let j = s.jobs.get_mut(&job.id).unwrap();
         j.status = JobStatus::Running;
@@ -230,7 +337,10 @@ async fn jobs_left_running_by_a_dead_process_become_interrupted_and_retryable() 
     let restarted = JobManager::new(store.clone(), Arc::new(MemoryJobLogs::default()));
     let ids = restarted.recover_interrupted(&|_| false).unwrap();
     assert_eq!(ids, vec![job.id.clone()]);
-    assert_eq!(restarted.get(&job.id).unwrap().status, JobStatus::Interrupted);
+    assert_eq!(
+        restarted.get(&job.id).unwrap().status,
+        JobStatus::Interrupted
+    );
     restarted.retry(&job.id).unwrap();
     let runner = Runner::default();
     let done = restarted.run(&job.id, &runner).await.unwrap();
@@ -241,19 +351,30 @@ async fn jobs_left_running_by_a_dead_process_become_interrupted_and_retryable() 
 #[tokio::test]
 async fn live_jobs_are_not_marked_interrupted() {
     let (jobs, store) = manager();
-    let job = jobs.create(JobKind::SetupServer, None, json!({}), steps(&["a"])).unwrap();
+    let job = jobs
+        .create(JobKind::SetupServer, None, json!({}), steps(&["a"]))
+        .unwrap();
     let ids = jobs.recover_interrupted(&|_| true).unwrap();
     assert!(ids.is_empty());
-    assert_eq!(livchat_store::Store::load(store.as_ref()).unwrap().jobs[&job.id].status, JobStatus::Queued);
+    assert_eq!(
+        livchat_store::Store::load(store.as_ref()).unwrap().jobs[&job.id].status,
+        JobStatus::Queued
+    );
 }
 
 #[tokio::test]
 async fn cleanup_removes_only_ended_jobs_older_than_the_cutoff() {
     let (jobs, _) = manager();
-    let done = jobs.create(JobKind::DeployApp, None, json!({}), steps(&["a"])).unwrap();
+    let done = jobs
+        .create(JobKind::DeployApp, None, json!({}), steps(&["a"]))
+        .unwrap();
     jobs.run(&done.id, &Runner::default()).await.unwrap();
-    let queued = jobs.create(JobKind::DeployApp, None, json!({}), steps(&["a"])).unwrap();
-    let removed = jobs.cleanup(chrono::Utc::now() + chrono::TimeDelta::seconds(1), None).unwrap();
+    let queued = jobs
+        .create(JobKind::DeployApp, None, json!({}), steps(&["a"]))
+        .unwrap();
+    let removed = jobs
+        .cleanup(chrono::Utc::now() + chrono::TimeDelta::seconds(1), None)
+        .unwrap();
     assert_eq!(removed, vec![done.id.clone()]);
     assert!(jobs.get(&done.id).is_err());
     assert!(jobs.logs(&done.id, 0).is_err());
@@ -265,6 +386,8 @@ async fn unknown_job_ids_and_statuses_get_clear_errors() {
     let (jobs, _) = manager();
     let err = jobs.get("job-nope").unwrap_err().to_string();
     assert_eq!(err, "job `job-nope` not found");
-    let err = livchat_core::jobs::parse_status("done").unwrap_err().to_string();
+    let err = livchat_core::jobs::parse_status("done")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("allowed: queued, running, completed"), "{err}");
 }
