@@ -29,6 +29,9 @@ const APT_PACKAGES: &[&str] = &[
     "debootstrap",
     "busybox-static",
     "iproute2",
+    // Server binaries for the create-database script run against a real PostgreSQL.
+    "postgresql-15",
+    "util-linux",
 ];
 
 /// Python tools, pinned, installed into `target/tools/venv`.
