@@ -29,6 +29,7 @@ const APT_PACKAGES: &[&str] = &[
     "debootstrap",
     "busybox-static",
     "iproute2",
+    "iptables",
     // Server binaries for the create-database script run against a real PostgreSQL.
     "postgresql-15",
     "util-linux",
