@@ -22,20 +22,20 @@ pub mod ssh;
 pub mod swarm;
 
 pub use command::{Command, NameKind, ValidName, quote_command, validate_name};
+pub use compose::validate_stack;
 pub use executor::{
     Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, OutputLine, OutputStream,
     RemoteError, RemoteExecutor, SshTarget,
 };
-pub use compose::validate_stack;
+pub use keys::{KeyPair, generate_ed25519, parse_private_key};
 pub use platform::{
     ContainerPlatform, NetworkSpec, PlatformError, ProgressSink, SecretDelivery, ServiceExec,
     ServiceMode, ServiceStatus, StackSecret, StackSpec, StackStatus, WaitOptions,
 };
 pub use portainer::{PortainerAuth, PortainerClient, PortainerError, PortainerPlatform};
-pub use swarm::{SwarmConfig, SwarmOverSsh};
 pub use setup::{
     Action, DockerSource, OsRelease, RunOptions, RunReport, SetupConfig, SetupError, Step,
     StepProgress, StepProgressSink, StepState, Swap, detect_os, plan, run_plan,
 };
 pub use ssh::{SshConnector, SshExecutor};
-pub use keys::{KeyPair, generate_ed25519, parse_private_key};
+pub use swarm::{SwarmConfig, SwarmOverSsh};

@@ -688,9 +688,7 @@ fn build_status(
     // Per service and slot, tasks newest first (docker's own order).
     let mut slots: BTreeMap<(&str, &str), Vec<&TaskLine>> = BTreeMap::new();
     for task in tasks {
-        let name = task
-            .name
-            .trim_start_matches(['\\', '_', ' ']);
+        let name = task.name.trim_start_matches(['\\', '_', ' ']);
         let service = task_service(name);
         let slot = name.rsplit_once('.').map_or("", |(_, slot)| slot);
         slots.entry((service, slot)).or_default().push(task);
