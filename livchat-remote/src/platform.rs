@@ -182,6 +182,10 @@ pub struct WaitOptions {
     /// missing image) is reported as [`PlatformError::ServiceFailed`] at once, without
     /// waiting for the timeout: swarm would otherwise restart it forever.
     pub max_task_failures: usize,
+    /// How long every service must stay at its desired replicas, with no new failed task,
+    /// before the stack counts as healthy. A task whose command exits after a moment is
+    /// "running" for that moment: without a settle window a crash-looping service passes.
+    pub settle: Duration,
     pub cancel: CancellationToken,
     pub on_progress: Option<ProgressSink>,
 }
@@ -192,6 +196,7 @@ impl Default for WaitOptions {
             timeout: Duration::from_secs(300),
             poll_interval: Duration::from_secs(2),
             max_task_failures: 3,
+            settle: Duration::from_secs(5),
             cancel: CancellationToken::new(),
             on_progress: None,
         }
@@ -357,6 +362,8 @@ where
         name: stack.to_string(),
         services: Vec::new(),
     };
+    // When the stack was first seen healthy, and each service's failed-task count then.
+    let mut healthy_since: Option<(tokio::time::Instant, Vec<usize>)> = None;
     loop {
         match status().await {
             Ok(current) => last = current,
@@ -367,8 +374,23 @@ where
         if let Some(progress) = &options.on_progress {
             progress(&last);
         }
+        let now = tokio::time::Instant::now();
         if last.is_healthy() {
-            return Ok(last);
+            let failures: Vec<usize> = last.services.iter().map(|s| s.failed_tasks).collect();
+            match &healthy_since {
+                // Healthy since `since` with no task failing in between: settled?
+                Some((since, seen)) if *seen == failures => {
+                    if now - *since >= options.settle {
+                        return Ok(last);
+                    }
+                }
+                _ => healthy_since = Some((now, failures)),
+            }
+            if options.settle.is_zero() {
+                return Ok(last);
+            }
+        } else {
+            healthy_since = None;
         }
         if let Some(failed) = last.services.iter().find(|s| {
             !s.is_converged()
@@ -381,7 +403,6 @@ where
                 error: failed.last_error.clone().unwrap_or_default(),
             });
         }
-        let now = tokio::time::Instant::now();
         if now >= deadline {
             return Err(PlatformError::Timeout {
                 stack: stack.to_string(),
@@ -471,6 +492,54 @@ mod tests {
                 if service == "web" && error == "task: non-zero exit (3)"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_service_that_is_running_only_for_a_moment_is_not_healthy() {
+        // A crash-looping task: running on one poll, exited on the next, failures rising.
+        let mut polls = 0;
+        let options = WaitOptions {
+            max_task_failures: 3,
+            poll_interval: Duration::from_millis(5),
+            settle: Duration::from_millis(50),
+            ..WaitOptions::default()
+        };
+        let err = wait_until_healthy("app", &options, || {
+            polls += 1;
+            let running = u64::from(polls % 2 == 1);
+            let mut web = service("web", 1, running);
+            web.failed_tasks = polls / 2;
+            web.last_error = (polls >= 2).then(|| "task: non-zero exit (3)".to_string());
+            let status = StackStatus {
+                name: "app".into(),
+                services: vec![web],
+            };
+            async move { Ok(status) }
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, PlatformError::ServiceFailed { error, .. } if error.contains("exit (3)")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stack_healthy_through_the_settle_window_is_healthy() {
+        let options = WaitOptions {
+            poll_interval: Duration::from_millis(5),
+            settle: Duration::from_millis(30),
+            ..WaitOptions::default()
+        };
+        let status = wait_until_healthy("app", &options, || async {
+            Ok(StackStatus {
+                name: "app".into(),
+                services: vec![service("web", 1, 1)],
+            })
+        })
+        .await
+        .unwrap();
+        assert!(status.is_healthy());
     }
 
     #[tokio::test]
