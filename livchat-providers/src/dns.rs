@@ -23,8 +23,10 @@ pub struct Zone {
     pub status: String,
 }
 
-/// A record type. Types we do not write are kept by name.
+/// A record type. Types we do not write are kept by name. Serialized as the vendor's wire name
+/// (`"A"`, `"CAA"`), so JSON output reads like the DNS it describes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum RecordType {
     /// IPv4 address.
     A,
@@ -55,6 +57,18 @@ impl RecordType {
             RecordType::Cname => "CNAME",
             RecordType::Other(s) => s,
         }
+    }
+}
+
+impl From<String> for RecordType {
+    fn from(name: String) -> Self {
+        RecordType::parse(&name)
+    }
+}
+
+impl From<RecordType> for String {
+    fn from(t: RecordType) -> Self {
+        t.as_str().to_owned()
     }
 }
 
@@ -165,4 +179,21 @@ pub trait DnsClient: Send + Sync {
 
     /// Deletes a record by id. A missing record is a success.
     async fn delete_record(&self, zone: &Zone, record_id: &str) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_types_serialize_as_their_wire_names() {
+        for (t, wire) in [
+            (RecordType::A, "\"A\""),
+            (RecordType::Aaaa, "\"AAAA\""),
+            (RecordType::Other("CAA".into()), "\"CAA\""),
+        ] {
+            assert_eq!(serde_json::to_string(&t).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<RecordType>(wire).unwrap(), t);
+        }
+    }
 }
