@@ -478,12 +478,7 @@ impl Orchestrator {
                 Ok(json!({ "os": os.id() }))
             }
             "dns_record" => {
-                let ip: Ipv4Addr = server.host.parse().map_err(|_| {
-                    CoreError::invalid(
-                        "host",
-                        format!("{} is not an IPv4 address for an A record", server.host),
-                    )
-                })?;
+                let ip = server_ipv4(&server)?;
                 let fqdn = Self::server_fqdn(&p.name, &p.zone, p.subdomain.as_deref());
                 let dns = self.dns()?;
                 let zone = dns.find_zone(&p.zone).await.map_err(dns_err)?;
@@ -574,12 +569,7 @@ impl Orchestrator {
     ) -> Result<String> {
         let server = self.server(name)?;
         validate_dns(zone, subdomain)?;
-        let ip: Ipv4Addr = server.host.parse().map_err(|_| {
-            CoreError::invalid(
-                "host",
-                format!("{} is not an IPv4 address for an A record", server.host),
-            )
-        })?;
+        let ip = server_ipv4(&server)?;
         let fqdn = Self::server_fqdn(name, zone, subdomain);
         let dns = self.dns()?;
         let z = dns.find_zone(zone).await.map_err(dns_err)?;
@@ -932,9 +922,7 @@ impl Orchestrator {
                 let dns_config = server.dns.clone().ok_or_else(|| {
                     CoreError::Refused(format!("server {} has no DNS configuration", server.name))
                 })?;
-                let ip: Ipv4Addr = server.host.parse().map_err(|_| {
-                    CoreError::invalid("host", format!("{} is not an IPv4 address", server.host))
-                })?;
+                let ip = server_ipv4(&server)?;
                 let dns = self.dns()?;
                 let zone = dns
                     .find_zone(&dns_config.zone_name)
@@ -1325,6 +1313,16 @@ impl Orchestrator {
             other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
         }
     }
+}
+
+/// The server's address for an A record.
+fn server_ipv4(server: &ServerRecord) -> Result<Ipv4Addr> {
+    server.host.parse().map_err(|_| {
+        CoreError::invalid(
+            "host",
+            format!("{} is not an IPv4 address for an A record", server.host),
+        )
+    })
 }
 
 fn validate_dns(zone: &str, subdomain: Option<&str>) -> Result<()> {

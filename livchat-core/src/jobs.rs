@@ -319,6 +319,15 @@ impl JobManager {
                 events: events.clone(),
             },
         );
+        self.context(id, cancel, events)
+    }
+
+    fn context(
+        &self,
+        id: &str,
+        cancel: CancellationToken,
+        events: broadcast::Sender<JobEvent>,
+    ) -> JobContext {
         JobContext {
             job_id: id.to_string(),
             cancel,
@@ -344,16 +353,10 @@ impl JobManager {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .map(|l| (l.cancel.clone(), l.events.clone()));
-        if let Some((cancel, events)) = existing {
-            return Ok(JobContext {
-                job_id: id.to_string(),
-                cancel,
-                redactor: Arc::new(Redactor::default()),
-                logs: self.logs.clone(),
-                events,
-            });
-        }
-        Ok(self.go_live(id))
+        Ok(match existing {
+            Some((cancel, events)) => self.context(id, cancel, events),
+            None => self.go_live(id),
+        })
     }
 
     /// Cancels a queued or running job of this process. A job that already ended is refused.
@@ -390,10 +393,7 @@ impl JobManager {
     pub fn retry(&self, id: &str) -> Result<JobRecord> {
         let (_, job) = self.store.update_with("job retry", |s| {
             let job = s.jobs.get_mut(id).ok_or_else(|| {
-                livchat_store::StoreError::InvalidInput {
-                    field: "job id".into(),
-                    reason: format!("job `{id}` not found"),
-                }
+                job_not_found(id)
             })?;
             match job.status {
                 JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted => {}
@@ -476,13 +476,7 @@ impl JobManager {
         result: Option<serde_json::Value>,
     ) -> Result<JobRecord> {
         let (_, job) = self.store.update_with("job finish", |s| {
-            let job =
-                s.jobs
-                    .get_mut(id)
-                    .ok_or_else(|| livchat_store::StoreError::InvalidInput {
-                        field: "job id".into(),
-                        reason: format!("job `{id}` not found"),
-                    })?;
+            let job = s.jobs.get_mut(id).ok_or_else(|| job_not_found(id))?;
             job.status = status;
             job.error = error.clone();
             if result.is_some() {
@@ -511,25 +505,10 @@ impl JobManager {
     /// job failed: the failure is in the record, not an `Err`). `Err` means the job could not
     /// be run at all (not found, not queued, store unusable).
     pub async fn run(&self, id: &str, runner: &dyn StepRunner) -> Result<JobRecord> {
-        let ctx = {
-            let live = self
-                .live
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(id)
-                .map(|l| (l.cancel.clone(), l.events.clone()));
-            match live {
-                Some((cancel, events)) => JobContext {
-                    job_id: id.to_string(),
-                    cancel,
-                    redactor: Arc::new(Redactor::default()),
-                    logs: self.logs.clone(),
-                    events,
-                },
-                None => self.prepare(id)?,
-            }
+        let outcome = match self.prepare(id) {
+            Ok(ctx) => self.run_live(&ctx, runner).await,
+            Err(e) => Err(e),
         };
-        let outcome = self.run_live(&ctx, runner).await;
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -539,13 +518,8 @@ impl JobManager {
 
     async fn run_live(&self, ctx: &JobContext, runner: &dyn StepRunner) -> Result<JobRecord> {
         let id = ctx.job_id.as_str();
+        // `prepare` checked that the job is queued.
         let job = self.get(id)?;
-        if job.status != JobStatus::Queued {
-            return Err(CoreError::Refused(format!(
-                "job {id} is {}, only a queued job can run",
-                status_name(job.status)
-            )));
-        }
         let kind = JobKind::parse(&job.kind)?;
 
         // One job at a time per server: wait (still queued) for the one before to end.
@@ -571,13 +545,7 @@ impl JobManager {
         };
 
         let (_, job) = self.store.update_with("job start", |s| {
-            let job =
-                s.jobs
-                    .get_mut(id)
-                    .ok_or_else(|| livchat_store::StoreError::InvalidInput {
-                        field: "job id".into(),
-                        reason: format!("job `{id}` not found"),
-                    })?;
+            let job = s.jobs.get_mut(id).ok_or_else(|| job_not_found(id))?;
             job.status = JobStatus::Running;
             job.started_at = Some(Utc::now());
             job.progress = Self::progress_of(job);
@@ -669,13 +637,7 @@ impl JobManager {
             merge_result(&mut result, value);
 
             let (_, job) = self.store.update_with("job step done", |s| {
-                let j =
-                    s.jobs
-                        .get_mut(id)
-                        .ok_or_else(|| livchat_store::StoreError::InvalidInput {
-                            field: "job id".into(),
-                            reason: format!("job `{id}` not found"),
-                        })?;
+                let j = s.jobs.get_mut(id).ok_or_else(|| job_not_found(id))?;
                 if j.steps_remaining.first() == Some(&step) {
                     j.steps_remaining.remove(0);
                 }
@@ -713,6 +675,14 @@ fn merge_result(result: &mut serde_json::Value, value: serde_json::Value) {
             into.extend(from);
         }
         (slot, value) => *slot = value,
+    }
+}
+
+/// The store error of an update that finds its job gone.
+fn job_not_found(id: &str) -> livchat_store::StoreError {
+    livchat_store::StoreError::InvalidInput {
+        field: "job id".into(),
+        reason: format!("job `{id}` not found"),
     }
 }
 
