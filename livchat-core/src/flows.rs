@@ -233,35 +233,52 @@ impl Orchestrator {
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("livchat-{}", p.name));
                 // A create retried after a timeout must not create a second server: look it up.
-                let server = match provider.find_server(&p.name).await.map_err(provider_err)? {
-                    Some(existing) => {
+                let (server, created_now) =
+                    match provider.find_server(&p.name).await.map_err(provider_err)? {
+                        Some(existing) => {
+                            ctx.info(format!(
+                                "server {} already exists at the provider (id {}), reusing it",
+                                p.name, existing.id
+                            ));
+                            (existing, false)
+                        }
+                        None => {
+                            let spec = ServerSpec {
+                                name: p.name.clone(),
+                                server_type: p.server_type.clone(),
+                                location: p.location.clone(),
+                                image: p.image.clone(),
+                                ssh_keys: vec![key_name],
+                                labels: BTreeMap::from([(
+                                    livchat_providers::MANAGED_BY_LABEL.0.to_string(),
+                                    livchat_providers::MANAGED_BY_LABEL.1.to_string(),
+                                )]),
+                            };
+                            let created = provider
+                                .create_server(&spec, &progress)
+                                .await
+                                .map_err(provider_err)?;
+                            (created, true)
+                        }
+                    };
+                let Some(ip) = server.ipv4 else {
+                    // The job's result does not record this server yet, so the clean-up
+                    // would not find it: remove it here, or it is an orphan.
+                    if created_now && !p.keep_on_failure {
                         ctx.info(format!(
-                            "server {} already exists at the provider (id {}), reusing it",
-                            p.name, existing.id
+                            "removing server {} (id {}) created by this job",
+                            p.name, server.id
                         ));
-                        existing
-                    }
-                    None => {
-                        let spec = ServerSpec {
-                            name: p.name.clone(),
-                            server_type: p.server_type.clone(),
-                            location: p.location.clone(),
-                            image: p.image.clone(),
-                            ssh_keys: vec![key_name],
-                            labels: BTreeMap::from([(
-                                livchat_providers::MANAGED_BY_LABEL.0.to_string(),
-                                livchat_providers::MANAGED_BY_LABEL.1.to_string(),
-                            )]),
-                        };
                         provider
-                            .create_server(&spec, &progress)
+                            .delete_server(&server.id, &|_| {})
                             .await
-                            .map_err(provider_err)?
+                            .map_err(provider_err)?;
                     }
+                    return Err(CoreError::Provider(format!(
+                        "server {} has no public IPv4 address",
+                        p.name
+                    )));
                 };
-                let ip = server.ipv4.ok_or_else(|| {
-                    CoreError::Provider(format!("server {} has no public IPv4 address", p.name))
-                })?;
                 let record = ServerRecord {
                     name: p.name.clone(),
                     provider: ProviderKind::Hetzner,
