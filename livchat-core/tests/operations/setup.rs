@@ -1,0 +1,311 @@
+//! setup_server: start (DNS mandatory), and the job (connect and plan, the server's A record,
+//! each setup step over SSH, finalize); a failing step fails the job naming it and a retry
+//! resumes there.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use livchat_core::{CoreError, SetupServerParams};
+use livchat_providers::{Change, Ensured};
+use livchat_remote::{Action, OsRelease, SetupConfig, Step};
+use livchat_store::{JobStatus, ServerStatus};
+
+use super::support::*;
+
+fn params() -> SetupServerParams {
+    SetupServerParams {
+        name: "web-1".into(),
+        zone: ZONE.into(),
+        subdomain: Some("lab".into()),
+    }
+}
+
+fn new_server() -> livchat_store::ServerRecord {
+    hetzner_server("web-1", ServerStatus::Running, None)
+}
+
+/// The plan the orchestrator computes for `web-1` on Debian 12.
+fn plan() -> Vec<Step> {
+    let config = SetupConfig::new("web-1", IP.parse::<IpAddr>().unwrap()).unwrap();
+    livchat_remote::plan(&config, &OsRelease::parse(DEBIAN_12).unwrap()).unwrap()
+}
+
+fn is_action(action: &Action, c: &livchat_remote::Command, stdin: &str) -> bool {
+    *c == action.command()
+        && match action {
+            Action::Exec(_) => stdin.is_empty(),
+            Action::Script { script, .. } => stdin == script,
+        }
+}
+
+fn check_line(step: &Step) -> String {
+    step.check.command().to_string()
+}
+
+/// A Debian 12 host where every step's check already passes, except `failing`'s (whose
+/// apply fails with apt's error until `fixed` is set).
+fn debian_host(failing: Option<Step>, fixed: Arc<AtomicBool>) -> (MockRemoteExecutor, FakeHost) {
+    scripted_executor(move |c, stdin| {
+        if is_os_release(c) {
+            return Ok(output(0, DEBIAN_12, ""));
+        }
+        if let Some(step) = &failing
+            && !fixed.load(Ordering::SeqCst)
+        {
+            if is_action(&step.check, c, stdin) {
+                return Ok(output(1, "", "not installed"));
+            }
+            if is_action(&step.apply, c, stdin) {
+                return Ok(output(100, "", "E: Unable to locate package docker-ce\n"));
+            }
+        }
+        Ok(output(0, "", ""))
+    })
+}
+
+fn a_record_for_server(mocks: &mut Mocks, times: usize) {
+    mocks
+        .dns
+        .expect_find_zone()
+        .withf(|z| z == ZONE)
+        .times(times)
+        .returning(|_| Ok(zone()));
+    mocks
+        .dns
+        .expect_ensure_a_record()
+        .withf(|z, name, ip, options| {
+            z.id == ZONE_ID
+                && name == "web-1.lab.example.com"
+                && ip.to_string() == IP
+                && !options.proxied
+        })
+        .times(times)
+        .returning(|_, name, ip, _| {
+            Ok(Ensured {
+                record: a_record("srv-a", name, &ip.to_string()),
+                change: Change::Created,
+            })
+        });
+}
+
+#[tokio::test]
+async fn setup_server_runs_every_plan_step_over_one_pinned_connection_and_points_dns() {
+    let world = World::new();
+    world.put_server(new_server());
+    let mut mocks = Mocks::default();
+    let (exec, host) = debian_host(None, Arc::default());
+    connects_pinned(&mut mocks.connector, exec, 1);
+    a_record_for_server(&mut mocks, 1);
+    let orch = world.build(mocks);
+
+    let job = orch.start_setup_server(params()).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let plan = plan();
+    let mut expected = vec!["connect".to_string(), "dns_record".to_string()];
+    expected.extend(plan.iter().map(|s| format!("setup:{}", s.id)));
+    expected.push("finalize".into());
+    assert_eq!(done.steps_completed, expected);
+
+    let server = &world.state().servers["web-1"];
+    assert_eq!(server.status, ServerStatus::Ready);
+    let dns = server.dns.clone().unwrap();
+    assert_eq!(
+        (dns.zone_name.as_str(), dns.subdomain.as_deref()),
+        (ZONE, Some("lab"))
+    );
+    let ids: Vec<&str> = plan.iter().map(|s| s.id).collect();
+    assert_eq!(server.setup.completed_steps, ids);
+    assert!(server.setup.completed_at.is_some());
+    // Every step's check ran (once per step that shares its command line).
+    for step in &plan {
+        assert!(
+            host.count(&check_line(step)) >= 1,
+            "{} not checked",
+            step.id
+        );
+    }
+    verify(orch);
+}
+
+#[tokio::test]
+async fn setup_server_step_that_fails_names_the_step_marks_the_server_failed_and_retry_resumes_there()
+ {
+    let world = World::new();
+    world.put_server(new_server());
+    let plan = plan();
+    let failing = plan
+        .iter()
+        .find(|s| s.id == "docker_packages")
+        .cloned()
+        .unwrap();
+    let fixed = Arc::new(AtomicBool::new(false));
+    let mut mocks = Mocks::default();
+    let (exec, host) = debian_host(Some(failing.clone()), fixed.clone());
+    // One connection serves both attempts.
+    connects_pinned(&mut mocks.connector, exec, 1);
+    a_record_for_server(&mut mocks, 1);
+    let orch = world.build(mocks);
+
+    let job = orch.start_setup_server(params()).unwrap();
+    let failed = run(&orch, &job.id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    let error = failed.error.unwrap();
+    assert!(error.contains("docker_packages"), "{error}");
+    assert!(
+        error.contains("Unable to locate package docker-ce"),
+        "{error}"
+    );
+    assert_eq!(failed.steps_remaining[0], "setup:docker_packages");
+    assert_eq!(world.state().servers["web-1"].status, ServerStatus::Failed);
+    let before_failure = plan
+        .iter()
+        .take_while(|s| s.id != "docker_packages")
+        .map(|s| s.id)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        world.state().servers["web-1"].setup.completed_steps,
+        before_failure
+    );
+    let commands_before_retry = host.commands.lock().unwrap().len();
+
+    fixed.store(true, Ordering::SeqCst);
+    orch.start_retry_job(&job.id).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert_eq!(world.state().servers["web-1"].status, ServerStatus::Ready);
+    // The retry ran the failed step and those after it, each as os-release + check: nothing
+    // of the steps before it, no second DNS change, no second connection.
+    let after = plan
+        .iter()
+        .skip_while(|s| s.id != "docker_packages")
+        .count();
+    let retry_commands = host.commands.lock().unwrap().len() - commands_before_retry;
+    assert_eq!(retry_commands, after * 2);
+    verify(orch);
+}
+
+#[tokio::test]
+async fn setup_server_whose_dns_record_fails_names_cloudflare_runs_no_setup_step_and_records_no_dns()
+ {
+    let world = World::new();
+    world.put_server(new_server());
+    let mut mocks = Mocks::default();
+    let (exec, host) = debian_host(None, Arc::default());
+    connects_pinned(&mut mocks.connector, exec, 1);
+    mocks
+        .dns
+        .expect_find_zone()
+        .times(1)
+        .returning(|_| Ok(zone()));
+    mocks
+        .dns
+        .expect_ensure_a_record()
+        .times(1)
+        .returning(|_, _, _, _| {
+            Err(cloudflare_api_error(
+                "create DNS record",
+                "record quota exceeded",
+            ))
+        });
+    let orch = world.build(mocks);
+    let job = orch.start_setup_server(params()).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert!(done.error.unwrap().contains("record quota exceeded"));
+    let server = &world.state().servers["web-1"];
+    assert_eq!(server.status, ServerStatus::Failed);
+    assert!(server.dns.is_none());
+    assert_eq!(*host.commands.lock().unwrap(), ["cat /etc/os-release"]);
+    verify(orch);
+}
+
+#[tokio::test]
+async fn setup_server_that_cannot_connect_fails_naming_the_connection_and_touches_no_dns() {
+    let world = World::new();
+    world.put_server(new_server());
+    let mut mocks = Mocks::default();
+    mocks
+        .connector
+        .expect_connect()
+        .times(1)
+        .returning(|t, _, _| Err(connect_refused(&t.name)));
+    let orch = world.build(mocks);
+    let job = orch.start_setup_server(params()).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert!(
+        done.error
+            .unwrap()
+            .contains("could not connect to web-1: connection refused")
+    );
+    assert_eq!(world.state().servers["web-1"].status, ServerStatus::Running);
+    verify(orch);
+}
+
+#[tokio::test]
+async fn setup_server_on_an_unsupported_os_fails_naming_the_supported_ones() {
+    let world = World::new();
+    world.put_server(new_server());
+    let mut mocks = Mocks::default();
+    let (exec, _) =
+        scripted_executor(|_, _| Ok(output(0, "ID=ubuntu\nVERSION_ID=\"20.04\"\n", "")));
+    connects_pinned(&mut mocks.connector, exec, 1);
+    let orch = world.build(mocks);
+    let job = orch.start_setup_server(params()).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(error.contains("\"20.04\" is not supported"), "{error}");
+    assert!(error.contains("Debian 12 or 13"), "{error}");
+    verify(orch);
+}
+
+#[tokio::test]
+async fn start_setup_server_without_a_zone_or_with_bad_dns_names_is_refused_and_records_no_job() {
+    let world = World::new();
+    world.put_server(new_server());
+    let before = world.state();
+    let orch = world.build(Mocks::default());
+    for (zone, subdomain, field) in [
+        ("", None, "zone"),
+        ("example.com; reboot", None, "zone"),
+        (ZONE, Some("lab lab"), "subdomain"),
+    ] {
+        let err = orch
+            .start_setup_server(SetupServerParams {
+                name: "web-1".into(),
+                zone: zone.into(),
+                subdomain: subdomain.map(str::to_string),
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(field),
+            "{zone:?} {subdomain:?}: {err}"
+        );
+    }
+    let err = orch
+        .start_setup_server(SetupServerParams {
+            name: "ghost".into(),
+            ..params()
+        })
+        .unwrap_err();
+    assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
+    assert_eq!(world.state(), before);
+    verify(orch);
+}
+
+#[tokio::test]
+async fn start_setup_server_without_a_cloudflare_token_names_the_credential() {
+    let world = World::empty();
+    world.put_server(new_server());
+    let orch = world.build(Mocks::default());
+    let err = orch.start_setup_server(params()).unwrap_err();
+    assert!(
+        matches!(&err, CoreError::MissingCredential { name } if name == "cloudflare_api_token"),
+        "{err:?}"
+    );
+    assert!(world.state().jobs.is_empty());
+    verify(orch);
+}
