@@ -945,13 +945,26 @@ impl Orchestrator {
                     .find_zone(&dns_config.zone_name)
                     .await
                     .map_err(dns_err)?;
-                let mut created = Vec::new();
+                let mut created: Vec<String> = Vec::new();
                 let mut ids = Vec::new();
                 for name in &stack.dns_names {
-                    let e = dns
+                    let e = match dns
                         .ensure_a_record(&zone, name, ip, &RecordOptions::default())
                         .await
-                        .map_err(dns_err)?;
+                    {
+                        Ok(e) => e,
+                        Err(err) => {
+                            // The records created by this step are not in the job's result
+                            // yet, so the clean-up cannot see them: remove them here.
+                            for id in &created {
+                                ctx.info(format!("removing DNS record {id} created by this job"));
+                                if let Err(e) = dns.delete_record(&zone, id).await {
+                                    ctx.warn(format!("DNS record {id}: {e}"));
+                                }
+                            }
+                            return Err(dns_err(err));
+                        }
+                    };
                     ctx.info(format!("DNS A {name} -> {ip} ({:?})", e.change));
                     if e.change == livchat_providers::Change::Created {
                         created.push(e.record.id.clone());
@@ -1084,6 +1097,16 @@ impl Orchestrator {
             if recorded {
                 continue;
             }
+            // The deploy step records the app as deploying just before it sends the stack: if
+            // sending failed, the step did not report the stack, but part of it may exist.
+            let deployed = deployed
+                || self
+                    .store
+                    .load()?
+                    .deployments
+                    .get(&p.server)
+                    .and_then(|m| m.get(app))
+                    .is_some_and(|d| d.status == DeploymentStatus::Deploying);
             if deployed {
                 if let Some(platform) = &platform {
                     ctx.info(format!("removing stack {app} deployed by this job"));
