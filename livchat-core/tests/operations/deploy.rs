@@ -1,1 +1,524 @@
-//! placeholder
+//! deploy_app: start (server set up first, dependencies resolved and fixed in the job), plan,
+//! and the job per app (secrets, DNS, deploy, health, record); a failure removes the stack and
+//! the DNS records this job created and records nothing.
+
+use std::sync::{Arc, Mutex};
+
+use livchat_core::CoreError;
+use livchat_providers::{Change, Ensured};
+use livchat_remote::platform::MockContainerPlatform;
+use livchat_store::{DeploymentStatus, JobStatus, ServerStatus, Store};
+use secrecy::ExposeSecret;
+
+use super::support::*;
+
+const N8N_HOST: &str = "n8n.lab.example.com";
+const WEBHOOK_HOST: &str = "webhook-n8n.lab.example.com";
+/// A known value for the n8n database password, to follow it through the flow.
+const DB_PASSWORD: &str = "n8n-db-password-SENTINEL-0123456789";
+
+/// web-1, set up, with the infrastructure bundle and the databases n8n needs running.
+fn world_with_databases() -> World {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world.put_deployment("web-1", "infrastructure", &["rec-portainer"]);
+    world.put_deployment("web-1", "postgres", &[]);
+    world.put_deployment("web-1", "redis", &[]);
+    world.set_secret("app.n8n.db_password", DB_PASSWORD);
+    world
+}
+
+fn steps_of(apps: &[&str]) -> Vec<String> {
+    apps.iter()
+        .flat_map(|a| ["secrets", "dns", "deploy", "health", "record"].map(|s| format!("{a}:{s}")))
+        .collect()
+}
+
+/// Cloudflare creates (or finds unchanged) the records named in `records`: (name, id, change).
+fn dns_records(mocks: &mut Mocks, records: &'static [(&'static str, &'static str, Change)]) {
+    mocks
+        .dns
+        .expect_find_zone()
+        .withf(|z| z == ZONE)
+        .times(1..)
+        .returning(|_| Ok(zone()));
+    for (name, id, change) in records {
+        mocks
+            .dns
+            .expect_ensure_a_record()
+            .withf(move |z, n, ip, _| z.id == ZONE_ID && n == *name && ip.to_string() == IP)
+            .times(1)
+            .returning(move |_, n, ip, _| {
+                Ok(Ensured {
+                    record: a_record(id, n, &ip.to_string()),
+                    change: *change,
+                })
+            });
+    }
+}
+
+/// The database for n8n is created in the postgres stack: argv without the password, the
+/// password on stdin.
+fn creates_database(platform: &mut MockContainerPlatform, exit_status: u32, stderr: &'static str) {
+    platform
+        .expect_exec_in_service()
+        .withf(|e| {
+            e.stack == "postgres"
+                && e.service == "postgres"
+                && e.argv.iter().all(|a| !a.contains(DB_PASSWORD))
+                && e.stdin.as_ref().is_some_and(|s| {
+                    String::from_utf8_lossy(s.expose_secret()).contains(DB_PASSWORD)
+                })
+        })
+        .times(1)
+        .returning(move |_| Ok(output(exit_status, "", stderr)));
+}
+
+/// What a deploy sent: the compose file and the values of its Docker secrets.
+struct Deployed {
+    compose_yaml: String,
+    secret_values: Vec<String>,
+}
+
+/// The stack is deployed once; returns what was deployed.
+fn deploys_stack(
+    platform: &mut MockContainerPlatform,
+    name: &'static str,
+) -> Arc<Mutex<Vec<Deployed>>> {
+    let deployed = Arc::new(Mutex::new(Vec::new()));
+    let seen = deployed.clone();
+    platform
+        .expect_ensure_network()
+        .withf(|n| n.name == livchat_apps::DEFAULT_NETWORK)
+        .times(1)
+        .returning(|_| Ok(()));
+    platform
+        .expect_deploy_stack()
+        .withf(move |s| s.name == name)
+        .times(1)
+        .returning(move |s| {
+            seen.lock().unwrap().push(Deployed {
+                compose_yaml: s.compose_yaml.clone(),
+                secret_values: s
+                    .secrets
+                    .iter()
+                    .map(|x| x.value.expose_secret().to_string())
+                    .collect(),
+            });
+            Ok(())
+        });
+    deployed
+}
+
+fn connects(mocks: &mut Mocks) {
+    connects_pinned(&mut mocks.connector, MockRemoteExecutor::new(), 1);
+}
+
+#[tokio::test]
+async fn deploy_app_deploys_a_database_app_generates_its_secret_and_records_it() {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world.put_deployment("web-1", "infrastructure", &[]);
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    let deployed = deploys_stack(&mut mocks.platform, "redis");
+    // Once in the health step, once as the definition's post-deploy `wait_healthy`.
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .withf(|name, _| name == "redis")
+        .times(2)
+        .returning(|name, _| Ok(healthy(name)));
+    let orch = world.build(mocks);
+
+    let job = orch.start_deploy_app("web-1", "redis", &[]).unwrap();
+    assert_eq!(job.steps_remaining, steps_of(&["redis"]));
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+
+    let password = world.secret("app.redis.password").expect("generated");
+    let spec = deployed.lock().unwrap().pop().unwrap();
+    assert!(spec.compose_yaml.contains("redis:7.4.5"));
+    assert!(
+        spec.secret_values.contains(&password),
+        "the password reaches the stack as a Docker secret"
+    );
+    assert!(!spec.compose_yaml.contains(&password));
+    assert!(!log_text(&orch, &job.id).contains(&password));
+    let record = &world.state().deployments["web-1"]["redis"];
+    assert_eq!(record.status, DeploymentStatus::Running);
+    assert_eq!(record.stack_name, "redis");
+    assert!(record.dns_record_ids.is_empty());
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_creates_dns_records_and_a_least_privilege_database_then_deploys_and_records() {
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    dns_records(
+        &mut mocks,
+        &[
+            (N8N_HOST, "rec-n8n", Change::Created),
+            (WEBHOOK_HOST, "rec-webhook", Change::Created),
+        ],
+    );
+    creates_database(&mut mocks.platform, 0, "");
+    deploys_stack(&mut mocks.platform, "n8n");
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .withf(|name, _| name == "n8n")
+        .times(2)
+        .returning(|name, _| Ok(healthy(name)));
+    let orch = world.build(mocks);
+
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    // The dependencies run already: only n8n is deployed.
+    assert_eq!(job.params["apps"], serde_json::json!(["n8n"]));
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let record = &world.state().deployments["web-1"]["n8n"];
+    assert_eq!(record.status, DeploymentStatus::Running);
+    assert_eq!(record.dns_record_ids, ["rec-n8n", "rec-webhook"]);
+    assert!(record.domains.contains(&N8N_HOST.to_string()));
+    let log = log_text(&orch, &job.id);
+    assert!(log.contains("creating database n8n and user n8n"), "{log}");
+    assert!(!log.contains(DB_PASSWORD));
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_failing_at_health_removes_its_stack_and_the_dns_records_it_created_and_records_nothing()
+ {
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    // The webhook record existed before this job: it is left alone.
+    dns_records(
+        &mut mocks,
+        &[
+            (N8N_HOST, "rec-n8n", Change::Created),
+            (WEBHOOK_HOST, "rec-webhook", Change::Unchanged),
+        ],
+    );
+    creates_database(&mut mocks.platform, 0, "");
+    deploys_stack(&mut mocks.platform, "n8n");
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .times(1)
+        .returning(|_, _| {
+            Err(service_failed(
+                "n8n",
+                "n8n_worker",
+                "No such image: n8nio/n8n:1.97.1",
+            ))
+        });
+    mocks
+        .platform
+        .expect_remove_stack()
+        .withf(|n| n == "n8n")
+        .times(1)
+        .returning(|_| Ok(()));
+    mocks
+        .dns
+        .expect_delete_record()
+        .withf(|z, id| z.id == ZONE_ID && id == "rec-n8n")
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("service n8n_worker of stack n8n cannot start: No such image"),
+        "{error}"
+    );
+    assert_eq!(
+        world.deployed_apps("web-1"),
+        ["infrastructure", "postgres", "redis"],
+        "n8n not recorded, the others untouched"
+    );
+    // Rewound: a retry starts n8n again from its first step.
+    assert_eq!(done.steps_remaining, steps_of(&["n8n"]));
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_whose_second_dns_record_fails_removes_the_first_and_deploys_nothing() {
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    dns_records(&mut mocks, &[(N8N_HOST, "rec-n8n", Change::Created)]);
+    mocks
+        .dns
+        .expect_ensure_a_record()
+        .withf(|_, n, _, _| n == WEBHOOK_HOST)
+        .times(1)
+        .returning(|_, _, _, _| {
+            Err(cloudflare_api_error(
+                "create DNS record",
+                "record quota exceeded",
+            ))
+        });
+    mocks
+        .dns
+        .expect_delete_record()
+        .withf(|_, id| id == "rec-n8n")
+        .times(1)
+        .returning(|_, _| Ok(()));
+    // The clean-up opens the platform; nothing is deployed, so nothing is removed.
+    connects(&mut mocks);
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert!(done.error.unwrap().contains("record quota exceeded"));
+    assert_eq!(
+        world.deployed_apps("web-1"),
+        ["infrastructure", "postgres", "redis"]
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_whose_stack_deploy_fails_removes_the_stack_and_dns_records_and_records_nothing()
+{
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    dns_records(
+        &mut mocks,
+        &[
+            (N8N_HOST, "rec-n8n", Change::Created),
+            (WEBHOOK_HOST, "rec-webhook", Change::Created),
+        ],
+    );
+    creates_database(&mut mocks.platform, 0, "");
+    mocks
+        .platform
+        .expect_ensure_network()
+        .times(1)
+        .returning(|_| Ok(()));
+    mocks
+        .platform
+        .expect_deploy_stack()
+        .times(1)
+        .returning(|_| {
+            Err(livchat_remote::PlatformError::CommandFailed {
+                command: "docker stack deploy".into(),
+                exit_status: 1,
+                stderr: "failed to create service n8n_worker: network not found".into(),
+            })
+        });
+    // `docker stack deploy` may have created some services before it failed.
+    mocks
+        .platform
+        .expect_remove_stack()
+        .withf(|n| n == "n8n")
+        .times(1)
+        .returning(|_| Ok(()));
+    mocks
+        .dns
+        .expect_delete_record()
+        .times(2)
+        .returning(|_, _| Ok(()));
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert!(done.error.unwrap().contains("network not found"));
+    assert_eq!(
+        world.deployed_apps("web-1"),
+        ["infrastructure", "postgres", "redis"],
+        "no n8n record left behind, not even as deploying"
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_whose_database_creation_fails_reports_it_without_the_password_and_cleans_dns() {
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    dns_records(
+        &mut mocks,
+        &[
+            (N8N_HOST, "rec-n8n", Change::Created),
+            (WEBHOOK_HOST, "rec-webhook", Change::Created),
+        ],
+    );
+    // psql echoes the failing statement, password included.
+    creates_database(
+        &mut mocks.platform,
+        1,
+        "ERROR:  syntax error at or near \"n8n-db-password-SENTINEL-0123456789\"\n",
+    );
+    mocks.platform.expect_deploy_stack().never();
+    mocks
+        .dns
+        .expect_delete_record()
+        .times(2)
+        .returning(|_, _| Ok(()));
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(error.contains("create database n8n"), "{error}");
+    assert!(!error.contains(DB_PASSWORD), "{error}");
+    assert!(!log_text(&orch, &job.id).contains(DB_PASSWORD));
+    assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_on_a_bare_server_puts_infrastructure_and_dependencies_first_each_once() {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    let orch = world.build(Mocks::default());
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    assert_eq!(
+        job.params["apps"],
+        serde_json::json!(["infrastructure", "postgres", "redis", "n8n"])
+    );
+    assert_eq!(
+        job.steps_remaining,
+        steps_of(&["infrastructure", "postgres", "redis", "n8n"])
+    );
+    let job = orch
+        .start_deploy_app("web-1", "infrastructure", &[])
+        .unwrap();
+    assert_eq!(job.params["apps"], serde_json::json!(["infrastructure"]));
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_needing_a_setting_that_is_not_set_fails_naming_it_and_deploys_nothing() {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world
+        .store
+        .update("unset email", &mut |s| {
+            s.settings = Default::default();
+            Ok(())
+        })
+        .unwrap();
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    let orch = world.build(mocks);
+    let job = orch
+        .start_deploy_app("web-1", "infrastructure", &[])
+        .unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert!(done.error.unwrap().contains("email"));
+    assert!(world.deployed_apps("web-1").is_empty());
+    verify(orch);
+}
+
+#[tokio::test]
+async fn start_deploy_app_is_refused_before_the_server_is_set_up_and_for_bad_input() {
+    let world = World::new();
+    world.put_server(hetzner_server("fresh", ServerStatus::Running, None));
+    world.put_server(hetzner_server("broken", ServerStatus::Failed, Some("lab")));
+    world.put_server(ready_server("web-1"));
+    let before = world.state();
+    let orch = world.build(Mocks::default());
+    let err = orch.start_deploy_app("fresh", "n8n", &[]).unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Refused(m) if m.contains("fresh has no DNS configuration")),
+        "{err:?}"
+    );
+    let err = orch.start_deploy_app("broken", "n8n", &[]).unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Refused(m) if m.contains("broken is not set up")),
+        "{err:?}"
+    );
+    let err = orch.start_deploy_app("ghost", "n8n", &[]).unwrap_err();
+    assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
+    let err = orch
+        .start_deploy_app("web-1", "wordpress", &[])
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown app `wordpress`"), "{err}");
+    let err = orch
+        .start_deploy_app("web-1", "n8n", &["worker_replicas".into()])
+        .unwrap_err();
+    assert!(err.to_string().contains("worker_replicas"), "{err}");
+    assert_eq!(world.state(), before, "no job recorded");
+    verify(orch);
+}
+
+#[tokio::test]
+async fn start_deploy_app_without_a_cloudflare_token_names_the_credential() {
+    let world = World::empty();
+    world.put_server(ready_server("web-1"));
+    let orch = world.build(Mocks::default());
+    let err = orch.start_deploy_app("web-1", "redis", &[]).unwrap_err();
+    assert!(
+        matches!(&err, CoreError::MissingCredential { name } if name == "cloudflare_api_token"),
+        "{err:?}"
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn plan_deploy_app_shows_records_databases_and_redacted_stacks_and_touches_nothing() {
+    let world = world_with_databases();
+    world.set_secret("app.redis.password", "redis-password-SENTINEL-abcdef0123");
+    let before = world.state();
+    let secrets_before = world.secret_names();
+    let orch = world.build(Mocks::default());
+    let plan = orch.plan_deploy_app("web-1", "n8n", &[]).unwrap();
+    assert_eq!(plan.steps, steps_of(&["n8n"]));
+    assert_eq!(
+        plan.dns_records,
+        [
+            format!("A {N8N_HOST} -> {IP}"),
+            format!("A {WEBHOOK_HOST} -> {IP}")
+        ]
+    );
+    let resources = plan.resources.join("\n");
+    assert!(
+        resources.contains("database n8n owned by user n8n"),
+        "{resources}"
+    );
+    assert!(
+        resources.contains("vault secret app.n8n.encryption_key (generated)"),
+        "{resources}"
+    );
+    assert!(resources.contains("stack n8n on web-1"), "{resources}");
+    assert_eq!(plan.stacks.len(), 1);
+    let compose = &plan.stacks[0].compose;
+    assert!(compose.contains("n8nio/n8n:1.97.1"));
+    for secret in [DB_PASSWORD, "redis-password-SENTINEL-abcdef0123"] {
+        assert!(!compose.contains(secret), "{secret} in the plan");
+    }
+    assert_eq!(world.state(), before);
+    assert_eq!(
+        world.secret_names(),
+        secrets_before,
+        "nothing generated into the vault"
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_with_a_set_value_the_app_does_not_allow_fails_naming_it_and_deploys_nothing() {
+    // `start` checks only the `key=value` syntax; the value is checked by the render, in the
+    // job, before any DNS record or stack is created.
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    let orch = world.build(mocks);
+    let job = orch
+        .start_deploy_app("web-1", "n8n", &["worker_replicas=99".into()])
+        .unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert!(done.error.unwrap().contains("worker_replicas"));
+    assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
+    verify(orch);
+}
