@@ -356,6 +356,16 @@ async fn server_add_that_cannot_connect_records_nothing_and_keeps_no_key() {
     verify(orch);
 }
 
+/// name, host, port, user, key, and the field the error must name.
+type AddCase = (
+    &'static str,
+    &'static str,
+    u16,
+    &'static str,
+    Option<SecretString>,
+    &'static str,
+);
+
 #[tokio::test]
 async fn server_add_with_bad_input_names_the_field_and_changes_nothing() {
     let world = World::new();
@@ -363,7 +373,7 @@ async fn server_add_with_bad_input_names_the_field_and_changes_nothing() {
     let before = world.state();
     let names_before = world.secret_names();
     let orch = world.build(Mocks::default());
-    let cases: Vec<(&str, &str, u16, &str, Option<SecretString>, &str)> = vec![
+    let cases: Vec<AddCase> = vec![
         (
             "Bad Name!",
             "198.51.100.7",

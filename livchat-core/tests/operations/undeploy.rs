@@ -1,1 +1,186 @@
-//! placeholder
+//! undeploy_app: refused while other deployed apps depend on it (unless forced); removes the
+//! stack (data volumes kept), its DNS records and its record.
+
+use livchat_core::CoreError;
+use livchat_store::JobStatus;
+
+use super::support::*;
+
+/// web-1 running the infrastructure, postgres, redis and n8n (with two DNS records).
+fn world_with_n8n() -> World {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world.put_deployment("web-1", "infrastructure", &["rec-portainer"]);
+    world.put_deployment("web-1", "postgres", &[]);
+    world.put_deployment("web-1", "redis", &[]);
+    world.put_deployment("web-1", "n8n", &["rec-n8n", "rec-webhook"]);
+    world.set_secret("app.n8n.encryption_key", "keep-me");
+    world
+}
+
+fn removes_stack(mocks: &mut Mocks, name: &'static str) {
+    connects_pinned(&mut mocks.connector, MockRemoteExecutor::new(), 1);
+    mocks
+        .platform
+        .expect_remove_stack()
+        .withf(move |n| n == name)
+        .times(1)
+        .returning(|_| Ok(()));
+}
+
+#[tokio::test]
+async fn undeploy_app_removes_the_stack_its_dns_records_and_its_record_and_keeps_its_secrets() {
+    let world = world_with_n8n();
+    let mut mocks = Mocks::default();
+    removes_stack(&mut mocks, "n8n");
+    mocks
+        .dns
+        .expect_find_zone()
+        .withf(|z| z == ZONE)
+        .times(1)
+        .returning(|_| Ok(zone()));
+    for id in ["rec-n8n", "rec-webhook"] {
+        mocks
+            .dns
+            .expect_delete_record()
+            .withf(move |z, r| z.id == ZONE_ID && r == id)
+            .times(1)
+            .returning(|_, _| Ok(()));
+    }
+    let orch = world.build(mocks);
+    let job = orch.start_undeploy_app("web-1", "n8n", false).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert_eq!(
+        world.deployed_apps("web-1"),
+        ["infrastructure", "postgres", "redis"]
+    );
+    assert_eq!(
+        world.secret("app.n8n.encryption_key").as_deref(),
+        Some("keep-me")
+    );
+    assert!(log_text(&orch, &job.id).contains("data volumes kept"));
+    verify(orch);
+}
+
+#[tokio::test]
+async fn undeploy_app_is_refused_while_other_apps_depend_on_it_unless_forced() {
+    let world = world_with_n8n();
+    let before = world.state();
+    let mut mocks = Mocks::default();
+    removes_stack(&mut mocks, "postgres");
+    let orch = world.build(mocks);
+    let err = orch
+        .start_undeploy_app("web-1", "postgres", false)
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Refused(m) if m.contains("postgres is used by n8n on web-1")),
+        "{err:?}"
+    );
+    let err = orch
+        .start_undeploy_app("web-1", "infrastructure", false)
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Refused(m) if m.contains("n8n") && m.contains("postgres") && m.contains("redis")),
+        "{err:?}"
+    );
+    assert_eq!(world.state(), before, "no job recorded");
+    // Forced: postgres has no DNS record, so only its stack goes.
+    let job = orch.start_undeploy_app("web-1", "postgres", true).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(
+        !world
+            .deployed_apps("web-1")
+            .contains(&"postgres".to_string())
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn undeploy_app_of_something_not_deployed_names_it() {
+    let world = world_with_n8n();
+    let orch = world.build(Mocks::default());
+    let err = orch
+        .start_undeploy_app("web-1", "chatwoot", false)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("deployment `chatwoot on web-1` not found"),
+        "{err}"
+    );
+    let err = orch.start_undeploy_app("ghost", "n8n", false).unwrap_err();
+    assert!(
+        matches!(err, CoreError::NotFound { kind: "server", .. }),
+        "{err:?}"
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn undeploy_app_whose_stack_removal_fails_keeps_the_record_and_the_dns_records() {
+    let world = world_with_n8n();
+    let mut mocks = Mocks::default();
+    connects_pinned(&mut mocks.connector, MockRemoteExecutor::new(), 1);
+    mocks
+        .platform
+        .expect_remove_stack()
+        .times(1)
+        .returning(|_| {
+            Err(livchat_remote::PlatformError::CommandFailed {
+                command: "docker stack rm n8n".into(),
+                exit_status: 1,
+                stderr: "Cannot connect to the Docker daemon".into(),
+            })
+        });
+    mocks.dns.expect_delete_record().never();
+    let orch = world.build(mocks);
+    let job = orch.start_undeploy_app("web-1", "n8n", false).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert!(
+        done.error
+            .unwrap()
+            .contains("Cannot connect to the Docker daemon")
+    );
+    let record = &world.state().deployments["web-1"]["n8n"];
+    assert_eq!(record.dns_record_ids, ["rec-n8n", "rec-webhook"]);
+    verify(orch);
+}
+
+#[tokio::test]
+async fn undeploy_app_reports_a_dns_record_it_cannot_delete_and_still_completes() {
+    let world = world_with_n8n();
+    let mut mocks = Mocks::default();
+    removes_stack(&mut mocks, "n8n");
+    mocks
+        .dns
+        .expect_find_zone()
+        .times(1)
+        .returning(|_| Ok(zone()));
+    mocks
+        .dns
+        .expect_delete_record()
+        .withf(|_, r| r == "rec-n8n")
+        .times(1)
+        .returning(|_, _| {
+            Err(cloudflare_api_error(
+                "delete DNS record",
+                "record is locked",
+            ))
+        });
+    mocks
+        .dns
+        .expect_delete_record()
+        .withf(|_, r| r == "rec-webhook")
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let orch = world.build(mocks);
+    let job = orch.start_undeploy_app("web-1", "n8n", false).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(log_text(&orch, &job.id).contains("DNS record rec-n8n:"));
+    assert!(log_text(&orch, &job.id).contains("record is locked"));
+    assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
+    verify(orch);
+}
