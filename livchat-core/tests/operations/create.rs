@@ -381,9 +381,13 @@ async fn create_server_cancelled_while_waiting_for_ssh_ends_cancelled_and_delete
         let (orch, id) = (orch.clone(), job.id.clone());
         tokio::spawn(async move { orch.jobs().run(&id, orch.as_ref()).await })
     };
-    while !log_text(&orch, &job.id).contains("waiting for SSH") {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !log_text(&orch, &job.id).contains("waiting for SSH") {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the job reaches the SSH wait");
     orch.cancel_job(&job.id).unwrap();
     let done = tokio::time::timeout(Duration::from_secs(5), running)
         .await
