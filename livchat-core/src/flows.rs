@@ -34,8 +34,20 @@ fn provider_err(e: livchat_providers::CloudError) -> CoreError {
 fn dns_err(e: livchat_providers::CloudError) -> CoreError {
     CoreError::Dns(e.to_string())
 }
-fn apps_err(e: livchat_apps::AppsError) -> CoreError {
-    CoreError::Apps(e.to_string())
+/// Values the user gave (a zone, a `--set` key or value) come back as [`CoreError::Invalid`],
+/// so every frontend treats them as bad input (exit 2, HTTP 400) wherever they were caught.
+pub(crate) fn apps_err(e: livchat_apps::AppsError) -> CoreError {
+    match e {
+        livchat_apps::AppsError::InvalidValue { field, message } => CoreError::Invalid {
+            field,
+            reason: message,
+        },
+        e @ livchat_apps::AppsError::UnknownParameter { .. } => CoreError::Invalid {
+            field: "--set".into(),
+            reason: e.to_string(),
+        },
+        other => CoreError::Apps(other.to_string()),
+    }
 }
 fn platform_err(e: livchat_remote::PlatformError) -> CoreError {
     match e {
@@ -442,6 +454,33 @@ impl Orchestrator {
         )
     }
 
+    /// The dry run of a setup: the A record and what the plan installs and configures. The
+    /// exact steps depend on the operating system, detected when the job connects; the plan
+    /// lists them for Debian 12 (what `server create` installs). Touches nothing.
+    pub fn plan_setup_server(&self, p: &SetupServerParams) -> Result<Plan> {
+        let server = self.server(&p.name)?;
+        validate_dns(&p.zone, p.subdomain.as_deref())?;
+        let config = self.setup_config(&server)?;
+        let os = livchat_remote::OsRelease::parse(
+            "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+        )?;
+        let plan = livchat_remote::plan(&config, &os)?;
+        let mut steps = vec!["connect".to_string(), "dns_record".to_string()];
+        steps.extend(plan.iter().map(|s| format!("{SETUP_PREFIX}{}", s.id)));
+        steps.push("finalize".into());
+        let fqdn = Self::server_fqdn(&p.name, &p.zone, p.subdomain.as_deref());
+        Ok(Plan {
+            operation: format!("set up server {} (steps shown for Debian 12)", p.name),
+            steps,
+            resources: plan
+                .iter()
+                .map(|s| format!("{}: {}", s.id, s.name))
+                .collect(),
+            dns_records: vec![format!("A {fqdn} -> {}", server.host)],
+            stacks: Vec::new(),
+        })
+    }
+
     fn setup_config(&self, server: &ServerRecord) -> Result<SetupConfig> {
         let addr: IpAddr = server.host.parse().map_err(|_| {
             CoreError::invalid(
@@ -667,6 +706,13 @@ impl Orchestrator {
     pub fn start_deploy_app(&self, server: &str, app: &str, set: &[String]) -> Result<JobRecord> {
         let p = self.resolve_deploy(server, app, set)?;
         self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
+        // A `--set` value the app does not allow, or a setting it needs, must be refused now:
+        // found mid-job, it would fail after secrets were generated and stored.
+        let record = self.server(server)?;
+        let placeholder = self.placeholder_secrets(&p.apps)?;
+        for a in &p.apps {
+            self.render_app(&record, a, &p, &placeholder)?;
+        }
         let steps = Self::deploy_steps(&p.apps);
         self.create_job(JobKind::DeployApp, Some(server), to_params(&p), steps)
     }
@@ -712,6 +758,25 @@ impl Orchestrator {
             });
         }
         Ok(plan)
+    }
+
+    /// Every secret the apps need, generated for one render and stored nowhere (the vault is
+    /// not read, so nothing secret can leak from a validation).
+    fn placeholder_secrets(&self, apps: &[String]) -> Result<SecretsByApp> {
+        let mut by_app = SecretsByApp::new();
+        for app in apps {
+            for r in self.catalog.secrets_needed(app).map_err(apps_err)? {
+                let def = self.catalog.require(&r.app).map_err(apps_err)?;
+                let spec = def.secret(&r.name).ok_or_else(|| {
+                    CoreError::Apps(format!("app {} declares no secret {}", r.app, r.name))
+                })?;
+                by_app
+                    .entry(r.app.clone())
+                    .or_default()
+                    .insert(r.name.clone(), livchat_apps::secrets::generate(spec));
+            }
+        }
+        Ok(by_app)
     }
 
     /// The secrets a render of `app` needs, from the vault; missing ones are generated (and
@@ -1030,8 +1095,16 @@ impl Orchestrator {
                     .catalog
                     .get(app)
                     .map_or(300, |d| d.health_check.timeout_secs);
-                self.wait_stack(ctx, platform.as_ref(), &stack.stack, timeout)
-                    .await?;
+                // The definition's own `wait_healthy` step is the wait when it has one (every
+                // built-in does); waiting here as well would add a second settle window.
+                let waits = stack
+                    .post_deploy
+                    .iter()
+                    .any(|s| matches!(s, DeployStep::WaitHealthy { .. }));
+                if !waits {
+                    self.wait_stack(ctx, platform.as_ref(), &stack.stack, timeout)
+                        .await?;
+                }
                 self.run_deploy_steps(ctx, &server, &stack, &stack.post_deploy, &secrets)
                     .await?;
                 Ok(Value::Null)
@@ -1107,6 +1180,27 @@ impl Orchestrator {
                     .get(&p.server)
                     .and_then(|m| m.get(app))
                     .is_some_and(|d| d.status == DeploymentStatus::Deploying);
+            // A redeploy of an app that was running before this job: its stack and DNS records
+            // are the user's running service, not something this job created, and apps may
+            // depend on it. They stay, recorded as running; the job's error says the redeploy
+            // failed, and a retry deploys again.
+            let was_running = self
+                .store
+                .load()?
+                .deployments
+                .get(&p.server)
+                .and_then(|m| m.get(app))
+                .is_some_and(|d| d.status == DeploymentStatus::Running);
+            if was_running {
+                if deployed {
+                    ctx.warn(format!(
+                        "{app} was running before this redeploy: its stack is kept, now on the new \
+                         definition that failed its health check; retry, or redeploy with the previous settings"
+                    ));
+                    rewound.push(app.clone());
+                }
+                continue;
+            }
             if deployed {
                 if let Some(platform) = &platform {
                     ctx.info(format!("removing stack {app} deployed by this job"));
@@ -1172,22 +1266,24 @@ impl Orchestrator {
 
     // ----- undeploy ------------------------------------------------------------------------
 
-    pub fn start_undeploy_app(&self, server: &str, app: &str, force: bool) -> Result<JobRecord> {
+    /// The deployment an undeploy would remove, after its refusals.
+    fn check_undeploy(&self, server: &str, app: &str, force: bool) -> Result<DeploymentRecord> {
         self.server(server)?;
         let deployed = self.deployed_set(server)?;
-        let exists = self
+        let Some(record) = self
             .store
             .load()?
             .deployments
             .get(server)
-            .is_some_and(|m| m.contains_key(app));
-        if !exists {
+            .and_then(|m| m.get(app))
+            .cloned()
+        else {
             return Err(CoreError::NotFound {
                 kind: "deployment",
                 name: format!("{app} on {server}"),
                 hint: format!("; see `livchat app deployed {server}`"),
             });
-        }
+        };
         let dependents = self.catalog.dependents_of(app, &deployed);
         if !dependents.is_empty() && !force {
             return Err(CoreError::Refused(format!(
@@ -1195,6 +1291,33 @@ impl Orchestrator {
                 dependents.join(", ")
             )));
         }
+        Ok(record)
+    }
+
+    /// The dry run of an undeploy. Touches nothing.
+    pub fn plan_undeploy_app(&self, server: &str, app: &str, force: bool) -> Result<Plan> {
+        let record = self.check_undeploy(server, app, force)?;
+        Ok(Plan {
+            operation: format!("undeploy {app} from {server}"),
+            steps: vec!["remove_stack".into(), "dns".into(), "record".into()],
+            resources: vec![
+                format!(
+                    "remove stack {} on {server} (data volumes kept)",
+                    record.stack_name
+                ),
+                format!("state deployment {app} on {server}"),
+            ],
+            dns_records: record
+                .domains
+                .iter()
+                .map(|d| format!("remove A {d}"))
+                .collect(),
+            stacks: Vec::new(),
+        })
+    }
+
+    pub fn start_undeploy_app(&self, server: &str, app: &str, force: bool) -> Result<JobRecord> {
+        self.check_undeploy(server, app, force)?;
         let p = UndeployParams {
             server: server.to_string(),
             app: app.to_string(),
@@ -1261,7 +1384,8 @@ impl Orchestrator {
 
     // ----- delete server -------------------------------------------------------------------
 
-    pub fn start_delete_server(&self, name: &str, force: bool) -> Result<JobRecord> {
+    /// The server a delete would remove, after its refusals.
+    fn check_delete(&self, name: &str, force: bool) -> Result<ServerRecord> {
         let server = self.server(name)?;
         let deployed = self.deployed_set(name)?;
         if !deployed.is_empty() && !force {
@@ -1270,6 +1394,53 @@ impl Orchestrator {
                 deployed.into_iter().collect::<Vec<_>>().join(", ")
             )));
         }
+        Ok(server)
+    }
+
+    /// The dry run of a delete. Touches nothing.
+    pub fn plan_delete_server(&self, name: &str, force: bool) -> Result<Plan> {
+        let server = self.check_delete(name, force)?;
+        let deployments: Vec<DeploymentRecord> = self
+            .store
+            .load()?
+            .deployments
+            .get(name)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        let mut resources = Vec::new();
+        if server.provider == ProviderKind::Hetzner {
+            resources.push(format!("delete provider server {name} (and its disks)"));
+        } else {
+            resources.push(format!(
+                "forget server {name} (added by hand: not destroyed)"
+            ));
+        }
+        for d in &deployments {
+            resources.push(format!("app {} goes with the server", d.app));
+        }
+        resources.push(format!("state server {name} and its deployments"));
+        if server.provider == ProviderKind::Hetzner {
+            resources.push(format!("vault secret {}", ssh_key_secret(name)));
+        }
+        let mut dns_records: Vec<String> = deployments
+            .iter()
+            .flat_map(|d| d.domains.iter().map(|n| format!("remove A {n}")))
+            .collect();
+        if let Some(cfg) = &server.dns {
+            let fqdn = Self::server_fqdn(name, &cfg.zone_name, cfg.subdomain.as_deref());
+            dns_records.push(format!("remove A {fqdn} -> {}", server.host));
+        }
+        Ok(Plan {
+            operation: format!("delete server {name}"),
+            steps: vec!["dns".into(), "provider".into(), "state".into()],
+            resources,
+            dns_records,
+            stacks: Vec::new(),
+        })
+    }
+
+    pub fn start_delete_server(&self, name: &str, force: bool) -> Result<JobRecord> {
+        let server = self.check_delete(name, force)?;
         if server.provider == ProviderKind::Hetzner {
             self.require_secret(crate::orchestrator::HETZNER_TOKEN)?;
         }

@@ -587,9 +587,7 @@ impl Orchestrator {
     }
 
     pub fn app_definition(&self, app: &str) -> Result<&AppDefinition> {
-        self.catalog
-            .require(app)
-            .map_err(|e| CoreError::Apps(e.to_string()))
+        self.catalog.require(app).map_err(crate::flows::apps_err)
     }
 
     /// `app render`: the stacks of `app` and its dependencies in install order, with
@@ -601,8 +599,7 @@ impl Orchestrator {
         subdomain: Option<&str>,
         set: &[String],
     ) -> Result<Vec<PreviewStack>> {
-        let dns = livchat_apps::DnsConfig::new(zone, subdomain)
-            .map_err(|e| CoreError::Apps(e.to_string()))?;
+        let dns = livchat_apps::DnsConfig::new(zone, subdomain).map_err(crate::flows::apps_err)?;
         let params = parse_sets(set)?;
         let settings = self.settings_map()?;
         let request = PreviewRequest {
@@ -618,7 +615,7 @@ impl Orchestrator {
         };
         self.catalog
             .render_preview(&request)
-            .map_err(|e| CoreError::Apps(e.to_string()))
+            .map_err(crate::flows::apps_err)
     }
 
     pub(crate) fn render_options(&self) -> livchat_apps::RenderOptions {
@@ -812,7 +809,7 @@ fn job_owner(job: &JobRecord) -> Option<(u32, String)> {
 /// `--set key=value` arguments into a map (keys checked by the catalog against the app).
 pub(crate) fn parse_sets(set: &[String]) -> Result<BTreeMap<String, String>> {
     set.iter()
-        .map(|s| livchat_apps::parse_set(s).map_err(|e| CoreError::Apps(e.to_string())))
+        .map(|s| livchat_apps::parse_set(s).map_err(crate::flows::apps_err))
         .collect()
 }
 

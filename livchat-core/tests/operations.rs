@@ -15,6 +15,7 @@ mod operations {
     mod delete;
     mod deploy;
     mod jobs;
+    mod plans;
     mod quick;
     mod setup;
     mod store_failures;

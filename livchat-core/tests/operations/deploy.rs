@@ -122,12 +122,12 @@ async fn deploy_app_deploys_a_database_app_generates_its_secret_and_records_it()
     let mut mocks = Mocks::default();
     connects(&mut mocks);
     let deployed = deploys_stack(&mut mocks.platform, "redis");
-    // Once in the health step, once as the definition's post-deploy `wait_healthy`.
+    // Once: the definition's post-deploy `wait_healthy` is the health step's wait.
     mocks
         .platform
         .expect_wait_healthy()
         .withf(|name, _| name == "redis")
-        .times(2)
+        .times(1)
         .returning(|name, _| Ok(healthy(name)));
     let orch = world.build(mocks);
 
@@ -170,7 +170,7 @@ async fn deploy_app_creates_dns_records_and_a_least_privilege_database_then_depl
         .platform
         .expect_wait_healthy()
         .withf(|name, _| name == "n8n")
-        .times(2)
+        .times(1)
         .returning(|name, _| Ok(healthy(name)));
     let orch = world.build(mocks);
 
@@ -396,30 +396,6 @@ async fn deploy_app_on_a_bare_server_puts_infrastructure_and_dependencies_first_
 }
 
 #[tokio::test]
-async fn deploy_app_needing_a_setting_that_is_not_set_fails_naming_it_and_deploys_nothing() {
-    let world = World::new();
-    world.put_server(ready_server("web-1"));
-    world
-        .store
-        .update("unset email", &mut |s| {
-            s.settings = Default::default();
-            Ok(())
-        })
-        .unwrap();
-    let mut mocks = Mocks::default();
-    connects(&mut mocks);
-    let orch = world.build(mocks);
-    let job = orch
-        .start_deploy_app("web-1", "infrastructure", &[])
-        .unwrap();
-    let done = run(&orch, &job.id).await;
-    assert_eq!(done.status, JobStatus::Failed);
-    assert!(done.error.unwrap().contains("email"));
-    assert!(world.deployed_apps("web-1").is_empty());
-    verify(orch);
-}
-
-#[tokio::test]
 async fn start_deploy_app_is_refused_before_the_server_is_set_up_and_for_bad_input() {
     let world = World::new();
     world.put_server(hetzner_server("fresh", ServerStatus::Running, None));
@@ -506,19 +482,77 @@ async fn plan_deploy_app_shows_records_databases_and_redacted_stacks_and_touches
 }
 
 #[tokio::test]
-async fn deploy_app_with_a_set_value_the_app_does_not_allow_fails_naming_it_and_deploys_nothing() {
-    // `start` checks only the `key=value` syntax; the value is checked by the render, in the
-    // job, before any DNS record or stack is created.
-    let world = world_with_databases();
+async fn a_failed_redeploy_keeps_the_running_app_and_its_record() {
+    // redis runs; its redeploy fails the health check. The user's running service (and the
+    // apps using it) must not be taken down by the clean-up.
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world.put_deployment("web-1", "infrastructure", &[]);
+    world.put_deployment("web-1", "redis", &[]);
     let mut mocks = Mocks::default();
     connects(&mut mocks);
+    deploys_stack(&mut mocks.platform, "redis");
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .times(1)
+        .returning(|_, _| {
+            Err(service_failed(
+                "redis",
+                "redis_redis",
+                "task: non-zero exit (1)",
+            ))
+        });
+    mocks.platform.expect_remove_stack().never();
     let orch = world.build(mocks);
-    let job = orch
-        .start_deploy_app("web-1", "n8n", &["worker_replicas=99".into()])
-        .unwrap();
+    let job = orch.start_deploy_app("web-1", "redis", &[]).unwrap();
     let done = run(&orch, &job.id).await;
     assert_eq!(done.status, JobStatus::Failed);
-    assert!(done.error.unwrap().contains("worker_replicas"));
-    assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
+    assert!(done.error.unwrap().contains("non-zero exit (1)"));
+    let record = &world.state().deployments["web-1"]["redis"];
+    assert_eq!(record.status, DeploymentStatus::Running);
+    assert!(log_text(&orch, &job.id).contains("its stack is kept"));
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_refuses_a_set_value_the_app_does_not_allow_before_any_secret_is_stored() {
+    let world = world_with_databases();
+    let orch = world.build(Mocks::default());
+    let before = world.secret_names();
+    let err = orch
+        .start_deploy_app("web-1", "n8n", &["worker_replicas=99".into()])
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Invalid { .. } | CoreError::Apps(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("worker_replicas"), "{err}");
+    assert!(world.state().jobs.is_empty(), "no job was created");
+    assert_eq!(world.secret_names(), before, "no secret was generated");
+    let err = orch
+        .start_deploy_app("web-1", "n8n", &["no_such_key=1".into()])
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Invalid { field, .. } if field == "--set"),
+        "{err:?}"
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_refuses_an_app_whose_setting_is_missing_before_the_job_starts() {
+    let world = world_with_databases();
+    world
+        .store
+        .update("no email", &mut |s| {
+            s.settings.unset(livchat_store::SettingKey::Email);
+            Ok(())
+        })
+        .unwrap();
+    let orch = world.build(Mocks::default());
+    let err = orch.start_deploy_app("web-1", "n8n", &[]).unwrap_err();
+    assert!(err.to_string().contains("email"), "{err}");
+    assert!(world.state().jobs.is_empty());
     verify(orch);
 }

@@ -191,7 +191,7 @@ async fn deploy_whose_final_record_cannot_be_written_removes_the_stack_it_deploy
     mocks
         .platform
         .expect_wait_healthy()
-        .times(2)
+        .times(1)
         .returning(|n, _| Ok(healthy(n)));
     mocks
         .platform
