@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Examples:
   livchat init
-  livchat secrets set hetzner_token --stdin < token.txt
+  livchat provider configure < hetzner-token.txt
+  livchat dns configure example.com < cloudflare-token.txt
   livchat server create prod-1 --type cx22 --location nbg1
   livchat server setup prod-1 --zone example.com --subdomain lab
   livchat app deploy prod-1 n8n
@@ -111,6 +112,8 @@ pub enum SettingsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ProviderCommand {
+    /// Store the Hetzner Cloud API token (read from stdin) after checking it against the API.
+    Configure,
     /// Locations, server types or images offered by the provider.
     Info {
         #[arg(value_enum)]
@@ -127,6 +130,8 @@ pub enum ProviderInfo {
 
 #[derive(Debug, Subcommand)]
 pub enum DnsCommand {
+    /// Store the Cloudflare API token (read from stdin) after checking that it sees ZONE.
+    Configure { zone: String },
     /// List the records of a zone.
     List { zone: String },
 }
@@ -142,6 +147,9 @@ pub enum ServerCommand {
         location: Option<String>,
         #[arg(long)]
         image: Option<String>,
+        /// Show every resource, DNS record and stack that would change, and change nothing.
+        #[arg(long)]
+        plan: bool,
     },
     /// Add an existing server (bring your own); its host key is pinned on first contact.
     Add {
@@ -165,6 +173,9 @@ pub enum ServerCommand {
         name: String,
         #[arg(long)]
         force: bool,
+        /// Show every resource, DNS record and stack that would change, and change nothing.
+        #[arg(long)]
+        plan: bool,
     },
     /// Set a server up over SSH (Docker, Swarm, network, firewall) and point DNS at it.
     Setup {
@@ -173,6 +184,9 @@ pub enum ServerCommand {
         zone: String,
         #[arg(long)]
         subdomain: Option<String>,
+        /// Show every resource, DNS record and stack that would change, and change nothing.
+        #[arg(long)]
+        plan: bool,
     },
     /// Update a server's DNS configuration and A record.
     Dns {
@@ -224,6 +238,9 @@ pub enum AppCommand {
         app: String,
         #[arg(long)]
         force: bool,
+        /// Show every resource, DNS record and stack that would change, and change nothing.
+        #[arg(long)]
+        plan: bool,
     },
     /// List the apps deployed on a server.
     Deployed { server: String },

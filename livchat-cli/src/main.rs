@@ -112,6 +112,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Secrets(cmd) => secrets(g, cmd)?,
         Command::Settings(cmd) => settings(g, cmd)?,
+        Command::Provider(ProviderCommand::Configure) => {
+            let orch = open(g)?;
+            orch.configure_hetzner(read_stdin_secret()?).await?;
+            print(
+                out,
+                &serde_json::json!({ "key": livchat_core::HETZNER_TOKEN, "checked": true, "stored": true }),
+                || {
+                    Table::pairs(vec![(
+                        "stored",
+                        format!("{} (checked against the API)", livchat_core::HETZNER_TOKEN),
+                    )])
+                },
+            );
+        }
+        Command::Dns(DnsCommand::Configure { zone }) => {
+            let orch = open(g)?;
+            orch.configure_cloudflare(read_stdin_secret()?, &zone)
+                .await?;
+            print(
+                out,
+                &serde_json::json!({ "key": livchat_core::CLOUDFLARE_TOKEN, "zone": zone, "checked": true, "stored": true }),
+                || {
+                    Table::pairs(vec![(
+                        "stored",
+                        format!("{} (sees zone {zone})", livchat_core::CLOUDFLARE_TOKEN),
+                    )])
+                },
+            );
+        }
         Command::Provider(ProviderCommand::Info { what }) => {
             let orch = open(g)?;
             let kind = match what {
@@ -331,6 +360,7 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             server_type,
             location,
             image,
+            plan,
         } => {
             let setting = |key: &str| orch.setting_get(key).ok().flatten();
             let server_type = server_type
@@ -343,13 +373,18 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 .ok_or_else(|| {
                     CoreError::invalid("--location", "give --location or set default_location")
                 })?;
-            let job = orch.start_create_server(CreateServerParams {
+            let params = CreateServerParams {
                 name,
                 server_type,
                 location,
                 image: image.unwrap_or_else(|| "debian-12".into()),
                 keep_on_failure: false,
-            })?;
+            };
+            if plan {
+                print_plan(&orch.plan_create_server(&params), out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let job = orch.start_create_server(params)?;
             return run_job(&orch, job, out).await;
         }
         ServerCommand::Add {
@@ -412,7 +447,11 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 ])
             });
         }
-        ServerCommand::Delete { name, force } => {
+        ServerCommand::Delete { name, force, plan } => {
+            if plan {
+                print_plan(&orch.plan_delete_server(&name, force)?, out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let job = orch.start_delete_server(&name, force)?;
             return run_job(&orch, job, out).await;
         }
@@ -420,12 +459,18 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             name,
             zone,
             subdomain,
+            plan,
         } => {
-            let job = orch.start_setup_server(SetupServerParams {
+            let params = SetupServerParams {
                 name,
                 zone,
                 subdomain,
-            })?;
+            };
+            if plan {
+                print_plan(&orch.plan_setup_server(&params)?, out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let job = orch.start_setup_server(params)?;
             return run_job(&orch, job, out).await;
         }
         ServerCommand::Dns {
@@ -566,38 +611,22 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
             plan,
         } => {
             if plan {
-                let p = orch.plan_deploy_app(&server, &app, &set)?;
-                match out {
-                    OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&p)?),
-                    OutputFormat::Table => {
-                        println!("plan: {} (nothing has been changed)", p.operation);
-                        println!("\nsteps:");
-                        for s in &p.steps {
-                            println!("  {s}");
-                        }
-                        println!("\nresources:");
-                        for r in &p.resources {
-                            println!("  + {r}");
-                        }
-                        println!("\nDNS records:");
-                        for r in &p.dns_records {
-                            println!("  + {r}");
-                        }
-                        for s in &p.stacks {
-                            println!(
-                                "\n# stack {} (secrets redacted)\n{}",
-                                s.stack,
-                                s.compose.trim_end()
-                            );
-                        }
-                    }
-                }
+                print_plan(&orch.plan_deploy_app(&server, &app, &set)?, out)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let job = orch.start_deploy_app(&server, &app, &set)?;
             return run_job(&orch, job, out).await;
         }
-        AppCommand::Undeploy { server, app, force } => {
+        AppCommand::Undeploy {
+            server,
+            app,
+            force,
+            plan,
+        } => {
+            if plan {
+                print_plan(&orch.plan_undeploy_app(&server, &app, force)?, out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let job = orch.start_undeploy_app(&server, &app, force)?;
             return run_job(&orch, job, out).await;
         }
@@ -618,6 +647,36 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A dry run: what would change; nothing has been.
+fn print_plan(p: &livchat_core::Plan, out: OutputFormat) -> Result<()> {
+    match out {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(p)?),
+        OutputFormat::Table => {
+            println!("plan: {} (nothing has been changed)", p.operation);
+            println!("\nsteps:");
+            for s in &p.steps {
+                println!("  {s}");
+            }
+            println!("\nresources:");
+            for r in &p.resources {
+                println!("  + {r}");
+            }
+            println!("\nDNS records:");
+            for r in &p.dns_records {
+                println!("  + {r}");
+            }
+            for s in &p.stacks {
+                println!(
+                    "\n# stack {} (secrets redacted)\n{}",
+                    s.stack,
+                    s.compose.trim_end()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn job_table(jobs: &[JobRecord]) -> Table {

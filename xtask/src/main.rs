@@ -17,6 +17,10 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ci       install what the tests need, then fmt --check, clippy -D warnings, every test
   setup    install what the tests need (apt packages, Python venv and npm tools under target/tools)
+  demo     the main flow for real in a local sandbox: a server created (fake Hetzner, a real
+           Debian 12 host with its own sshd standing for it), set up over SSH (Docker, Swarm,
+           firewall), DNS (fake Cloudflare), Postgres, Redis and an app on both deployed and
+           healthy on Swarm, then undeployed and deleted - all through the real `livchat` binary
   bench    run the benchmarks (numbers go into README's performance section)
 ";
 
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("setup") => setup(),
         Some("bench") => bench(&args[1..]),
+        Some("demo") => demo(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -246,4 +251,40 @@ fn bench(extra: &[String]) -> Result<()> {
         .env("LIVCHAT_REAL_TESTS", "1")
         .args(["bench", "--workspace"])
         .args(extra))
+}
+
+/// Builds `livchat` and the sandbox driver, then runs the main flow (fixtures::demo) with real
+/// tools required: a missing one fails instead of skipping.
+fn demo() -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the demo sandbox needs root (network namespaces, chroot, iptables); run it as root, as CI does"
+        );
+    }
+    setup()?;
+    run(cargo().args(["build", "--quiet", "-p", "livchat-cli", "--bin", "livchat"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"));
+    let livchat = target.join("debug").join("livchat");
+    run(cargo()
+        .env("LIVCHAT_REAL_TESTS", "1")
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "fixtures",
+            "--bin",
+            "livchat-demo",
+            "--",
+        ])
+        .arg(&livchat))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
