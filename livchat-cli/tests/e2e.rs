@@ -146,6 +146,26 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     assert!(done_before.len() >= 4, "{done_before:?}");
     let server = demo.json(&["server", "show", SERVER]).unwrap();
     assert_ne!(server["status"], "ready", "a cancelled setup is not ready");
+    // The command in flight was stopped on the server, not left running behind the job.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ps = demo
+            .on_server(&["ps", "-eo", "pid,pgid,stat,args"])
+            .unwrap();
+        let left: Vec<&str> = ps
+            .lines()
+            .filter(|l| l.contains("apt-get") || l.contains("dpkg"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled setup left processes on the server:\n{ps}\njob log:\n{}",
+            log_messages(&demo, before["id"].as_str().unwrap()).join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     let retried = demo.json(&["job", "retry", &id]).unwrap();
     assert_eq!(retried["status"], "completed", "{retried:#}");

@@ -333,13 +333,26 @@ pub mod docker {
     }
 }
 
-/// Debian/Ubuntu package commands. All are non-interactive.
+/// Debian/Ubuntu package commands. All are non-interactive, and all wait up to
+/// [`apt::LOCK_TIMEOUT_SECS`] for the dpkg lock instead of failing at once: a fresh server's
+/// unattended-upgrades (or an apt run interrupted a moment ago) holds it.
 pub mod apt {
     use super::*;
 
-    /// `env DEBIAN_FRONTEND=noninteractive apt-get update -q`.
+    /// How long an apt command waits for the dpkg lock (`DPkg::Lock::Timeout`).
+    pub const LOCK_TIMEOUT_SECS: u32 = 600;
+    const LOCK_TIMEOUT: &str = "DPkg::Lock::Timeout=600";
+
+    /// `env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q`.
     pub fn update() -> Command {
-        Command::new("env").args(["DEBIAN_FRONTEND=noninteractive", "apt-get", "update", "-q"])
+        Command::new("env").args([
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "-o",
+            LOCK_TIMEOUT,
+            "update",
+            "-q",
+        ])
     }
 
     /// `apt-get install -y -q --no-install-recommends -- PKGS...`, non-interactive.
@@ -348,6 +361,8 @@ pub mod apt {
             .args([
                 "DEBIAN_FRONTEND=noninteractive",
                 "apt-get",
+                "-o",
+                LOCK_TIMEOUT,
                 "install",
                 "-y",
                 "-q",
@@ -362,6 +377,8 @@ pub mod apt {
         Command::new("env").args([
             "DEBIAN_FRONTEND=noninteractive",
             "apt-get",
+            "-o",
+            LOCK_TIMEOUT,
             "full-upgrade",
             "-y",
             "-q",

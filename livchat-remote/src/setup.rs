@@ -326,7 +326,7 @@ stamp=/var/lib/livchat/apt-updated
 
     pub const APT_UPDATE: &str = r#"set -eu
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
+apt-get -o DPkg::Lock::Timeout=600 update -q
 mkdir -p /var/lib/livchat
 touch /var/lib/livchat/apt-updated
 "#;
@@ -458,7 +458,7 @@ chmod a+r /etc/apt/keyrings/docker.asc.new
 mv /etc/apt/keyrings/docker.asc.new /etc/apt/keyrings/docker.asc
 arch=$(dpkg --print-architecture)
 printf 'deb [arch=%s signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/%s %s stable\n' "$arch" "$1" "$2" > /etc/apt/sources.list.d/docker.list
-apt-get update -q
+apt-get -o DPkg::Lock::Timeout=600 update -q
 "#;
 
     /// Starts the engine and waits up to 60 s for it to answer. With systemd (every real

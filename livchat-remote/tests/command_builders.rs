@@ -69,15 +69,15 @@ fn apt_builders_are_exact_and_non_interactive() {
     ];
     assert_eq!(
         line(&apt::update()),
-        "env 'DEBIAN_FRONTEND=noninteractive' apt-get update -q"
+        "env 'DEBIAN_FRONTEND=noninteractive' apt-get -o 'DPkg::Lock::Timeout=600' update -q"
     );
     assert_eq!(
         line(&apt::install(&pkgs)),
-        "env 'DEBIAN_FRONTEND=noninteractive' apt-get install -y -q --no-install-recommends -- ca-certificates docker.io"
+        "env 'DEBIAN_FRONTEND=noninteractive' apt-get -o 'DPkg::Lock::Timeout=600' install -y -q --no-install-recommends -- ca-certificates docker.io"
     );
     assert_eq!(
         line(&apt::full_upgrade()),
-        "env 'DEBIAN_FRONTEND=noninteractive' apt-get full-upgrade -y -q -o 'Dpkg::Options::=--force-confdef' -o 'Dpkg::Options::=--force-confold'"
+        "env 'DEBIAN_FRONTEND=noninteractive' apt-get -o 'DPkg::Lock::Timeout=600' full-upgrade -y -q -o 'Dpkg::Options::=--force-confdef' -o 'Dpkg::Options::=--force-confold'"
     );
     assert_eq!(
         line(&apt::query_status(&pkgs)),

@@ -45,14 +45,14 @@ fn the_default_plan_with_every_option_is_exact() {
     let expected = vec![
         "cloud_init: sh -s -- | sh -s --".to_owned(),
         "apt_update: sh -s -- | sh -s --".to_owned(),
-        "apt_upgrade: sh -s -- | env 'DEBIAN_FRONTEND=noninteractive' apt-get full-upgrade -y -q -o 'Dpkg::Options::=--force-confdef' -o 'Dpkg::Options::=--force-confold'".to_owned(),
-        "base_packages: sh -s -- ca-certificates curl gnupg tzdata ufw | env 'DEBIAN_FRONTEND=noninteractive' apt-get install -y -q --no-install-recommends -- ca-certificates curl gnupg tzdata ufw".to_owned(),
+        "apt_upgrade: sh -s -- | env 'DEBIAN_FRONTEND=noninteractive' apt-get -o 'DPkg::Lock::Timeout=600' full-upgrade -y -q -o 'Dpkg::Options::=--force-confdef' -o 'Dpkg::Options::=--force-confold'".to_owned(),
+        "base_packages: sh -s -- ca-certificates curl gnupg tzdata ufw | env 'DEBIAN_FRONTEND=noninteractive' apt-get -o 'DPkg::Lock::Timeout=600' install -y -q --no-install-recommends -- ca-certificates curl gnupg tzdata ufw".to_owned(),
         "timezone: sh -s -- UTC | sh -s -- UTC".to_owned(),
         "hostname: sh -s -- web-1 | sh -s -- web-1".to_owned(),
         "swap: sh -s -- | sh -s -- auto".to_owned(),
         format!("docker_log_rotation: sh -s -- {json} | sh -s -- {json}"),
         "docker_repository: test -s /etc/apt/sources.list.d/docker.list | sh -s -- debian bookworm 9DC858229FC7DD38854AE2D88D81803C0EBFCD88".to_owned(),
-        "docker_packages: sh -s -- docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin | env 'DEBIAN_FRONTEND=noninteractive' apt-get install -y -q --no-install-recommends -- docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin".to_owned(),
+        "docker_packages: sh -s -- docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin | env 'DEBIAN_FRONTEND=noninteractive' apt-get -o 'DPkg::Lock::Timeout=600' install -y -q --no-install-recommends -- docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin".to_owned(),
         "docker_running: sh -s -- | sh -s --".to_owned(),
         "swarm_init: sh -s -- | docker swarm init --advertise-addr 203.0.113.7".to_owned(),
         "overlay_network: sh -s -- livchat_network | docker network create --driver overlay --attachable livchat_network".to_owned(),
@@ -106,7 +106,7 @@ fn the_minimal_plan_uses_docker_io_and_skips_optional_steps() {
     let docker = steps.iter().find(|s| s.id == "docker_packages").unwrap();
     assert_eq!(
         quote_command(&docker.apply.command()).unwrap(),
-        "env 'DEBIAN_FRONTEND=noninteractive' apt-get install -y -q --no-install-recommends -- docker.io"
+        "env 'DEBIAN_FRONTEND=noninteractive' apt-get -o 'DPkg::Lock::Timeout=600' install -y -q --no-install-recommends -- docker.io"
     );
 }
 
