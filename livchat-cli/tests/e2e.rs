@@ -12,7 +12,9 @@
 //! - the deployed app reaches its own database over the overlay network as its own
 //!   least-privilege role (and Redis with the shared password);
 //! - an app whose dependency can never become healthy leaves a failed job naming the task's
-//!   error, and nothing the state does not record (no stack, no DNS record).
+//!   error, and nothing the state does not record (no stack, no DNS record);
+//! - a delete the provider refuses fails with the server still recorded and still at the
+//!   provider, and its retry removes everything.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -252,6 +254,29 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     // --- undeploy and delete: nothing left ---------------------------------------------------
     demo.undeploy(APP).unwrap();
     demo.assert_no_orphans().unwrap();
-    demo.delete_server().unwrap();
+
+    // --- delete: the provider refuses mid-flow; nothing is lost, the retry finishes ----------
+    demo.section("delete, with the provider refusing the first time");
+    let refused = demo.run(&["server", "delete", SERVER], None).unwrap();
+    assert_eq!(refused.status.code(), Some(1), "apps still run: refused");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("still runs"));
+    sandbox.fail_server_deletes(true);
+    let out = demo
+        .run(&["server", "delete", SERVER, "--force"], None)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the delete must fail");
+    let failed = demo.last_job("delete_server").unwrap();
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(
+        sandbox.hetzner().server_names(),
+        [SERVER.to_string()],
+        "the server still exists at the provider"
+    );
+    let kept = demo.json(&["server", "show", SERVER]).unwrap();
+    assert_eq!(kept["name"], SERVER, "the state still knows the server");
+    sandbox.fail_server_deletes(false);
+    let id = failed["id"].as_str().unwrap().to_owned();
+    let retried = demo.json(&["job", "retry", &id]).unwrap();
+    assert_eq!(retried["status"], "completed", "{retried:#}");
     demo.assert_all_gone().unwrap();
 }

@@ -1345,6 +1345,18 @@ impl Orchestrator {
                 let stack = record
                     .as_ref()
                     .map_or(p.app.clone(), |r| r.stack_name.clone());
+                // From here until the record step the app is on its way out, not running: a
+                // failure in between must not leave the state claiming it runs.
+                self.store.update("deployment removing", &mut |s| {
+                    if let Some(d) = s
+                        .deployments
+                        .get_mut(&p.server)
+                        .and_then(|m| m.get_mut(&p.app))
+                    {
+                        d.status = DeploymentStatus::Removing;
+                    }
+                    Ok(())
+                })?;
                 let platform = self.platform(&p.server).await?;
                 platform.remove_stack(&stack).await.map_err(platform_err)?;
                 ctx.info(format!("stack {stack} removed (data volumes kept)"));
@@ -1357,12 +1369,7 @@ impl Orchestrator {
                 {
                     let dns = self.dns()?;
                     let zone = dns.find_zone(&cfg.zone_name).await.map_err(dns_err)?;
-                    for id in &r.dns_record_ids {
-                        match dns.delete_record(&zone, id).await {
-                            Ok(()) => ctx.info(format!("DNS record {id} removed")),
-                            Err(e) => ctx.warn(format!("DNS record {id}: {e}")),
-                        }
-                    }
+                    delete_records(ctx, dns.as_ref(), &zone, &r.dns_record_ids).await?;
                 }
                 Ok(Value::Null)
             }
@@ -1479,12 +1486,7 @@ impl Orchestrator {
                         ids.push(r.id);
                     }
                 }
-                for id in ids {
-                    match dns.delete_record(&zone, &id).await {
-                        Ok(()) => ctx.info(format!("DNS record {id} removed")),
-                        Err(e) => ctx.warn(format!("DNS record {id}: {e}")),
-                    }
-                }
+                delete_records(ctx, dns.as_ref(), &zone, &ids).await?;
                 Ok(Value::Null)
             }
             "provider" => {
@@ -1534,6 +1536,34 @@ fn server_ipv4(server: &ServerRecord) -> Result<Ipv4Addr> {
             format!("{} is not an IPv4 address for an A record", server.host),
         )
     })
+}
+
+/// Deletes DNS records (one already gone counts as deleted). A record that could not be
+/// deleted fails the step, so the job's retry deletes it: forgetting its id would orphan it.
+async fn delete_records(
+    ctx: &JobContext,
+    dns: &dyn livchat_providers::DnsClient,
+    zone: &livchat_providers::Zone,
+    ids: &[String],
+) -> Result<()> {
+    let mut failed = Vec::new();
+    for id in ids {
+        match dns.delete_record(zone, id).await {
+            Ok(()) => ctx.info(format!("DNS record {id} removed")),
+            Err(e) => {
+                ctx.warn(format!("DNS record {id}: {e}"));
+                failed.push(format!("{id} ({e})"));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CoreError::Dns(format!(
+            "could not delete DNS record(s) {}; retry the job to delete them",
+            failed.join(", ")
+        )))
+    }
 }
 
 fn validate_dns(zone: &str, subdomain: Option<&str>) -> Result<()> {

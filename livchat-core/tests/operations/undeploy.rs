@@ -149,38 +149,55 @@ async fn undeploy_app_whose_stack_removal_fails_keeps_the_record_and_the_dns_rec
 }
 
 #[tokio::test]
-async fn undeploy_app_reports_a_dns_record_it_cannot_delete_and_still_completes() {
+async fn undeploy_app_fails_on_a_dns_record_it_cannot_delete_and_a_retry_deletes_it() {
     let world = world_with_n8n();
     let mut mocks = Mocks::default();
     removes_stack(&mut mocks, "n8n");
     mocks
         .dns
         .expect_find_zone()
-        .times(1)
+        .times(2)
         .returning(|_| Ok(zone()));
+    let locked = std::sync::atomic::AtomicBool::new(true);
     mocks
         .dns
         .expect_delete_record()
         .withf(|_, r| r == "rec-n8n")
-        .times(1)
-        .returning(|_, _| {
-            Err(cloudflare_api_error(
-                "delete DNS record",
-                "record is locked",
-            ))
+        .times(2)
+        .returning(move |_, _| {
+            if locked.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                Err(cloudflare_api_error(
+                    "delete DNS record",
+                    "record is locked",
+                ))
+            } else {
+                Ok(())
+            }
         });
+    // Deleted on the first attempt; deleted again (already gone counts as deleted) on retry.
     mocks
         .dns
         .expect_delete_record()
         .withf(|_, r| r == "rec-webhook")
-        .times(1)
+        .times(2)
         .returning(|_, _| Ok(()));
     let orch = world.build(mocks);
     let job = orch.start_undeploy_app("web-1", "n8n", false).unwrap();
+    let failed = run(&orch, &job.id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.error.unwrap().contains("record is locked"));
+    let record = &world.state().deployments["web-1"]["n8n"];
+    assert_eq!(record.status, livchat_store::DeploymentStatus::Removing);
+    assert_eq!(
+        record.dns_record_ids,
+        ["rec-n8n", "rec-webhook"],
+        "the ids are kept"
+    );
+    assert!(!world.deployed_apps("web-1").is_empty());
+
+    orch.start_retry_job(&job.id).unwrap();
     let done = run(&orch, &job.id).await;
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
-    assert!(log_text(&orch, &job.id).contains("DNS record rec-n8n:"));
-    assert!(log_text(&orch, &job.id).contains("record is locked"));
     assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
     verify(orch);
 }
