@@ -231,7 +231,7 @@ impl Orchestrator {
                     }
                 };
                 let registered = provider
-                    .ensure_ssh_key(&format!("livchat-{}", p.name), &key.public_openssh)
+                    .ensure_ssh_key(&provider_resource_name(&p.name), &key.public_openssh)
                     .await
                     .map_err(provider_err)?;
                 Ok(json!({ "ssh_key": registered.name }))
@@ -243,7 +243,7 @@ impl Orchestrator {
                     .and_then(|r| r.get("ssh_key"))
                     .and_then(Value::as_str)
                     .map(str::to_string)
-                    .unwrap_or_else(|| format!("livchat-{}", p.name));
+                    .unwrap_or_else(|| provider_resource_name(&p.name));
                 // A create retried after a timeout must not create a second server: look it up.
                 let (server, created_now) =
                     match provider.find_server(&p.name).await.map_err(provider_err)? {
@@ -371,7 +371,7 @@ impl Orchestrator {
                     .ok_or_else(|| CoreError::Provider("server has no provider id".into()))?;
                 let fw = provider
                     .ensure_firewall(
-                        &FirewallSpec::ssh_and_web(format!("livchat-{}", p.name)),
+                        &FirewallSpec::ssh_and_web(provider_resource_name(&p.name)),
                         &ServerId(id.to_string()),
                     )
                     .await
@@ -1417,6 +1417,10 @@ impl Orchestrator {
         let mut resources = Vec::new();
         if server.provider == ProviderKind::Hetzner {
             resources.push(format!("delete provider server {name} (and its disks)"));
+            resources.push(format!(
+                "delete provider firewall and SSH key {}",
+                provider_resource_name(name)
+            ));
         } else {
             resources.push(format!(
                 "forget server {name} (added by hand: not destroyed)"
@@ -1509,6 +1513,15 @@ impl Orchestrator {
                         .map_err(provider_err)?;
                     ctx.info(format!("server {} deleted at the provider", p.name));
                 }
+                // The firewall and SSH key `server create` made for this server go with it: left
+                // behind they clutter the project, and the key's name would refuse a new server
+                // of the same name (another public key).
+                let own = provider_resource_name(&p.name);
+                provider.delete_firewall(&own).await.map_err(provider_err)?;
+                provider.delete_ssh_key(&own).await.map_err(provider_err)?;
+                ctx.info(format!(
+                    "firewall and SSH key {own} deleted at the provider"
+                ));
                 Ok(Value::Null)
             }
             "state" => {
@@ -1536,6 +1549,11 @@ fn server_ipv4(server: &ServerRecord) -> Result<Ipv4Addr> {
             format!("{} is not an IPv4 address for an A record", server.host),
         )
     })
+}
+
+/// The name of the provider SSH key and firewall `server create` makes for a server.
+fn provider_resource_name(server: &str) -> String {
+    format!("livchat-{server}")
 }
 
 /// Deletes DNS records (one already gone counts as deleted). A record that could not be

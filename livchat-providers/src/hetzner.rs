@@ -462,6 +462,29 @@ impl HetznerProvider {
     }
 
     /// All pages of a list endpoint; `field` is the array's key (`servers`).
+    /// `DELETE {collection}/{id}`; 404 (gone meanwhile) is a success.
+    async fn delete_by_id(
+        &self,
+        operation: &str,
+        collection: &str,
+        id: i64,
+        name: &str,
+    ) -> Result<()> {
+        let reply = self
+            .call(
+                operation,
+                Method::DELETE,
+                &format!("{collection}/{id}"),
+                &[],
+                None,
+            )
+            .await?;
+        if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(api_error(operation, reply, Some(name)))
+    }
+
     async fn list_all<T: DeserializeOwned>(
         &self,
         operation: &str,
@@ -975,6 +998,40 @@ impl Provider for HetznerProvider {
 
     async fn power_off(&self, id: &ServerId, progress: &ProgressFn) -> Result<()> {
         self.server_action(id, "poweroff", progress).await
+    }
+
+    async fn delete_firewall(&self, name: &str) -> Result<()> {
+        validate::host_name("firewall name", name)?;
+        let found: Vec<models::Firewall> = self
+            .list_all(
+                "find firewall",
+                "/firewalls",
+                "firewalls",
+                &[("name", name.to_owned())],
+            )
+            .await?;
+        for f in found.into_iter().filter(|f| f.name == name) {
+            self.delete_by_id(&format!("delete firewall {name}"), "/firewalls", f.id, name)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_ssh_key(&self, name: &str) -> Result<()> {
+        validate::catalog_name("name", name)?;
+        let found: Vec<models::SshKey> = self
+            .list_all(
+                "find ssh key",
+                "/ssh_keys",
+                "ssh_keys",
+                &[("name", name.to_owned())],
+            )
+            .await?;
+        for k in found.into_iter().filter(|k| k.name == name) {
+            self.delete_by_id(&format!("delete ssh key {name}"), "/ssh_keys", k.id, name)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn ensure_firewall(&self, spec: &FirewallSpec, server: &ServerId) -> Result<Firewall> {

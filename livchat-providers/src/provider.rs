@@ -345,4 +345,11 @@ pub trait Provider: Send + Sync {
     /// Creates the firewall if missing, sets its rules to the spec if they differ, and
     /// applies it to the server if it is not already.
     async fn ensure_firewall(&self, spec: &FirewallSpec, server: &ServerId) -> Result<Firewall>;
+
+    /// Deletes the firewall with this name. None with that name is a success. Fails (the
+    /// provider's `resource_in_use`) while it is still applied to a server.
+    async fn delete_firewall(&self, name: &str) -> Result<()>;
+
+    /// Deletes the SSH key with this name. None with that name is a success.
+    async fn delete_ssh_key(&self, name: &str) -> Result<()>;
 }

@@ -273,6 +273,42 @@ async fn the_firewall_is_created_applied_and_then_left_unchanged() {
 }
 
 #[tokio::test]
+async fn a_deleted_servers_firewall_and_key_are_deleted_by_name_and_absent_ones_are_fine() {
+    let fake = FakeHetzner::start().await;
+    let p = hetzner_at(&fake.url(), fake.token(), fast_policy());
+    p.ensure_ssh_key("livchat-web-1", KEY).await.unwrap();
+    let server = p.create_server(&spec("web-1"), &quiet).await.unwrap();
+    p.ensure_firewall(&FirewallSpec::ssh_and_web("livchat-web-1"), &server.id)
+        .await
+        .unwrap();
+    // Still applied to the server: the provider refuses, and nothing is deleted.
+    let e = p.delete_firewall("livchat-web-1").await.unwrap_err();
+    assert!(e.to_string().contains("still applied"), "{e}");
+    assert_eq!(fake.firewall_names(), ["livchat-web-1"]);
+
+    p.delete_server(&server.id, &quiet).await.unwrap();
+    p.delete_firewall("livchat-web-1").await.unwrap();
+    p.delete_ssh_key("livchat-web-1").await.unwrap();
+    assert!(fake.firewall_names().is_empty());
+    assert!(fake.ssh_key_names().is_empty());
+    // Gone already (a retried step): still a success, and no DELETE is sent.
+    p.delete_firewall("livchat-web-1").await.unwrap();
+    p.delete_ssh_key("livchat-web-1").await.unwrap();
+    assert_eq!(
+        fake.faults()
+            .hits_of(&Method::DELETE, "/ssh_keys/{id}")
+            .len(),
+        1
+    );
+    // The same name can be registered again with another key afterwards.
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC9BAWo9rxxokrp5VH0pof/87vrVi+PXhdZfSR7E+Qri other@host";
+    p.ensure_ssh_key("livchat-web-1", other).await.unwrap();
+    let e = p.delete_ssh_key("bad name!").await.unwrap_err();
+    assert!(e.to_string().contains("name"), "{e}");
+    assert_bodies_match_spec(fake.faults(), specs::hetzner());
+}
+
+#[tokio::test]
 async fn a_zone_with_caa_and_https_records_lists_every_record() {
     let fake = FakeCloudflare::start().await;
     let c = cloudflare_at(&fake.url(), fake.token(), fast_policy());

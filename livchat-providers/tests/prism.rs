@@ -145,12 +145,18 @@ async fn hetzner_firewall_calls_are_accepted() {
         .await
         .expect("update and apply firewall");
     assert_eq!(fw.name, "new-name");
+    // The example's name again: find, then delete by id.
+    accepted("delete firewall", p.delete_firewall("new-name").await);
+    // Prism's example key has another name: found by name, nothing to delete.
+    accepted("delete ssh key", p.delete_ssh_key("livchat-web-1").await);
     prism_hetzner().unwrap().assert_received_valid(&[
         ("get", "/firewalls"),
         ("post", "/firewalls"),
         ("post", "/firewalls/42/actions/set_rules"),
         ("post", "/firewalls/42/actions/apply_to_resources"),
         ("get", "/firewalls/42"),
+        ("delete", "/firewalls/42"),
+        ("get", "/ssh_keys"),
     ]);
 }
 

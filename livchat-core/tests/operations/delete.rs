@@ -51,6 +51,23 @@ fn deletes_at_provider(mocks: &mut Mocks) {
         .withf(|id, _| *id == ServerId("42".into()))
         .times(1)
         .returning(|_, _| Ok(()));
+    deletes_own_firewall_and_key(mocks);
+}
+
+/// The firewall and SSH key `server create` made go with the server, after it.
+fn deletes_own_firewall_and_key(mocks: &mut Mocks) {
+    mocks
+        .provider
+        .expect_delete_firewall()
+        .withf(|n| n == "livchat-web-1")
+        .times(1)
+        .returning(|_| Ok(()));
+    mocks
+        .provider
+        .expect_delete_ssh_key()
+        .withf(|n| n == "livchat-web-1")
+        .times(1)
+        .returning(|_| Ok(()));
 }
 
 #[tokio::test]
@@ -147,6 +164,8 @@ async fn delete_server_whose_provider_delete_fails_keeps_it_in_the_state_and_a_r
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_, _| Ok(()));
+    // Only once the server is gone.
+    deletes_own_firewall_and_key(&mut mocks);
     let orch = world.build(mocks);
     let job = orch.start_delete_server("web-1", false).unwrap();
     let failed = run(&orch, &job.id).await;
@@ -174,5 +193,70 @@ async fn start_delete_server_of_a_cloud_server_without_a_hetzner_token_names_the
         "{err:?}"
     );
     assert!(world.state().jobs.is_empty());
+    verify(orch);
+}
+
+#[tokio::test]
+async fn delete_server_whose_firewall_is_still_in_use_fails_and_a_retry_finishes() {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    let mut mocks = Mocks::default();
+    deletes_dns(&mut mocks, &["srv-a"]);
+    // The retry finds the server gone and goes on with the firewall.
+    let mut found = mockall::Sequence::new();
+    mocks
+        .provider
+        .expect_find_server()
+        .times(1)
+        .in_sequence(&mut found)
+        .returning(|_| Ok(Some(provider_server("web-1", "42", Some(IP)))));
+    mocks
+        .provider
+        .expect_find_server()
+        .times(1)
+        .in_sequence(&mut found)
+        .returning(|_| Ok(None));
+    mocks
+        .provider
+        .expect_delete_server()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let mut fw = mockall::Sequence::new();
+    mocks
+        .provider
+        .expect_delete_firewall()
+        .times(1)
+        .in_sequence(&mut fw)
+        .returning(|_| {
+            Err(hetzner_api_error(
+                "delete firewall livchat-web-1",
+                422,
+                "firewall is still applied to a resource",
+            ))
+        });
+    mocks
+        .provider
+        .expect_delete_firewall()
+        .times(1)
+        .in_sequence(&mut fw)
+        .returning(|_| Ok(()));
+    mocks
+        .provider
+        .expect_delete_ssh_key()
+        .times(1)
+        .returning(|_| Ok(()));
+    let orch = world.build(mocks);
+    let job = orch.start_delete_server("web-1", false).unwrap();
+    let failed = run(&orch, &job.id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.error.unwrap().contains("still applied"));
+    assert!(
+        world.state().servers.contains_key("web-1"),
+        "nothing forgotten yet"
+    );
+    orch.start_retry_job(&job.id).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(world.state().servers.is_empty());
     verify(orch);
 }
