@@ -46,10 +46,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            let usage = matches!(
-                e.downcast_ref::<CoreError>(),
-                Some(CoreError::Invalid { .. })
-            );
+            let usage = e
+                .downcast_ref::<CoreError>()
+                .is_some_and(CoreError::is_bad_input);
             let text = format!("{e:#}");
             eprintln!("error: {}", text.replace('\n', " "));
             if usage {

@@ -63,6 +63,20 @@ impl CoreError {
         }
     }
 
+    /// Whether the user's input was refused as not allowed, wherever it was caught (core,
+    /// store, remote): frontends answer it as bad input (CLI exit 2, HTTP 400).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Invalid { .. }
+                | Self::Store(
+                    livchat_store::StoreError::InvalidInput { .. }
+                        | livchat_store::StoreError::UnknownSetting { .. }
+                )
+                | Self::Remote(livchat_remote::RemoteError::Invalid { .. })
+        )
+    }
+
     /// Whether the error means "cancelled" (a cancelled job is not a failed job).
     pub fn is_cancelled(&self) -> bool {
         matches!(
