@@ -209,6 +209,11 @@ fn new_job_id() -> String {
 }
 
 impl JobManager {
+    /// This process, as the owner recorded on the jobs it creates or retries.
+    pub fn this_process_owner() -> livchat_store::JobOwner {
+        this_process()
+    }
+
     pub fn new(store: Arc<dyn Store>, logs: Arc<dyn JobLogStore>) -> Self {
         Self {
             store,
@@ -260,6 +265,9 @@ impl JobManager {
             started_at: None,
             finished_at: None,
             attempt: 1,
+            // Created here to run here: a restart elsewhere can tell it from a live one.
+            owner: Some(this_process()),
+            cancel_requested: false,
         };
         let stored = record.clone();
         self.store.update("job create", &mut |s| {
@@ -724,4 +732,12 @@ pub fn parse_status(name: &str) -> Result<JobStatus> {
             ));
         }
     })
+}
+
+/// This process, as a job's owner.
+pub(crate) fn this_process() -> livchat_store::JobOwner {
+    livchat_store::JobOwner {
+        pid: std::process::id(),
+        host: livchat_store::this_host(),
+    }
 }

@@ -676,10 +676,8 @@ impl Orchestrator {
         });
         if owned_elsewhere && matches!(job.status, JobStatus::Running | JobStatus::Queued) {
             self.store.update("job cancel request", &mut |s| {
-                if let Some(j) = s.jobs.get_mut(id)
-                    && let Some(obj) = j.params.as_object_mut()
-                {
-                    obj.insert(CANCEL_KEY.into(), serde_json::Value::Bool(true));
+                if let Some(j) = s.jobs.get_mut(id) {
+                    j.cancel_requested = true;
                 }
                 Ok(())
             })?;
@@ -704,24 +702,14 @@ impl Orchestrator {
         self.jobs.logs(id, from)
     }
 
-    /// Records which process runs a job (in its params, under a reserved key), so a restart
-    /// can tell a live job from an interrupted one and `job cancel` can reach it.
+    /// Records which process runs a job (or that none does any more), so a restart can tell
+    /// a live job from an interrupted one and `job cancel` can reach it.
     pub(crate) fn mark_job_owner(&self, id: &str, owned: bool) -> Result<()> {
-        let pid = std::process::id();
-        let host = livchat_store::this_host();
         self.store.update("job owner", &mut |s| {
-            if let Some(j) = s.jobs.get_mut(id)
-                && let Some(obj) = j.params.as_object_mut()
-            {
-                if owned {
-                    obj.insert(
-                        OWNER_KEY.into(),
-                        serde_json::json!({ "pid": pid, "host": host }),
-                    );
-                } else {
-                    obj.remove(OWNER_KEY);
-                    obj.remove(CANCEL_KEY);
-                }
+            if let Some(j) = s.jobs.get_mut(id) {
+                j.owner = owned.then(crate::jobs::this_process);
+                // A request left from an earlier attempt must not cancel the next one.
+                j.cancel_requested = false;
             }
             Ok(())
         })?;
@@ -733,15 +721,9 @@ impl Orchestrator {
         &self,
         kind: JobKind,
         server: Option<&str>,
-        mut params: serde_json::Value,
+        params: serde_json::Value,
         steps: Vec<String>,
     ) -> Result<JobRecord> {
-        if let Some(obj) = params.as_object_mut() {
-            obj.insert(
-                OWNER_KEY.into(),
-                serde_json::json!({ "pid": std::process::id(), "host": livchat_store::this_host() }),
-            );
-        }
         self.jobs.create(kind, server, params, steps)
     }
 
@@ -757,9 +739,7 @@ impl Orchestrator {
                 }
                 match this.jobs.get(&id) {
                     Ok(job) if crate::jobs::is_ended(job.status) => return,
-                    Ok(job)
-                        if job.params.get(CANCEL_KEY).and_then(|v| v.as_bool()) == Some(true) =>
-                    {
+                    Ok(job) if job.cancel_requested => {
                         token.cancel();
                         return;
                     }
@@ -794,16 +774,8 @@ impl Orchestrator {
     }
 }
 
-/// Reserved keys in a job's params (never user input): who runs it, and a cancel request.
-pub(crate) const OWNER_KEY: &str = "_owner";
-pub(crate) const CANCEL_KEY: &str = "_cancel_requested";
-
 fn job_owner(job: &JobRecord) -> Option<(u32, String)> {
-    let owner = job.params.get(OWNER_KEY)?;
-    Some((
-        owner.get("pid")?.as_u64()? as u32,
-        owner.get("host")?.as_str()?.to_string(),
-    ))
+    job.owner.as_ref().map(|o| (o.pid, o.host.clone()))
 }
 
 /// `--set key=value` arguments into a map (keys checked by the catalog against the app).

@@ -51,7 +51,7 @@ pub use secret_store::MockSecretStore;
 pub use secret_store::{MemorySecrets, SecretStore};
 pub use settings::{SettingKey, Settings};
 pub use state::{
-    DeploymentRecord, DeploymentStatus, DnsConfig, JobRecord, JobStatus, ProviderKind,
+    DeploymentRecord, DeploymentStatus, DnsConfig, JobOwner, JobRecord, JobStatus, ProviderKind,
     STATE_VERSION, ServerRecord, ServerStatus, SetupRecord, State, validate_server_name,
 };
 #[cfg(feature = "mock")]

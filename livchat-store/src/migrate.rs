@@ -20,8 +20,41 @@ pub struct Migration {
     pub apply: fn(&mut Value) -> Result<(), String>,
 }
 
-/// The migrations of the real schema. Version 1 is the first, so there are none yet.
-pub const MIGRATIONS: &[Migration] = &[];
+/// The migrations of the real schema.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    apply: job_owner_out_of_params,
+}];
+
+/// Version 2: who runs a job and a pending cancel request were reserved keys inside the job's
+/// params (`_owner: {pid, host}`, `_cancel_requested`); they are fields of the job now, and the
+/// params hold only what the user asked for.
+fn job_owner_out_of_params(doc: &mut Value) -> Result<(), String> {
+    let Some(jobs) = doc.get_mut("jobs").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    for (id, job) in jobs.iter_mut() {
+        let Some(job) = job.as_object_mut() else {
+            return Err(format!("job {id} is not an object"));
+        };
+        let (owner, cancel) = match job.get_mut("params").and_then(Value::as_object_mut) {
+            Some(params) => (params.remove("_owner"), params.remove("_cancel_requested")),
+            None => (None, None),
+        };
+        if let Some(owner) = owner {
+            let valid = owner.get("pid").and_then(Value::as_u64).is_some()
+                && owner.get("host").and_then(Value::as_str).is_some();
+            if !valid {
+                return Err(format!("job {id}: `_owner` is not {{pid, host}}: {owner}"));
+            }
+            job.insert("owner".into(), owner);
+        }
+        if cancel.as_ref().and_then(Value::as_bool) == Some(true) {
+            job.insert("cancel_requested".into(), Value::Bool(true));
+        }
+    }
+    Ok(())
+}
 
 /// Parses and migrates the bytes of a state file with the real migration chain.
 pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> Result<State, StoreError> {
@@ -188,6 +221,68 @@ mod tests {
         let err =
             parse_state_with(Path::new("state.json"), doc.as_bytes(), FAKE_CHAIN, 1).unwrap_err();
         assert!(err.to_string().contains("a server has no `ip`"), "{err}");
+    }
+
+    /// A version-1 file as 0.1 wrote it: the job's owner and a cancel request in its params.
+    fn v1_doc() -> String {
+        serde_json::json!({
+            "version": 1,
+            "serial": 3,
+            "lineage": "0b6f7f38-3f5a-4c39-9d7e-0f6d3e0c1a11",
+            "jobs": {
+                "job-1": {
+                    "id": "job-1", "kind": "setup_server", "server": "web-1",
+                    "status": "running", "progress": 40, "attempt": 1,
+                    "created_at": "2026-11-01T00:00:00Z",
+                    "params": {
+                        "name": "web-1", "zone": "example.com",
+                        "_owner": {"pid": 4242, "host": "build-1"},
+                        "_cancel_requested": true
+                    }
+                },
+                "job-2": {
+                    "id": "job-2", "kind": "deploy_app", "status": "completed",
+                    "progress": 100, "attempt": 2, "created_at": "2026-11-01T00:00:00Z",
+                    "params": {"server": "web-1", "app": "redis", "apps": ["redis"]}
+                }
+            }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn version_1_job_owner_and_cancel_request_move_out_of_the_params() {
+        let state = parse_state(Path::new("state.json"), v1_doc().as_bytes()).unwrap();
+        assert_eq!(state.version, STATE_VERSION);
+        let running = &state.jobs["job-1"];
+        assert_eq!(
+            running.owner,
+            Some(crate::state::JobOwner {
+                pid: 4242,
+                host: "build-1".into()
+            })
+        );
+        assert!(running.cancel_requested);
+        assert_eq!(
+            running.params,
+            serde_json::json!({"name": "web-1", "zone": "example.com"}),
+            "only what the user asked for is left in the params"
+        );
+        let done = &state.jobs["job-2"];
+        assert_eq!(done.owner, None);
+        assert!(!done.cancel_requested);
+        assert_eq!(done.params["app"], "redis");
+    }
+
+    #[test]
+    fn a_version_1_owner_of_the_wrong_shape_is_a_migration_error_naming_the_job() {
+        let doc = v1_doc().replace("\"pid\":4242", "\"pid\":\"x\"");
+        let err = parse_state(Path::new("state.json"), doc.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Migration { from: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("job-1"), "{err}");
     }
 
     #[test]

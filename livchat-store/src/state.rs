@@ -15,7 +15,7 @@ use crate::settings::Settings;
 
 /// The state schema version this build writes. Older versions are migrated on load
 /// (see [`crate::migrate`]); newer ones are refused.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// The whole content of `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -387,4 +387,19 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// 1 for the first run, +1 per retry.
     pub attempt: u32,
+    /// The process running (or about to run) the job, so a restart can tell a live job from
+    /// an interrupted one and `job cancel` from another process can reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<JobOwner>,
+    /// Set by `job cancel` in another process; the owner polls it and cancels.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+}
+
+/// Which process runs a job: its pid on its host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobOwner {
+    pub pid: u32,
+    pub host: String,
 }

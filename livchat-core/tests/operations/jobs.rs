@@ -47,10 +47,18 @@ async fn settle(orch: &Arc<Orchestrator>) {
 async fn run_job_runs_a_queued_job_to_its_end_and_clears_its_owner_marker() {
     let (world, orch) = undeploy_world(1);
     let job = orch.start_undeploy_app("web-1", "redis", false).unwrap();
-    assert!(job.params.get("_owner").is_some(), "owned by this process");
+    assert_eq!(
+        job.owner,
+        Some(livchat_core::JobManager::this_process_owner()),
+        "owned by this process"
+    );
+    assert!(
+        job.params.get("_owner").is_none(),
+        "the params are the user's only"
+    );
     let done = orch.run_job(&job.id).await.unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
-    assert!(world.state().jobs[&job.id].params.get("_owner").is_none());
+    assert_eq!(world.state().jobs[&job.id].owner, None);
     assert!(!world.deployed_apps("web-1").contains(&"redis".to_string()));
     let err = orch.run_job(&job.id).await.unwrap_err();
     assert!(
@@ -89,23 +97,16 @@ async fn cancel_job_of_a_job_run_by_another_live_process_records_the_request_for
     world
         .store
         .update("other owner", &mut |s| {
-            let params = s
-                .jobs
-                .get_mut(&job.id)
-                .unwrap()
-                .params
-                .as_object_mut()
-                .unwrap();
-            params.insert(
-                "_owner".into(),
-                serde_json::json!({ "pid": 1, "host": livchat_store::this_host() }),
-            );
+            s.jobs.get_mut(&job.id).unwrap().owner = Some(livchat_store::JobOwner {
+                pid: 1,
+                host: livchat_store::this_host(),
+            });
             Ok(())
         })
         .unwrap();
     let after = orch.cancel_job(&job.id).unwrap();
     assert_eq!(after.status, JobStatus::Queued, "that process ends it");
-    assert_eq!(after.params["_cancel_requested"], serde_json::json!(true));
+    assert!(after.cancel_requested);
     verify(orch);
 }
 
