@@ -1,4 +1,4 @@
-//! The schema of `state.json`, version 1. Never holds a secret: secrets are referred to by
+//! The schema of `state.json`, version 2 (see `migrate.rs` for what changed since 1). Never holds a secret: secrets are referred to by
 //! their vault name (`ssh_key_secret`).
 //!
 //! Every struct denies unknown fields, so a typo in a hand-edited file is an error naming the
