@@ -232,12 +232,15 @@ pub enum AppCommand {
         #[arg(long)]
         plan: bool,
     },
-    /// Remove an app's stack and DNS records (data volumes are kept).
+    /// Remove an app's stack and DNS records (data volumes are kept unless --delete-volumes).
     Undeploy {
         server: String,
         app: String,
         #[arg(long)]
         force: bool,
+        /// Also delete the app's data volumes: its data is lost.
+        #[arg(long)]
+        delete_volumes: bool,
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,

@@ -620,13 +620,20 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
             server,
             app,
             force,
+            delete_volumes,
             plan,
         } => {
+            let params = livchat_core::UndeployParams {
+                server,
+                app,
+                force,
+                delete_volumes,
+            };
             if plan {
-                print_plan(&orch.plan_undeploy_app(&server, &app, force)?, out)?;
+                print_plan(&orch.plan_undeploy(&params)?, out)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let job = orch.start_undeploy_app(&server, &app, force)?;
+            let job = orch.start_undeploy(params)?;
             return run_job(&orch, job, out).await;
         }
         AppCommand::Deployed { server } => {

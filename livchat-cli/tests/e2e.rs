@@ -13,6 +13,10 @@
 //!   least-privilege role (and Redis with the shared password);
 //! - an app whose dependency can never become healthy leaves a failed job naming the task's
 //!   error, and nothing the state does not record (no stack, no DNS record);
+//! - a setup whose A record Cloudflare refuses fails with nothing half-done (no record, no
+//!   DNS configuration); an undeploy whose record deletion is refused keeps the record and
+//!   its id (the app recorded as removing) and its retry finishes;
+//! - `--delete-volumes` deletes the app's data volumes, which are otherwise kept;
 //! - a delete the provider refuses fails with the server still recorded and still at the
 //!   provider, and its retry removes everything.
 
@@ -133,6 +137,26 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     demo.configure().unwrap();
     demo.create_server().unwrap();
 
+    // --- setup: Cloudflare refuses the A record; nothing is half-done ----------------------
+    demo.section("setup, with Cloudflare refusing the A record");
+    sandbox.fail_dns_writes(true);
+    let out = demo.run(&Demo::setup_args(), None).unwrap();
+    assert_eq!(out.status.code(), Some(1), "the setup must fail");
+    let failed = demo.last_job("setup_server").unwrap();
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(completed(&failed), ["connect"], "{failed:#}");
+    assert!(
+        !sandbox
+            .dns_records()
+            .iter()
+            .any(|(_, name, _)| name.starts_with("demo-1.")),
+        "no A record"
+    );
+    let server = demo.json(&["server", "show", SERVER]).unwrap();
+    assert_eq!(server["status"], "failed", "{server:#}");
+    assert!(server["dns"].is_null(), "no DNS configuration recorded");
+    sandbox.fail_dns_writes(false);
+
     // --- setup: Ctrl-C midway, then `job retry` resumes -------------------------------------
     let mut setup = spawn(&sandbox, &Demo::setup_args(), "setup");
     let before = wait_for_job(&demo, "setup_server", "four steps done", |j| {
@@ -251,8 +275,48 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
         "ledger's DNS record was left behind"
     );
 
-    // --- undeploy and delete: nothing left ---------------------------------------------------
-    demo.undeploy(APP).unwrap();
+    // --- undeploy: Cloudflare refuses to delete the record after the stack is gone ----------
+    demo.section("undeploy guestbook, with Cloudflare refusing to delete its record");
+    sandbox.fail_dns_writes(true);
+    let out = demo.run(&["app", "undeploy", SERVER, APP], None).unwrap();
+    assert_eq!(out.status.code(), Some(1), "the undeploy must fail");
+    let failed = demo.last_job("undeploy_app").unwrap();
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    let deployed = demo.json(&["app", "deployed", SERVER]).unwrap();
+    let guestbook = deployed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["app"] == APP)
+        .expect("still recorded, with its record ids");
+    assert_eq!(guestbook["status"], "removing", "{guestbook:#}");
+    assert!(
+        sandbox
+            .dns_records()
+            .iter()
+            .any(|(_, name, _)| name.starts_with("guestbook.")),
+        "the record is still there, and still recorded"
+    );
+    demo.assert_no_orphans().unwrap();
+    sandbox.fail_dns_writes(false);
+    let id = failed["id"].as_str().unwrap().to_owned();
+    let retried = demo.json(&["job", "retry", &id]).unwrap();
+    assert_eq!(retried["status"], "completed", "{retried:#}");
+    assert!(!demo.recorded_apps().unwrap().contains(APP));
+    demo.assert_no_orphans().unwrap();
+
+    // --- data volumes: kept by default, deleted when asked ----------------------------------
+    demo.section("undeploy redis with --delete-volumes (postgres keeps its data)");
+    demo.ok(
+        &["app", "undeploy", SERVER, "redis", "--delete-volumes"],
+        None,
+    )
+    .unwrap();
+    let volumes = demo
+        .on_server(&["docker", "volume", "ls", "--format", "{{.Name}}"])
+        .unwrap();
+    assert!(!volumes.contains("redis_redis_data"), "{volumes}");
+    assert!(volumes.contains("postgres_postgres_data"), "{volumes}");
     demo.assert_no_orphans().unwrap();
 
     // --- delete: the provider refuses mid-flow; nothing is lost, the retry finishes ----------

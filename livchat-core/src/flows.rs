@@ -95,6 +95,9 @@ pub struct UndeployParams {
     pub app: String,
     #[serde(default)]
     pub force: bool,
+    /// Also delete the app's data volumes (kept by default).
+    #[serde(default)]
+    pub delete_volumes: bool,
 }
 
 /// Parameters of a delete-server job.
@@ -1302,19 +1305,49 @@ impl Orchestrator {
         Ok(record)
     }
 
-    /// The dry run of an undeploy. Touches nothing.
+    fn undeploy_steps(delete_volumes: bool) -> Vec<String> {
+        let mut steps = vec!["remove_stack".to_string()];
+        if delete_volumes {
+            steps.push("volumes".into());
+        }
+        steps.extend(["dns".to_string(), "record".to_string()]);
+        steps
+    }
+
+    /// The dry run of an undeploy that keeps the data volumes. Touches nothing.
     pub fn plan_undeploy_app(&self, server: &str, app: &str, force: bool) -> Result<Plan> {
-        let record = self.check_undeploy(server, app, force)?;
+        self.plan_undeploy(&UndeployParams {
+            server: server.to_string(),
+            app: app.to_string(),
+            force,
+            delete_volumes: false,
+        })
+    }
+
+    /// The dry run of an undeploy. Touches nothing.
+    pub fn plan_undeploy(&self, p: &UndeployParams) -> Result<Plan> {
+        let (server, app) = (p.server.as_str(), p.app.as_str());
+        let record = self.check_undeploy(server, app, p.force)?;
+        let mut resources = vec![format!(
+            "remove stack {} on {server}{}",
+            record.stack_name,
+            if p.delete_volumes {
+                ""
+            } else {
+                " (data volumes kept)"
+            }
+        )];
+        if p.delete_volumes {
+            resources.push(format!(
+                "DELETE the data volumes of stack {} (their data is lost)",
+                record.stack_name
+            ));
+        }
+        resources.push(format!("state deployment {app} on {server}"));
         Ok(Plan {
             operation: format!("undeploy {app} from {server}"),
-            steps: vec!["remove_stack".into(), "dns".into(), "record".into()],
-            resources: vec![
-                format!(
-                    "remove stack {} on {server} (data volumes kept)",
-                    record.stack_name
-                ),
-                format!("state deployment {app} on {server}"),
-            ],
+            steps: Self::undeploy_steps(p.delete_volumes),
+            resources,
             dns_records: record
                 .domains
                 .iter()
@@ -1324,18 +1357,24 @@ impl Orchestrator {
         })
     }
 
+    /// Records an undeploy job that keeps the app's data volumes.
     pub fn start_undeploy_app(&self, server: &str, app: &str, force: bool) -> Result<JobRecord> {
-        self.check_undeploy(server, app, force)?;
-        let p = UndeployParams {
+        self.start_undeploy(UndeployParams {
             server: server.to_string(),
             app: app.to_string(),
             force,
-        };
+            delete_volumes: false,
+        })
+    }
+
+    /// Records an undeploy job (refused while other apps depend on the app, unless forced).
+    pub fn start_undeploy(&self, p: UndeployParams) -> Result<JobRecord> {
+        self.check_undeploy(&p.server, &p.app, p.force)?;
         self.create_job(
             JobKind::UndeployApp,
-            Some(server),
+            Some(&p.server),
             to_params(&p),
-            vec!["remove_stack".into(), "dns".into(), "record".into()],
+            Self::undeploy_steps(p.delete_volumes),
         )
     }
 
@@ -1367,8 +1406,31 @@ impl Orchestrator {
                 })?;
                 let platform = self.platform(&p.server).await?;
                 platform.remove_stack(&stack).await.map_err(platform_err)?;
-                ctx.info(format!("stack {stack} removed (data volumes kept)"));
+                if p.delete_volumes {
+                    ctx.info(format!("stack {stack} removed"));
+                } else {
+                    ctx.info(format!("stack {stack} removed (data volumes kept)"));
+                }
                 Ok(Value::Null)
+            }
+            "volumes" => {
+                let stack = record
+                    .as_ref()
+                    .map_or(p.app.clone(), |r| r.stack_name.clone());
+                let platform = self.platform(&p.server).await?;
+                let removed = platform
+                    .remove_stack_volumes(&stack)
+                    .await
+                    .map_err(platform_err)?;
+                ctx.info(format!(
+                    "data volumes of {stack} deleted: {}",
+                    if removed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        removed.join(", ")
+                    }
+                ));
+                Ok(json!({ "volumes_deleted": removed }))
             }
             "dns" => {
                 let server = self.server(&p.server)?;

@@ -313,6 +313,10 @@ pub trait ContainerPlatform: Send + Sync {
     /// right after does not collide with them. Removing an absent stack succeeds.
     async fn remove_stack(&self, name: &str) -> Result<(), PlatformError>;
 
+    /// Deletes the named volumes of a removed stack (its data), after waiting for the
+    /// stack's containers to be gone; returns their names. Nothing to delete succeeds.
+    async fn remove_stack_volumes(&self, name: &str) -> Result<Vec<String>, PlatformError>;
+
     /// Every stack on the swarm with its services.
     async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError>;
 

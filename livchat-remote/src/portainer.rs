@@ -655,6 +655,16 @@ impl ContainerPlatform for PortainerPlatform {
         Ok(())
     }
 
+    async fn remove_stack_volumes(&self, name: &str) -> Result<Vec<String>, PlatformError> {
+        validate_name(NameKind::Stack, name)?;
+        Err(PlatformError::Unsupported {
+            platform: "Portainer".into(),
+            what: format!(
+                "deleting the volumes of stack {name}; delete them over SSH (`docker volume ls --filter label=com.docker.stack.namespace={name}`)"
+            ),
+        })
+    }
+
     async fn remove_stack(&self, name: &str) -> Result<(), PlatformError> {
         let name = validate_name(NameKind::Stack, name)?;
         if let Some(existing) = self

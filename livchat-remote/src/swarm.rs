@@ -302,6 +302,42 @@ impl ContainerPlatform for SwarmOverSsh {
         Ok(())
     }
 
+    async fn remove_stack_volumes(&self, name: &str) -> Result<Vec<String>, PlatformError> {
+        let name = validate_name(NameKind::Stack, name)?;
+        let name = name.as_str();
+        // A volume in use by a container (a task still shutting down) cannot be removed.
+        let started = tokio::time::Instant::now();
+        loop {
+            let left = self.run_ok(&commands::labelled_containers(name)).await?;
+            if left.trim().is_empty() {
+                break;
+            }
+            if started.elapsed() > self.config.remove_timeout {
+                return Err(PlatformError::Timeout {
+                    stack: name.to_string(),
+                    waited: started.elapsed(),
+                    status: StackStatus {
+                        name: name.to_string(),
+                        services: Vec::new(),
+                    },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let volumes = self.run_ok(&commands::labelled("volume", name)).await?;
+        let mut removed = Vec::new();
+        for volume in volumes.lines().map(str::trim).filter(|v| !v.is_empty()) {
+            let rm = commands::volume_rm(volume);
+            let out = self.run(&rm, None, None, None).await?;
+            // Gone meanwhile counts as removed.
+            if !out.success() && !is_not_found(&out) {
+                return Err(command_failed(&rm, &out));
+            }
+            removed.push(volume.to_string());
+        }
+        Ok(removed)
+    }
+
     async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError> {
         let out = self.run_ok(&commands::stack_ls()).await?;
         let stacks: Vec<NamedLine> = parse_json_lines(out.as_bytes(), "docker stack ls")?;
@@ -441,7 +477,24 @@ pub mod commands {
         docker().args(["stack", "ps", "--no-trunc", "--format", "{{json .}}", stack])
     }
 
-    /// IDs of a stack's services or networks (`kind` is `service` or `network`).
+    /// IDs of a stack's containers, running or not (its tasks').
+    pub fn labelled_containers(stack: &str) -> Command {
+        docker().args([
+            "ps".to_string(),
+            "--all".into(),
+            "--quiet".into(),
+            "--filter".into(),
+            format!("label=com.docker.stack.namespace={stack}"),
+        ])
+    }
+
+    /// `docker volume rm -- NAME`.
+    pub fn volume_rm(volume: &str) -> Command {
+        docker().args(["volume", "rm", "--", volume])
+    }
+
+    /// IDs (names, for volumes) of a stack's services, networks or volumes (`kind` is
+    /// `service`, `network` or `volume`).
     pub fn labelled(kind: &str, stack: &str) -> Command {
         docker().args([
             kind.to_string(),

@@ -201,3 +201,49 @@ async fn undeploy_app_fails_on_a_dns_record_it_cannot_delete_and_a_retry_deletes
     assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
     verify(orch);
 }
+
+#[tokio::test]
+async fn undeploy_with_delete_volumes_deletes_the_stacks_volumes_after_removing_it() {
+    let world = world_with_n8n();
+    let mut mocks = Mocks::default();
+    removes_stack(&mut mocks, "n8n");
+    mocks
+        .platform
+        .expect_remove_stack_volumes()
+        .withf(|n| n == "n8n")
+        .times(1)
+        .returning(|_| Ok(vec!["n8n_n8n_data".into()]));
+    mocks
+        .dns
+        .expect_find_zone()
+        .times(1)
+        .returning(|_| Ok(zone()));
+    mocks
+        .dns
+        .expect_delete_record()
+        .times(2)
+        .returning(|_, _| Ok(()));
+    let orch = world.build(mocks);
+    let p = livchat_core::UndeployParams {
+        server: "web-1".into(),
+        app: "n8n".into(),
+        force: false,
+        delete_volumes: true,
+    };
+    let plan = orch.plan_undeploy(&p).unwrap();
+    assert!(
+        plan.resources
+            .iter()
+            .any(|r| r.contains("DELETE the data volumes"))
+    );
+    let job = orch.start_undeploy(p).unwrap();
+    assert_eq!(
+        job.steps_remaining,
+        ["remove_stack", "volumes", "dns", "record"]
+    );
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(log_text(&orch, &job.id).contains("n8n_n8n_data"));
+    assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
+    verify(orch);
+}
