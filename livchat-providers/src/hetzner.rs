@@ -462,27 +462,44 @@ impl HetznerProvider {
     }
 
     /// All pages of a list endpoint; `field` is the array's key (`servers`).
-    /// `DELETE {collection}/{id}`; 404 (gone meanwhile) is a success.
-    async fn delete_by_id(
+    /// Deletes every item of `/{collection}` named `name` (found with the API's `name`
+    /// filter); none, or one gone meanwhile (404), is a success. `key` gives an item's id and
+    /// name.
+    async fn delete_named<T: DeserializeOwned>(
         &self,
-        operation: &str,
+        kind: &str,
         collection: &str,
-        id: i64,
         name: &str,
+        key: fn(&T) -> (i64, &String),
     ) -> Result<()> {
-        let reply = self
-            .call(
-                operation,
-                Method::DELETE,
-                &format!("{collection}/{id}"),
-                &[],
-                None,
+        let found: Vec<T> = self
+            .list_all(
+                &format!("find {kind}"),
+                &format!("/{collection}"),
+                collection,
+                &[("name", name.to_owned())],
             )
             .await?;
-        if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
-            return Ok(());
+        let operation = format!("delete {kind} {name}");
+        for item in &found {
+            let (id, item_name) = key(item);
+            if item_name != name {
+                continue;
+            }
+            let reply = self
+                .call(
+                    &operation,
+                    Method::DELETE,
+                    &format!("/{collection}/{id}"),
+                    &[],
+                    None,
+                )
+                .await?;
+            if !reply.status.is_success() && reply.status != StatusCode::NOT_FOUND {
+                return Err(api_error(&operation, reply, Some(name)));
+            }
         }
-        Err(api_error(operation, reply, Some(name)))
+        Ok(())
     }
 
     async fn list_all<T: DeserializeOwned>(
@@ -1002,36 +1019,14 @@ impl Provider for HetznerProvider {
 
     async fn delete_firewall(&self, name: &str) -> Result<()> {
         validate::host_name("firewall name", name)?;
-        let found: Vec<models::Firewall> = self
-            .list_all(
-                "find firewall",
-                "/firewalls",
-                "firewalls",
-                &[("name", name.to_owned())],
-            )
-            .await?;
-        for f in found.into_iter().filter(|f| f.name == name) {
-            self.delete_by_id(&format!("delete firewall {name}"), "/firewalls", f.id, name)
-                .await?;
-        }
-        Ok(())
+        self.delete_named::<models::Firewall>("firewall", "firewalls", name, |f| (f.id, &f.name))
+            .await
     }
 
     async fn delete_ssh_key(&self, name: &str) -> Result<()> {
         validate::catalog_name("name", name)?;
-        let found: Vec<models::SshKey> = self
-            .list_all(
-                "find ssh key",
-                "/ssh_keys",
-                "ssh_keys",
-                &[("name", name.to_owned())],
-            )
-            .await?;
-        for k in found.into_iter().filter(|k| k.name == name) {
-            self.delete_by_id(&format!("delete ssh key {name}"), "/ssh_keys", k.id, name)
-                .await?;
-        }
-        Ok(())
+        self.delete_named::<models::SshKey>("ssh key", "ssh_keys", name, |k| (k.id, &k.name))
+            .await
     }
 
     async fn ensure_firewall(&self, spec: &FirewallSpec, server: &ServerId) -> Result<Firewall> {
