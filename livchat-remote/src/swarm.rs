@@ -286,14 +286,7 @@ impl ContainerPlatform for SwarmOverSsh {
                 break;
             }
             if started.elapsed() > self.config.remove_timeout {
-                return Err(last_failure.unwrap_or(PlatformError::Timeout {
-                    stack: name.to_string(),
-                    waited: started.elapsed(),
-                    status: StackStatus {
-                        name: name.to_string(),
-                        services: Vec::new(),
-                    },
-                }));
+                return Err(last_failure.unwrap_or_else(|| removal_timeout(name, started)));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -313,14 +306,7 @@ impl ContainerPlatform for SwarmOverSsh {
                 break;
             }
             if started.elapsed() > self.config.remove_timeout {
-                return Err(PlatformError::Timeout {
-                    stack: name.to_string(),
-                    waited: started.elapsed(),
-                    status: StackStatus {
-                        name: name.to_string(),
-                        services: Vec::new(),
-                    },
-                });
+                return Err(removal_timeout(name, started));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -610,6 +596,19 @@ fn command_failed(command: &Command, out: &ExecOutput) -> PlatformError {
         command: format!("{} {}", command.program, command.args.join(" ")),
         exit_status: out.exit_status,
         stderr: stderr_text(out),
+    }
+}
+
+/// What is still there of a stack being removed after `remove_timeout` (no services left to
+/// report: the timeout is about the removal itself).
+fn removal_timeout(stack: &str, started: tokio::time::Instant) -> PlatformError {
+    PlatformError::Timeout {
+        stack: stack.to_string(),
+        waited: started.elapsed(),
+        status: StackStatus {
+            name: stack.to_string(),
+            services: Vec::new(),
+        },
     }
 }
 
