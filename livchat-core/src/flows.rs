@@ -453,8 +453,17 @@ impl Orchestrator {
             JobKind::SetupServer,
             Some(&p.name),
             to_params(&p),
-            vec!["connect".into(), "dns_record".into(), "finalize".into()],
+            // The plan's own steps are known once `connect` has detected the OS.
+            Self::setup_steps(&[]),
         )
+    }
+
+    /// The steps of a setup job: connect, the A record, the plan's steps, finalize.
+    fn setup_steps(plan: &[livchat_remote::Step]) -> Vec<String> {
+        let mut steps = vec!["connect".to_string(), "dns_record".to_string()];
+        steps.extend(plan.iter().map(|s| format!("{SETUP_PREFIX}{}", s.id)));
+        steps.push("finalize".into());
+        steps
     }
 
     /// The dry run of a setup: the A record and what the plan installs and configures. The
@@ -464,13 +473,9 @@ impl Orchestrator {
         let server = self.server(&p.name)?;
         validate_dns(&p.zone, p.subdomain.as_deref())?;
         let config = self.setup_config(&server)?;
-        let os = livchat_remote::OsRelease::parse(
-            "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
-        )?;
+        let os = supported_os("debian", "12")?;
         let plan = livchat_remote::plan(&config, &os)?;
-        let mut steps = vec!["connect".to_string(), "dns_record".to_string()];
-        steps.extend(plan.iter().map(|s| format!("{SETUP_PREFIX}{}", s.id)));
-        steps.push("finalize".into());
+        let steps = Self::setup_steps(&plan);
         let fqdn = Self::server_fqdn(&p.name, &p.zone, p.subdomain.as_deref());
         Ok(Plan {
             operation: format!("set up server {} (steps shown for Debian 12)", p.name),
@@ -524,10 +529,8 @@ impl Orchestrator {
                 let os = livchat_remote::detect_os(executor.as_ref()).await?;
                 let plan = livchat_remote::plan(&self.setup_config(&server)?, &os)?;
                 ctx.info(format!("{} detected; {} setup steps", os.id(), plan.len()));
-                let mut steps = vec!["connect".to_string(), "dns_record".to_string()];
-                steps.extend(plan.iter().map(|s| format!("{SETUP_PREFIX}{}", s.id)));
-                steps.push("finalize".into());
-                self.jobs.set_remaining_steps(&job.id, steps)?;
+                self.jobs
+                    .set_remaining_steps(&job.id, Self::setup_steps(&plan))?;
                 self.store.update("server setting up", &mut |s| {
                     if let Some(sv) = s.servers.get_mut(&p.name) {
                         sv.status = ServerStatus::SettingUp;
@@ -777,17 +780,23 @@ impl Orchestrator {
         let mut by_app = SecretsByApp::new();
         for app in apps {
             for r in self.catalog.secrets_needed(app).map_err(apps_err)? {
-                let def = self.catalog.require(&r.app).map_err(apps_err)?;
-                let spec = def.secret(&r.name).ok_or_else(|| {
-                    CoreError::Apps(format!("app {} declares no secret {}", r.app, r.name))
-                })?;
+                let value = self.generate_secret(&r)?;
                 by_app
                     .entry(r.app.clone())
                     .or_default()
-                    .insert(r.name.clone(), livchat_apps::secrets::generate(spec));
+                    .insert(r.name.clone(), value);
             }
         }
         Ok(by_app)
+    }
+
+    /// A fresh value for a secret, as its app's definition specifies it.
+    fn generate_secret(&self, r: &livchat_apps::SecretRef) -> Result<secrecy::SecretString> {
+        let def = self.catalog.require(&r.app).map_err(apps_err)?;
+        let spec = def.secret(&r.name).ok_or_else(|| {
+            CoreError::Apps(format!("app {} declares no secret {}", r.app, r.name))
+        })?;
+        Ok(livchat_apps::secrets::generate(spec))
     }
 
     /// The secrets a render of `app` needs, from the vault; missing ones are generated (and
@@ -801,11 +810,7 @@ impl Orchestrator {
             let value = match self.secrets.get(&key)? {
                 Some(v) => v,
                 None => {
-                    let def = self.catalog.require(&r.app).map_err(apps_err)?;
-                    let spec = def.secret(&r.name).ok_or_else(|| {
-                        CoreError::Apps(format!("app {} declares no secret {}", r.app, r.name))
-                    })?;
-                    let v = livchat_apps::secrets::generate(spec);
+                    let v = self.generate_secret(r)?;
                     missing.push(key.clone());
                     if store {
                         self.secrets.set(&key, v.clone())?;
@@ -1183,26 +1188,19 @@ impl Orchestrator {
             }
             // The deploy step records the app as deploying just before it sends the stack: if
             // sending failed, the step did not report the stack, but part of it may exist.
-            let deployed = deployed
-                || self
-                    .store
-                    .load()?
-                    .deployments
-                    .get(&p.server)
-                    .and_then(|m| m.get(app))
-                    .is_some_and(|d| d.status == DeploymentStatus::Deploying);
-            // A redeploy of an app that was running before this job: its stack and DNS records
-            // are the user's running service, not something this job created, and apps may
-            // depend on it. They stay, recorded as running; the job's error says the redeploy
-            // failed, and a retry deploys again.
-            let was_running = self
+            let status = self
                 .store
                 .load()?
                 .deployments
                 .get(&p.server)
                 .and_then(|m| m.get(app))
-                .is_some_and(|d| d.status == DeploymentStatus::Running);
-            if was_running {
+                .map(|d| d.status);
+            let deployed = deployed || status == Some(DeploymentStatus::Deploying);
+            // A redeploy of an app that was running before this job: its stack and DNS records
+            // are the user's running service, not something this job created, and apps may
+            // depend on it. They stay, recorded as running; the job's error says the redeploy
+            // failed, and a retry deploys again.
+            if status == Some(DeploymentStatus::Running) {
                 if deployed {
                     ctx.warn(format!(
                         "{app} was running before this redeploy: its stack is kept, now on the new \
@@ -1625,13 +1623,15 @@ fn server_ipv4(server: &ServerRecord) -> Result<Ipv4Addr> {
 /// each setup step costs one round trip less than detecting it again.
 fn recorded_os(job: &JobRecord) -> Option<livchat_remote::OsRelease> {
     let r = job.result.as_ref()?;
-    let text = format!(
-        "ID={}\nVERSION_ID=\"{}\"\nVERSION_CODENAME={}\n",
-        r.get("os")?.as_str()?,
-        r.get("os_version")?.as_str()?,
-        r.get("os_codename")?.as_str()?,
-    );
-    livchat_remote::OsRelease::parse(&text).ok()
+    supported_os(r.get("os")?.as_str()?, r.get("os_version")?.as_str()?).ok()
+}
+
+/// A supported release by its `ID` and `VERSION_ID` (the codename follows from them).
+fn supported_os(
+    id: &str,
+    version: &str,
+) -> std::result::Result<livchat_remote::OsRelease, livchat_remote::RemoteError> {
+    livchat_remote::OsRelease::parse(&format!("ID={id}\nVERSION_ID=\"{version}\"\n"))
 }
 
 /// The name of the provider SSH key and firewall `server create` makes for a server.
