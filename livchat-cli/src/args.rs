@@ -41,6 +41,13 @@ pub struct Global {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// A job on a server busy with another job waits for its turn instead of being refused.
+    #[arg(long, global = true)]
+    pub wait_turn: bool,
+    /// Start the job in a background process of its own session, print its id and return;
+    /// follow it with `job logs --follow` or `job wait`.
+    #[arg(long, global = true)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,10 +81,23 @@ pub enum Command {
     /// Jobs: list, show, logs, cancel, retry, wait.
     #[command(subcommand)]
     Job(JobCommand),
+    /// The REST service's and MCP HTTP transport's bearer token.
+    #[command(subcommand)]
+    Api(ApiCommand),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Print the API token (created on first use); only the token goes to stdout.
+    Token {
+        /// Replace it: the old token stops working at once, also in running services.
+        #[arg(long)]
+        rotate: bool,
     },
 }
 
@@ -263,17 +283,31 @@ pub enum JobCommand {
         id: String,
         #[arg(long)]
         follow: bool,
+        /// Only the last N lines (then follow from there with --follow).
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
     },
     /// Cancel a queued or running job.
     Cancel { id: String },
     /// Retry a failed, cancelled or interrupted job from its first incomplete step.
     Retry { id: String },
-    /// Wait for a job to end.
-    Wait { id: String },
+    /// Wait for a job to end (exit 1 unless it completed; still running after --timeout too).
+    Wait {
+        id: String,
+        /// Seconds to wait at most (1-3600).
+        #[arg(long, value_name = "SECS", default_value_t = 3600)]
+        timeout: u64,
+    },
     /// Remove ended jobs older than an age.
     Cleanup {
         /// Age in days.
         #[arg(long, default_value_t = 30)]
         older_than_days: u32,
+        /// Only jobs in this status (completed, failed, cancelled, interrupted).
+        #[arg(long)]
+        status: Option<String>,
     },
+    /// Run a queued job in this process (what --detach starts in the background).
+    #[command(hide = true)]
+    Run { id: String },
 }

@@ -20,14 +20,15 @@ use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use livchat_core::jobs::{JobEvent, is_ended, parse_status, status_name};
 use livchat_core::model::{ExposeSecret, JobRecord, JobStatus, LogLevel, SecretString};
+use livchat_core::ops::Operation;
 use livchat_core::{
     Config, CoreError, CreateServerParams, Orchestrator, ProviderInfo, ProviderInfoKind,
     SetupServerParams,
 };
 
 use crate::args::{
-    AppCommand, Cli, Command, DnsCommand, Global, JobCommand, OutputFormat, ProviderCommand,
-    SecretsCommand, ServerCommand, SettingsCommand,
+    ApiCommand, AppCommand, Cli, Command, DnsCommand, Global, JobCommand, OutputFormat,
+    ProviderCommand, SecretsCommand, ServerCommand, SettingsCommand,
 };
 use crate::output::{Table, print};
 
@@ -72,6 +73,7 @@ fn home(global: &Global) -> Result<PathBuf> {
 fn config(global: &Global) -> Result<Config> {
     let mut config = Config::new(home(global)?).with_env(|k| std::env::var(k).ok())?;
     config.vault_password_file = global.vault_password_file.clone();
+    config.wait_turn = global.wait_turn;
     Ok(config)
 }
 
@@ -93,6 +95,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Init => {
             let report = Orchestrator::init(&config(g)?)?;
+            // The API token exists from the start: there is never a default one.
+            open(g)?.api_token(false)?;
             let json = serde_json::json!({
                 "home": report.paths.home,
                 "created_home": report.created_home,
@@ -108,6 +112,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     (".vault_password", created(report.created_password_file)),
                 ])
             });
+        }
+        Command::Api(ApiCommand::Token { rotate }) => {
+            let token = open(g)?.api_token(rotate)?;
+            println!("{}", token.expose_secret());
         }
         Command::Secrets(cmd) => secrets(g, cmd)?,
         Command::Settings(cmd) => settings(g, cmd)?,
@@ -384,7 +392,7 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let job = orch.start_create_server(params)?;
-            return run_job(&orch, job, out).await;
+            return run_job(&orch, job, g).await;
         }
         ServerCommand::Add {
             name,
@@ -452,7 +460,7 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let job = orch.start_delete_server(&name, force)?;
-            return run_job(&orch, job, out).await;
+            return run_job(&orch, job, g).await;
         }
         ServerCommand::Setup {
             name,
@@ -470,7 +478,7 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let job = orch.start_setup_server(params)?;
-            return run_job(&orch, job, out).await;
+            return run_job(&orch, job, g).await;
         }
         ServerCommand::Dns {
             name,
@@ -614,7 +622,7 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let job = orch.start_deploy_app(&server, &app, &set)?;
-            return run_job(&orch, job, out).await;
+            return run_job(&orch, job, g).await;
         }
         AppCommand::Undeploy {
             server,
@@ -634,7 +642,7 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let job = orch.start_undeploy(params)?;
-            return run_job(&orch, job, out).await;
+            return run_job(&orch, job, g).await;
         }
         AppCommand::Deployed { server } => {
             let deployed = orch.deployed(&server)?;
@@ -741,8 +749,11 @@ async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
             let j = orch.jobs().get(&id)?;
             print(out, &j, || job_pairs(&j));
         }
-        JobCommand::Logs { id, follow } => {
+        JobCommand::Logs { id, follow, tail } => {
             let mut from = 0;
+            if let Some(tail) = tail {
+                from = orch.job_logs(&id, 0)?.len().saturating_sub(tail);
+            }
             loop {
                 let lines = orch.job_logs(&id, from)?;
                 from += lines.len();
@@ -764,20 +775,48 @@ async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
         }
         JobCommand::Retry { id } => {
             let j = orch.start_retry_job(&id)?;
-            return run_job(&orch, j, out).await;
+            return run_job(&orch, j, g).await;
         }
-        JobCommand::Wait { id } => {
-            let j = orch.wait_job(&id).await?;
+        JobCommand::Wait { id, timeout } => {
+            let j = livchat_core::ops::JobWait {
+                id,
+                timeout_secs: Some(timeout),
+            }
+            .run(&orch)
+            .await?;
+            let j = orch.jobs().get(&j.id)?;
             print(out, &j, || job_pairs(&j));
             if j.status != JobStatus::Completed {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        JobCommand::Cleanup { older_than_days } => {
-            let before = chrono_now_minus_days(older_than_days);
-            let removed = orch.jobs().cleanup(before, None)?;
+        JobCommand::Cleanup {
+            older_than_days,
+            status,
+        } => {
+            let status = status.as_deref().map(parse_status).transpose()?;
+            let removed = livchat_core::ops::JobCleanup {
+                older_than_days: Some(older_than_days),
+                status,
+            }
+            .run(&orch)
+            .await?
+            .removed;
             print(out, &removed, || {
                 Table::pairs(vec![("removed", removed.len().to_string())])
+            });
+        }
+        JobCommand::Run { id } => {
+            // Started by --detach: leave the starting terminal's session so closing it does
+            // not end the job, then take the job over from the process that created it.
+            let _ = nix::unistd::setsid();
+            orch.adopt_job(&id)?;
+            let handle = orch.spawn_job(&id)?;
+            let job = handle.join().await?;
+            return Ok(if job.status == JobStatus::Completed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             });
         }
     }
@@ -790,7 +829,11 @@ fn chrono_now_minus_days(days: u32) -> livchat_core::model::DateTime {
 
 /// Runs a job here, showing progress (a bar on a terminal, plain lines otherwise), cancelling it
 /// cleanly on Ctrl-C, and ending with its record. Exit 1 unless it completed.
-async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, out: OutputFormat) -> Result<ExitCode> {
+async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, g: &Global) -> Result<ExitCode> {
+    let out = g.output;
+    if g.detach {
+        return detach_job(orch, job, g).await;
+    }
     let id = job.id.clone();
     let ctx = orch.jobs().prepare(&id)?;
     let mut events = orch
@@ -875,5 +918,45 @@ async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, out: OutputFormat) ->
             }
         );
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `--detach`: hands the queued job to a background `livchat job run` process (its own
+/// session, stdin closed, output discarded: the job log has everything), waits until that
+/// process owns the job, prints the job and returns.
+async fn detach_job(orch: &Arc<Orchestrator>, job: JobRecord, g: &Global) -> Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find the livchat executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--home").arg(home(g)?);
+    if let Some(file) = &g.vault_password_file {
+        cmd.arg("--vault-password-file").arg(file);
+    }
+    cmd.args(["job", "run", &job.id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .context("could not start the background job process")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let record = orch.jobs().get(&job.id)?;
+        if record.owner.as_ref().is_some_and(|o| o.pid == child.id()) || is_ended(record.status) {
+            print(g.output, &record, || job_pairs(&record));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(anyhow!(
+                "the background job process ended before taking job {} ({status})",
+                job.id
+            ));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(anyhow!(
+                "the background job process did not take job {} within 30 s",
+                job.id
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

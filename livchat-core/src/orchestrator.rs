@@ -19,7 +19,7 @@ use livchat_remote::{
 };
 use livchat_store::{
     DeploymentRecord, JobLogStore, JobRecord, JobStatus, LogLine, ProviderKind, SecretStore,
-    ServerRecord, ServerStatus, SettingKey, State, Store,
+    ServerRecord, ServerStatus, SettingKey, State, Store, StoreExt,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
@@ -687,6 +687,30 @@ impl Orchestrator {
         self.jobs.retry(id)?;
         self.mark_job_owner(id, true)?;
         self.jobs.get(id)
+    }
+
+    /// Takes over a queued job that another process of this home created (the CLI's
+    /// `--detach` hands its job to a background process this way). Only a queued job can be
+    /// taken: a running one belongs to the process running it.
+    pub fn adopt_job(&self, id: &str) -> Result<JobRecord> {
+        let (_, job) = self.store.update_with("job adopt", |s| {
+            let job =
+                s.jobs
+                    .get_mut(id)
+                    .ok_or_else(|| livchat_store::StoreError::InvalidInput {
+                        field: "job".into(),
+                        reason: format!("job {id} not found"),
+                    })?;
+            if job.status != JobStatus::Queued {
+                return Err(livchat_store::StoreError::Rejected(format!(
+                    "job {id} is not queued; only a queued job can be taken over"
+                )));
+            }
+            job.owner = Some(crate::jobs::this_process());
+            job.cancel_requested = false;
+            Ok(job.clone())
+        })?;
+        Ok(job)
     }
 
     /// Cancels a job: in this process through its token; in another process by recording the
