@@ -272,6 +272,25 @@ fn settings_round_trip_in_json() {
 }
 
 #[test]
+fn init_with_the_password_in_the_environment_uses_it_and_writes_no_password_file() {
+    let h = Home::new();
+    let with_env = |args: &[&str]| {
+        let mut cmd = h.command(args);
+        cmd.env("LIVCHAT_VAULT_PASSWORD", "from-the-environment");
+        h.run_cmd(cmd)
+    };
+    let out = with_env(&["init"]);
+    assert!(out.starts_with("exit: 0"), "{out}");
+    assert!(!h.path().join(".vault_password").exists());
+    let out = with_env(&["secrets", "set", "k", "v"]);
+    assert!(out.starts_with("exit: 0"), "{out}");
+    // Without the variable there is no password: the vault stays closed.
+    let out = h.run(&["secrets", "get", "k"]);
+    assert!(!out.starts_with("exit: 0"), "{out}");
+    assert!(out.contains("LIVCHAT_VAULT_PASSWORD"), "{out}");
+}
+
+#[test]
 fn app_list_and_render_work_without_any_server() {
     let h = Home::initialised();
     let out = h.run(&["app", "list", "--output", "json"]);
