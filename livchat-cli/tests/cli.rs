@@ -33,6 +33,7 @@ impl Home {
             .env("LIVCHAT_HOME", self.path())
             .env_remove("LIVCHAT_VAULT_PASSWORD")
             .env_remove("LIVCHAT_APPS_DIR")
+            .env_remove("RUST_LOG")
             .env("LIVCHAT_HETZNER_ENDPOINT", "http://127.0.0.1:9")
             .env(
                 "LIVCHAT_CLOUDFLARE_ENDPOINT",
@@ -288,6 +289,26 @@ fn init_with_the_password_in_the_environment_uses_it_and_writes_no_password_file
     let out = h.run(&["secrets", "get", "k"]);
     assert!(!out.starts_with("exit: 0"), "{out}");
     assert!(out.contains("LIVCHAT_VAULT_PASSWORD"), "{out}");
+}
+
+#[test]
+fn a_lock_left_by_a_dead_process_is_taken_over_with_a_warning_on_stderr() {
+    let h = Home::initialised();
+    let lock = h.path().join("state.json.lock");
+    std::fs::write(&lock, "left by a process that was killed").unwrap();
+    let out = h.run(&["settings", "set", "email", "ops@example.com"]);
+    assert!(out.starts_with("exit: 0"), "{out}");
+    let stderr = out.split("--- stderr\n").nth(1).unwrap_or_default();
+    assert!(
+        stderr.contains("WARN") && stderr.contains("taking over a lock"),
+        "{out}"
+    );
+    // RUST_LOG replaces the default filter: `off` silences the warning.
+    std::fs::write(&lock, "left by a process that was killed").unwrap();
+    let mut cmd = h.command(&["settings", "set", "email", "dev@example.com"]);
+    cmd.env("RUST_LOG", "off");
+    let out = h.run_cmd(cmd);
+    assert!(out.ends_with("--- stderr\n"), "{out}");
 }
 
 #[test]
