@@ -79,7 +79,10 @@ fn server_add_pins_the_host_key_and_exec_delivers_hostile_arguments_unchanged() 
 
     // The remote exit status becomes the command's failure.
     let out = cli
-        .output(&["server", "exec", "web-1", "--", "sh", "-c", "exit 3"], None)
+        .output(
+            &["server", "exec", "web-1", "--", "sh", "-c", "exit 3"],
+            None,
+        )
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("status 3"));
@@ -118,9 +121,7 @@ async fn provider_info_and_dns_list_read_the_vendor_apis() {
         let types = cli.json(&["provider", "info", "server-types"]);
         let images = cli.ok(&["provider", "info", "images"]);
         let records = cli.json(&["dns", "list", "example.com"]);
-        let missing = cli
-            .output(&["dns", "list", "nope.example"], None)
-            .unwrap();
+        let missing = cli.output(&["dns", "list", "nope.example"], None).unwrap();
         (locations, types, images, records, missing)
     })
     .await

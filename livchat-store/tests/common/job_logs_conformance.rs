@@ -3,6 +3,9 @@
 
 use livchat_store::{JobLogStore, LogLevel, LogLine, StoreError};
 
+/// An empty log, typed for comparisons.
+const NONE: [LogLine; 0] = [];
+
 fn line(n: i64, level: LogLevel, message: &str) -> LogLine {
     LogLine {
         // Sub-second precision must survive a round trip.
@@ -23,12 +26,20 @@ fn assert_invalid_id(result: Result<impl std::fmt::Debug, StoreError>, id: &str)
 /// Runs every check against `logs`, which must hold no logs.
 pub fn check_job_logs(logs: &dyn JobLogStore) {
     let job = "job-20261202120000-0a1b2c3d";
-    assert_eq!(logs.read(job, 0).unwrap(), [], "a job without a log reads empty");
+    assert_eq!(
+        logs.read(job, 0).unwrap(),
+        NONE,
+        "a job without a log reads empty"
+    );
 
     // Lines come back in order and unchanged, including a message with a newline in it.
     let lines = [
         line(0, LogLevel::Info, "step connect: started"),
-        line(1, LogLevel::Warn, "retrying: 503 from the provider\nsecond line"),
+        line(
+            1,
+            LogLevel::Warn,
+            "retrying: 503 from the provider\nsecond line",
+        ),
         line(2, LogLevel::Error, "ünïcødé ✓ and \"quotes\""),
         line(3, LogLevel::Debug, ""),
     ];
@@ -39,8 +50,8 @@ pub fn check_job_logs(logs: &dyn JobLogStore) {
 
     // `from` skips lines already seen (how `job logs --follow` polls).
     assert_eq!(logs.read(job, 1).unwrap(), lines[1..]);
-    assert_eq!(logs.read(job, 4).unwrap(), []);
-    assert_eq!(logs.read(job, 100).unwrap(), []);
+    assert_eq!(logs.read(job, 4).unwrap(), NONE);
+    assert_eq!(logs.read(job, 100).unwrap(), NONE);
     let more = line(4, LogLevel::Info, "step connect: done");
     logs.append(job, &more).unwrap();
     assert_eq!(logs.read(job, 4).unwrap(), [more.clone()]);
@@ -54,16 +65,21 @@ pub fn check_job_logs(logs: &dyn JobLogStore) {
 
     // Remove forgets the log; removing an absent log is fine; a new log starts empty.
     logs.remove(job).unwrap();
-    assert_eq!(logs.read(job, 0).unwrap(), []);
+    assert_eq!(logs.read(job, 0).unwrap(), NONE);
     logs.remove(job).unwrap();
     logs.remove("job-never-written").unwrap();
     logs.append(job, &more).unwrap();
     assert_eq!(logs.read(job, 0).unwrap(), [more]);
-    assert_eq!(logs.read(other, 0).unwrap().len(), 1, "the other job's log is kept");
+    assert_eq!(
+        logs.read(other, 0).unwrap().len(),
+        1,
+        "the other job's log is kept"
+    );
 
     // Job ids are an allowlist for every operation (they become file names).
     let longest = "j".repeat(64);
-    logs.append(&longest, &line(0, LogLevel::Info, "ok")).unwrap();
+    logs.append(&longest, &line(0, LogLevel::Info, "ok"))
+        .unwrap();
     assert_eq!(logs.read(&longest, 0).unwrap().len(), 1);
     for bad in ["", "../state", "a/b", "job 1", "job.1", &"j".repeat(65)] {
         assert_invalid_id(logs.append(bad, &line(0, LogLevel::Info, "x")), bad);

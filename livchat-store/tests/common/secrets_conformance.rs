@@ -41,11 +41,18 @@ pub fn check_secret_store(store: Arc<dyn SecretStore>) {
 
     // Setting again replaces; names are sorted and never repeated.
     store.set("app.n8n.password", secret("second")).unwrap();
-    assert_eq!(value(&*store, "app.n8n.password").as_deref(), Some("second"));
+    assert_eq!(
+        value(&*store, "app.n8n.password").as_deref(),
+        Some("second")
+    );
     store.set("cloudflare_api_token", secret("cf")).unwrap();
     assert_eq!(
         store.names().unwrap(),
-        ["app.n8n.password", "cloudflare_api_token", "server.web-1.ssh_key"]
+        [
+            "app.n8n.password",
+            "cloudflare_api_token",
+            "server.web-1.ssh_key"
+        ]
     );
 
     // Delete says whether the secret was there.
@@ -60,13 +67,28 @@ pub fn check_secret_store(store: Arc<dyn SecretStore>) {
     store.set(&longest, secret("x")).unwrap();
     assert_eq!(value(&*store, &longest).as_deref(), Some("x"));
     assert!(store.delete(&longest).unwrap());
-    for bad in ["", "Hetzner", "bad name", "a/b", "../vault", "x;rm", &"a".repeat(129)] {
+    for bad in [
+        "",
+        "Hetzner",
+        "bad name",
+        "a/b",
+        "../vault",
+        "x;rm",
+        &"a".repeat(129),
+    ] {
         assert_invalid_name(store.set(bad, secret("v")), bad);
         assert_invalid_name(store.get(bad).map(|s| s.is_some()), bad);
         assert_invalid_name(store.delete(bad), bad);
     }
-    assert_eq!(store.names().unwrap(), before, "refused calls changed nothing");
-    assert_eq!(value(&*store, "app.n8n.password").as_deref(), Some("second"));
+    assert_eq!(
+        store.names().unwrap(),
+        before,
+        "refused calls changed nothing"
+    );
+    assert_eq!(
+        value(&*store, "app.n8n.password").as_deref(),
+        Some("second")
+    );
 
     // Writers on several threads: every set lands.
     let threads: Vec<_> = (0..4)
@@ -74,7 +96,9 @@ pub fn check_secret_store(store: Arc<dyn SecretStore>) {
             let store = Arc::clone(&store);
             std::thread::spawn(move || {
                 for i in 0..5 {
-                    store.set(&format!("t{t}.s{i}"), secret(&format!("{t}-{i}"))).unwrap();
+                    store
+                        .set(&format!("t{t}.s{i}"), secret(&format!("{t}-{i}")))
+                        .unwrap();
                 }
             })
         })
