@@ -18,7 +18,8 @@ use crate::secrets::SecretRef;
 
 /// The schema `docker stack deploy` validates stack files against (docker/cli @ 28f75608,
 /// `cli/compose/schema/data/config_schema_v3.13.json`, Apache-2.0: see
-/// `schema/LICENSE.docker-cli`). Embedded because shipped binaries have no `shared/` beside them.
+/// `schema/LICENSE.docker-cli`). Embedded because shipped binaries carry no data files.
+/// livchat-remote validates stacks against this same file (the one copy in the repository).
 pub const STACK_SCHEMA_V3_13: &str =
     include_str!("../schema/docker-cli-stack-config_schema_v3.13.json");
 

@@ -94,7 +94,7 @@ impl Cluster {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
+        let port = fixtures::net::free_port();
         // setpriv execs in place (runuser would fork), so the child's pid is the postmaster's.
         let server = Command::new("/usr/bin/setpriv")
             .args(["--reuid=postgres", "--regid=postgres", "--clear-groups"])
@@ -174,14 +174,6 @@ impl Cluster {
             .output()
             .unwrap()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn text(o: &Output) -> String {

@@ -18,7 +18,8 @@ Examples:
 Environment:
   LIVCHAT_HOME             home directory (default ~/.livchat)
   LIVCHAT_VAULT_PASSWORD   vault password (else --vault-password-file, else <home>/.vault_password)
-  LIVCHAT_APPS_DIR         extra app definition directories, colon-separated";
+  LIVCHAT_APPS_DIR         extra app definition directories, colon-separated
+  RUST_LOG                 log filter for stderr (tracing's EnvFilter syntax; overrides -v)";
 
 /// LivChat Setup: servers, DNS and apps on your own cloud account.
 #[derive(Debug, Parser)]
@@ -48,6 +49,9 @@ pub struct Global {
     /// follow it with `job logs --follow` or `job wait`.
     #[arg(long, global = true)]
     pub detach: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv everything); warnings by default.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

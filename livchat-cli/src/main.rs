@@ -8,6 +8,7 @@
 //! Exit codes: 0 done, 1 failed, 2 usage (bad arguments or invalid values).
 
 mod args;
+mod logging;
 mod output;
 
 use std::io::{IsTerminal, Read};
@@ -34,6 +35,7 @@ use crate::output::{Table, print};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,21 +3,36 @@
 //! stderr together (uv's `uv_snapshot!` style), with the temporary home filtered out.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-struct Home {
-    dir: tempfile::TempDir,
+use fixtures::cli::Livchat;
+
+/// A temporary home whose cloud endpoints are a closed loopback port, so nothing here can
+/// reach a cloud; the runner (`fixtures::cli::Livchat`) gives `path`, `command`, `run`.
+struct Home(Livchat);
+
+impl std::ops::Deref for Home {
+    type Target = Livchat;
+    fn deref(&self) -> &Livchat {
+        &self.0
+    }
 }
 
 impl Home {
     fn new() -> Self {
-        Home {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Home(
+            Livchat::temp(env!("CARGO_BIN_EXE_livchat"))
+                .env("LIVCHAT_HETZNER_ENDPOINT", "http://127.0.0.1:9")
+                .env(
+                    "LIVCHAT_CLOUDFLARE_ENDPOINT",
+                    "http://127.0.0.1:9/client/v4/",
+                )
+                .env("COLUMNS", "100"),
+        )
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.path().join("home")
+        self.home().to_path_buf()
     }
 
     fn initialised() -> Self {
@@ -25,37 +40,6 @@ impl Home {
         let out = h.run(&["init"]);
         assert!(out.starts_with("exit: 0"), "{out}");
         h
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_livchat"));
-        cmd.args(args)
-            .env("LIVCHAT_HOME", self.path())
-            .env_remove("LIVCHAT_VAULT_PASSWORD")
-            .env_remove("LIVCHAT_APPS_DIR")
-            .env("LIVCHAT_HETZNER_ENDPOINT", "http://127.0.0.1:9")
-            .env(
-                "LIVCHAT_CLOUDFLARE_ENDPOINT",
-                "http://127.0.0.1:9/client/v4/",
-            )
-            .env("COLUMNS", "100")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        self.run_cmd(self.command(args))
-    }
-
-    fn run_cmd(&self, mut cmd: Command) -> String {
-        let out = cmd.output().unwrap();
-        let text = format!(
-            "exit: {}\n--- stdout\n{}--- stderr\n{}",
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        text.replace(&self.path().display().to_string(), "[HOME]")
     }
 
     fn state_bytes(&self) -> Vec<u8> {
@@ -324,4 +308,43 @@ fn app_list_and_render_work_without_any_server() {
     // Placeholder secrets are not stored.
     let names = h.run(&["secrets", "list", "--output", "json"]);
     assert!(!names.contains("app."), "{names}");
+}
+
+#[test]
+fn init_with_the_password_in_the_environment_uses_it_and_writes_no_password_file() {
+    let h = Home::new();
+    let with_env = |args: &[&str]| {
+        let mut cmd = h.command(args);
+        cmd.env("LIVCHAT_VAULT_PASSWORD", "from-the-environment");
+        h.run_cmd(cmd)
+    };
+    let out = with_env(&["init"]);
+    assert!(out.starts_with("exit: 0"), "{out}");
+    assert!(!h.path().join(".vault_password").exists());
+    let out = with_env(&["secrets", "set", "k", "v"]);
+    assert!(out.starts_with("exit: 0"), "{out}");
+    // Without the variable there is no password: the vault stays closed.
+    let out = h.run(&["secrets", "get", "k"]);
+    assert!(!out.starts_with("exit: 0"), "{out}");
+    assert!(out.contains("LIVCHAT_VAULT_PASSWORD"), "{out}");
+}
+
+#[test]
+fn a_lock_left_by_a_dead_process_is_taken_over_with_a_warning_on_stderr() {
+    let h = Home::initialised();
+    let lock = h.path().join("state.json.lock");
+    std::fs::write(&lock, "left by a process that was killed").unwrap();
+    let out = h.run(&["settings", "set", "email", "ops@example.com"]);
+    assert!(out.starts_with("exit: 0"), "{out}");
+    let stderr = out.split("--- stderr\n").nth(1).unwrap_or_default();
+    assert!(
+        stderr.contains("WARN") && stderr.contains("taking over a lock"),
+        "{out}"
+    );
+    // RUST_LOG replaces the default filter: `off` silences the warning.
+    std::fs::write(&lock, "left by a process that was killed").unwrap();
+    let mut cmd = h.command(&["settings", "set", "email", "dev@example.com"]);
+    cmd.env("RUST_LOG", "off");
+    let out = h.run_cmd(cmd);
+    assert!(out.ends_with("--- stderr\n"), "{out}");
 }

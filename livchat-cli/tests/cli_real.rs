@@ -3,30 +3,10 @@
 //! key refused), and `provider info` / `dns list` against the fake Hetzner and Cloudflare
 //! servers that are held to the vendors' specs.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use fixtures::cli::Livchat;
 
-fn livchat(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livchat"));
-    cmd.args(args)
-        .env("LIVCHAT_HOME", home)
-        .env_remove("LIVCHAT_VAULT_PASSWORD")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn livchat() -> Livchat {
+    Livchat::temp(env!("CARGO_BIN_EXE_livchat"))
 }
 
 #[test]
@@ -34,39 +14,32 @@ fn server_add_pins_the_host_key_and_exec_delivers_hostile_arguments_unchanged() 
     let Some(mut sshd) = fixtures::sshd::Sshd::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    ok(&livchat(&home, &["init"], &[]));
-    let key = dir.path().join("id_ed25519");
+    let cli = livchat();
+    let home = cli.home();
+    cli.ok(&["init"]);
+    let key = cli.scratch().join("id_ed25519");
     std::fs::write(&key, sshd.client_private_key()).unwrap();
     let port = sshd.port().to_string();
-    let out = ok(&livchat(
-        &home,
-        &[
-            "server",
-            "add",
-            "web-1",
-            "--host",
-            &sshd.host(),
-            "--port",
-            &port,
-            "--user",
-            sshd.user(),
-            "--key",
-            key.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[],
-    ));
-    let record: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let record = cli.json(&[
+        "server",
+        "add",
+        "web-1",
+        "--host",
+        &sshd.host(),
+        "--port",
+        &port,
+        "--user",
+        sshd.user(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(record["host_key_fingerprint"], sshd.host_key_fingerprint());
     // The key went into the vault, never into state.json.
     let state = std::fs::read_to_string(home.join("state.json")).unwrap();
     assert!(state.contains(sshd.host_key_fingerprint()));
     assert!(!state.contains("PRIVATE KEY"));
 
-    let canary = dir.path().join("canary");
+    let canary = cli.scratch().join("canary");
     let c = canary.display().to_string();
     let payloads: Vec<String> = vec![
         format!("; touch {c}"),
@@ -91,7 +64,7 @@ fn server_add_pins_the_host_key_and_exec_delivers_hostile_arguments_unchanged() 
     args.pop();
     args.push(r"%s\0");
     args.extend(payloads.iter().map(String::as_str));
-    let out = livchat(&home, &args, &[]);
+    let out = cli.output(&args, None).unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -105,18 +78,21 @@ fn server_add_pins_the_host_key_and_exec_delivers_hostile_arguments_unchanged() 
     assert!(!canary.exists(), "a payload reached a shell");
 
     // The remote exit status becomes the command's failure.
-    let out = livchat(
-        &home,
-        &["server", "exec", "web-1", "--", "sh", "-c", "exit 3"],
-        &[],
-    );
+    let out = cli
+        .output(
+            &["server", "exec", "web-1", "--", "sh", "-c", "exit 3"],
+            None,
+        )
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("status 3"));
 
     // A changed host key is refused, naming the server and both fingerprints.
     let pinned = sshd.host_key_fingerprint().to_string();
     sshd.restart_with_new_host_key();
-    let out = livchat(&home, &["server", "exec", "web-1", "--", "true"], &[]);
+    let out = cli
+        .output(&["server", "exec", "web-1", "--", "true"], None)
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("host key changed for web-1"), "{err}");
@@ -125,64 +101,34 @@ fn server_add_pins_the_host_key_and_exec_delivers_hostile_arguments_unchanged() 
         "{err}"
     );
     // Re-pinning is an explicit action; afterwards commands work again.
-    ok(&livchat(&home, &["server", "repin-host-key", "web-1"], &[]));
-    ok(&livchat(
-        &home,
-        &["server", "exec", "web-1", "--", "true"],
-        &[],
-    ));
+    cli.ok(&["server", "repin-host-key", "web-1"]);
+    cli.ok(&["server", "exec", "web-1", "--", "true"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_info_and_dns_list_read_the_vendor_apis() {
     let hetzner = fixtures::fake_hetzner::FakeHetzner::start().await;
     let cloudflare = fixtures::fake_cloudflare::FakeCloudflare::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let env = [
-        ("LIVCHAT_HETZNER_ENDPOINT", hetzner.url()),
-        ("LIVCHAT_CLOUDFLARE_ENDPOINT", cloudflare.url()),
-    ];
+    let cli = livchat()
+        .env("LIVCHAT_HETZNER_ENDPOINT", hetzner.url())
+        .env("LIVCHAT_CLOUDFLARE_ENDPOINT", cloudflare.url());
     let (ht, ct) = (hetzner.token().to_string(), cloudflare.token().to_string());
     let outputs = tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        ok(&livchat(&home, &["init"], &[]));
-        ok(&livchat(
-            &home,
-            &["secrets", "set", "hetzner_token", &ht],
-            &[],
-        ));
-        ok(&livchat(
-            &home,
-            &["secrets", "set", "cloudflare_api_token", &ct],
-            &[],
-        ));
-        let locations = ok(&livchat(
-            &home,
-            &["provider", "info", "locations", "--output", "json"],
-            &env,
-        ));
-        let types = ok(&livchat(
-            &home,
-            &["provider", "info", "server-types", "--output", "json"],
-            &env,
-        ));
-        let images = ok(&livchat(&home, &["provider", "info", "images"], &env));
-        let records = ok(&livchat(
-            &home,
-            &["dns", "list", "example.com", "--output", "json"],
-            &env,
-        ));
-        let missing = livchat(&home, &["dns", "list", "nope.example"], &env);
+        cli.ok(&["init"]);
+        cli.ok(&["secrets", "set", "hetzner_token", &ht]);
+        cli.ok(&["secrets", "set", "cloudflare_api_token", &ct]);
+        let locations = cli.json(&["provider", "info", "locations"]);
+        let types = cli.json(&["provider", "info", "server-types"]);
+        let images = cli.ok(&["provider", "info", "images"]);
+        let records = cli.json(&["dns", "list", "example.com"]);
+        let missing = cli.output(&["dns", "list", "nope.example"], None).unwrap();
         (locations, types, images, records, missing)
     })
     .await
     .unwrap();
     let (locations, types, images, records, missing) = outputs;
-    let locations: serde_json::Value = serde_json::from_str(&locations).unwrap();
     assert!(!locations.as_array().unwrap().is_empty());
     assert!(locations[0]["name"].is_string());
-    let types: serde_json::Value = serde_json::from_str(&types).unwrap();
     assert!(
         types
             .as_array()
@@ -192,7 +138,6 @@ async fn provider_info_and_dns_list_read_the_vendor_apis() {
     );
     assert!(images.contains("debian"), "{images}");
     // The zone holds record types the cloudflare crate cannot model (CAA): listing still works.
-    let records: serde_json::Value = serde_json::from_str(&records).unwrap();
     let kinds: Vec<&str> = records
         .as_array()
         .unwrap()

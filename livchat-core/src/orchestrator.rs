@@ -179,19 +179,10 @@ impl Orchestrator {
     /// Creates the home (directory 0700, `state.json`, vault, `.vault_password` unless the
     /// password comes from the environment or a file). Idempotent; never overwrites.
     pub fn init(config: &Config) -> Result<InitReport> {
-        let explicit = match (
-            std::env::var(livchat_store::VAULT_PASSWORD_ENV).ok(),
-            &config.vault_password_file,
-        ) {
-            (Some(_), _) | (None, Some(_)) => Some(
-                livchat_store::resolve_vault_password(
-                    &config.home,
-                    config.vault_password_file.as_deref(),
-                )?
-                .0,
-            ),
-            (None, None) => None,
-        };
+        let explicit = livchat_store::explicit_vault_password(
+            &config.home,
+            config.vault_password_file.as_deref(),
+        )?;
         Ok(livchat_store::init_home_with(
             &config.home,
             livchat_store::InitOptions {
@@ -205,12 +196,8 @@ impl Orchestrator {
     /// a process that ended as interrupted.
     pub fn open(config: Config) -> Result<Arc<Orchestrator>> {
         let paths = livchat_store::HomePaths::new(&config.home);
-        if !paths.state.exists() {
-            return Err(CoreError::Store(
-                livchat_store::StoreError::NotInitialized { path: paths.state },
-            ));
-        }
         let store = Arc::new(livchat_store::JsonFileStore::new(&config.home));
+        // A missing state.json is the store's NotInitialized error, naming the file.
         store.load()?;
         let (password, _) = livchat_store::resolve_vault_password(
             &config.home,

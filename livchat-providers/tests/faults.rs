@@ -234,11 +234,7 @@ async fn slow_answers_time_out_and_are_retried() {
 #[tokio::test]
 async fn an_unreachable_endpoint_is_a_clear_error_after_the_last_attempt() {
     // A port that was free a moment ago: connection refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = fixtures::net::free_port();
     let p = hetzner_at(&format!("http://127.0.0.1:{port}"), "t", fast_policy());
     let e = p.list_locations().await.unwrap_err();
     assert!(

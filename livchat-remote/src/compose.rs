@@ -1,6 +1,7 @@
 //! Validation of stack files against the schema `docker stack deploy` itself uses (docker/cli's
-//! `config_schema_v3.13.json`, copied with its license into `livchat-remote/schema/` and
-//! compiled into the binary, since shipped binaries have no `shared/` beside them).
+//! `config_schema_v3.13.json`, compiled into the binary). The one vendored copy, with its
+//! license, is `livchat-apps/schema/`, which renders against the same file: one path, no crate
+//! dependency between the two leaves.
 //!
 //! Every stack is validated here before anything is uploaded, so a bad stack fails on the
 //! user's machine with the schema's own message and the path of the offending value, not
@@ -13,7 +14,7 @@ use crate::platform::PlatformError;
 /// The schema docker/cli validates version 3 stack files against (3.13 is what it uses when
 /// `version` is absent or "3").
 pub const STACK_SCHEMA_JSON: &str =
-    include_str!("../schema/docker-cli-stack-config_schema_v3.13.json");
+    include_str!("../../livchat-apps/schema/docker-cli-stack-config_schema_v3.13.json");
 
 fn validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();

@@ -1,4 +1,4 @@
-//! Portainer's HTTP API (CE 2.23, `shared/specs/portainer`): first-run admin initialisation,
+//! Portainer's HTTP API (CE 2.23, `fixtures/specs/portainer`): first-run admin initialisation,
 //! authentication (JWT from `POST /auth`, or an API key in `X-API-Key`), endpoint and Swarm
 //! discovery, and Swarm stacks from a string (create, list, inspect, update, delete, file).
 //!

@@ -42,8 +42,8 @@ pub use job_log::MockJobLogStore;
 pub use job_log::{FileJobLogs, JobLogStore, LogLevel, LogLine, MemoryJobLogs};
 pub use lock::{LockConfig, LockInfo, read_lock_info};
 pub use password::{
-    PasswordSource, VAULT_PASSWORD_ENV, VAULT_PASSWORD_FILE, read_password_file,
-    resolve_vault_password, resolve_vault_password_from,
+    PasswordSource, VAULT_PASSWORD_ENV, VAULT_PASSWORD_FILE, explicit_vault_password,
+    read_password_file, resolve_vault_password, resolve_vault_password_from,
 };
 pub use process::{process_alive, this_host};
 #[cfg(feature = "mock")]

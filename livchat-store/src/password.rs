@@ -54,6 +54,19 @@ pub fn resolve_vault_password(
     resolve_vault_password_from(env, home, explicit_file)
 }
 
+/// The password `init` must use instead of generating one: the environment's, else
+/// `explicit_file`'s; `None` when neither is given (then the home's own `.vault_password` is
+/// kept or created). Lives here so the caller does not read the environment itself.
+pub fn explicit_vault_password(
+    home: &Path,
+    explicit_file: Option<&Path>,
+) -> Result<Option<SecretString>, StoreError> {
+    if std::env::var(VAULT_PASSWORD_ENV).is_err() && explicit_file.is_none() {
+        return Ok(None);
+    }
+    resolve_vault_password(home, explicit_file).map(|(password, _)| Some(password))
+}
+
 /// [`resolve_vault_password`] with the environment value passed in (for tests and for callers
 /// that read their configuration elsewhere).
 pub fn resolve_vault_password_from(

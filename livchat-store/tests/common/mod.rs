@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod job_logs_conformance;
+pub mod secrets_conformance;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
