@@ -325,3 +325,35 @@ fn app_list_and_render_work_without_any_server() {
     let names = h.run(&["secrets", "list", "--output", "json"]);
     assert!(!names.contains("app."), "{names}");
 }
+
+#[test]
+fn app_list_filters_by_category_and_app_search_finds_every_word() {
+    let h = Home::initialised();
+    snapshot(
+        "app_list_category_ai",
+        &h.run(&["app", "list", "--category", "ai"]),
+    );
+    snapshot(
+        "app_search_whatsapp",
+        &h.run(&["app", "search", "whatsapp"]),
+    );
+    snapshot(
+        "app_search_words_and_category",
+        &h.run(&[
+            "app",
+            "search",
+            "postgresql",
+            "redis",
+            "--category",
+            "automation",
+        ]),
+    );
+    let out = h.run(&["app", "search", "no-such-app-anywhere", "--output", "json"]);
+    assert!(out.starts_with("exit: 0") && out.contains("[]"), "{out}");
+    snapshot(
+        "bad_app_list_unknown_category",
+        &bad(&h, &["app", "list", "--category", "games"]),
+    );
+    let out = h.run(&["app", "search"]);
+    assert!(out.starts_with("exit: 2"), "a search needs a word:\n{out}");
+}
