@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub struct AppDefinition {
     /// Unique name, also the Swarm stack name: `[a-z][a-z0-9-]{0,31}`.
     pub name: String,
+    /// Display name (`Uptime Kuma`), searched like the name; the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// Version of the app this definition deploys (informational; images carry the real pins).
     pub version: String,
     pub category: Category,
@@ -89,6 +92,8 @@ pub struct AppDefinition {
     pub tls_resolver: Option<String>,
 }
 
+/// What an app is for: `app list --category` filters on it, the README table groups by it.
+/// Declaration order is the table's order.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
@@ -96,16 +101,74 @@ pub struct AppDefinition {
 pub enum Category {
     Infrastructure,
     Database,
+    Ai,
+    Analytics,
+    Automation,
+    Business,
+    Content,
+    Development,
+    Messaging,
+    Monitoring,
+    Productivity,
+    Security,
+    Storage,
+    /// Anything that fits none of the above.
     Application,
 }
 
 impl Category {
+    pub const ALL: [Category; 14] = [
+        Category::Infrastructure,
+        Category::Database,
+        Category::Ai,
+        Category::Analytics,
+        Category::Automation,
+        Category::Business,
+        Category::Content,
+        Category::Development,
+        Category::Messaging,
+        Category::Monitoring,
+        Category::Productivity,
+        Category::Security,
+        Category::Storage,
+        Category::Application,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Category::Infrastructure => "infrastructure",
             Category::Database => "database",
+            Category::Ai => "ai",
+            Category::Analytics => "analytics",
+            Category::Automation => "automation",
+            Category::Business => "business",
+            Category::Content => "content",
+            Category::Development => "development",
+            Category::Messaging => "messaging",
+            Category::Monitoring => "monitoring",
+            Category::Productivity => "productivity",
+            Category::Security => "security",
+            Category::Storage => "storage",
             Category::Application => "application",
         }
+    }
+
+    /// A category by name (case-insensitive); the error names the allowed ones.
+    pub fn parse(text: &str) -> Result<Category, crate::AppsError> {
+        let wanted = text.trim().to_lowercase();
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str() == wanted)
+            .ok_or_else(|| {
+                let allowed: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+                crate::AppsError::invalid_value(
+                    "category",
+                    format!(
+                        "{text:?} is not a category; expected one of: {}",
+                        allowed.join(", ")
+                    ),
+                )
+            })
     }
 }
 

@@ -34,6 +34,7 @@ mod error;
 pub mod escape;
 pub mod names;
 pub mod postgres;
+pub mod query;
 pub mod render;
 pub mod resolver;
 pub mod secrets;
@@ -43,6 +44,7 @@ pub use catalog::{APPS_DIR_ENV, Catalog, CatalogEntry, DefinitionSource};
 pub use definition::{AppDefinition, Category, definition_json_schema};
 pub use error::AppsError;
 pub use postgres::{CreateDatabase, PsqlCommand, create_database_command};
+pub use query::{AppQuery, catalog_markdown_table};
 pub use render::{
     DEFAULT_NETWORK, DeployStep, DnsConfig, DockerSecret, EndpointMode, HttpRequestStep,
     ImageOverrides, PreviewRequest, PreviewStack, RenderContext, RenderOptions, RenderedStack,

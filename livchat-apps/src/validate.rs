@@ -26,6 +26,11 @@ pub(crate) fn validate_definition(def: &AppDefinition) -> Result<(), AppsError> 
     if def.version.trim().is_empty() {
         return Err(bad("version", "must not be empty"));
     }
+    if let Some(title) = &def.title
+        && (title.trim().is_empty() || title.chars().any(char::is_control))
+    {
+        return Err(bad("title", "must be non-empty text on one line"));
+    }
     if def.description.trim().is_empty() {
         return Err(bad("description", "must not be empty"));
     }

@@ -233,7 +233,18 @@ pub enum ServerCommand {
 #[derive(Debug, Subcommand)]
 pub enum AppCommand {
     /// List the app catalog.
-    List,
+    List {
+        /// Only apps of this category (infrastructure, database, ai, automation, messaging, ...).
+        #[arg(long)]
+        category: Option<String>,
+    },
+    /// Find apps whose name, title, description or category holds every WORD.
+    Search {
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+        #[arg(long)]
+        category: Option<String>,
+    },
     /// Show one app definition.
     Show { app: String },
     /// Render the stacks of an app and its dependencies, with placeholder secrets (nothing stored).

@@ -545,28 +545,35 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The catalog table of `app list` and `app search`.
+fn print_apps(out: OutputFormat, defs: &[&livchat_core::model::AppDefinition]) {
+    let json: Vec<_> = defs
+        .iter()
+        .map(|d| serde_json::json!({ "name": d.name, "version": d.version, "category": d.category.as_str(), "description": d.description }))
+        .collect();
+    print(out, &json, || {
+        let mut t = Table::new(&["NAME", "VERSION", "CATEGORY", "DESCRIPTION"]);
+        for d in defs {
+            t.row(vec![
+                d.name.clone(),
+                d.version.clone(),
+                d.category.as_str().into(),
+                d.description.clone(),
+            ]);
+        }
+        t
+    });
+}
+
 async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
     let out = g.output;
     let orch = open(g)?;
     match cmd {
-        AppCommand::List => {
-            let defs = orch.app_definitions();
-            let json: Vec<_> = defs
-                .iter()
-                .map(|d| serde_json::json!({ "name": d.name, "version": d.version, "category": d.category.as_str(), "description": d.description }))
-                .collect();
-            print(out, &json, || {
-                let mut t = Table::new(&["NAME", "VERSION", "CATEGORY", "DESCRIPTION"]);
-                for d in &defs {
-                    t.row(vec![
-                        d.name.clone(),
-                        d.version.clone(),
-                        d.category.as_str().into(),
-                        d.description.clone(),
-                    ]);
-                }
-                t
-            });
+        AppCommand::List { category } => {
+            print_apps(out, &orch.app_search(category.as_deref(), &[])?);
+        }
+        AppCommand::Search { words, category } => {
+            print_apps(out, &orch.app_search(category.as_deref(), &words)?);
         }
         AppCommand::Show { app } => {
             let d = orch.app_definition(&app)?;

@@ -347,4 +347,33 @@ fn a_lock_left_by_a_dead_process_is_taken_over_with_a_warning_on_stderr() {
     cmd.env("RUST_LOG", "off");
     let out = h.run_cmd(cmd);
     assert!(out.ends_with("--- stderr\n"), "{out}");
+fn app_list_filters_by_category_and_app_search_finds_every_word() {
+    let h = Home::initialised();
+    snapshot(
+        "app_list_category_ai",
+        &h.run(&["app", "list", "--category", "ai"]),
+    );
+    snapshot(
+        "app_search_whatsapp",
+        &h.run(&["app", "search", "whatsapp"]),
+    );
+    snapshot(
+        "app_search_words_and_category",
+        &h.run(&[
+            "app",
+            "search",
+            "postgresql",
+            "redis",
+            "--category",
+            "automation",
+        ]),
+    );
+    let out = h.run(&["app", "search", "no-such-app-anywhere", "--output", "json"]);
+    assert!(out.starts_with("exit: 0") && out.contains("[]"), "{out}");
+    snapshot(
+        "bad_app_list_unknown_category",
+        &bad(&h, &["app", "list", "--category", "games"]),
+    );
+    let out = h.run(&["app", "search"]);
+    assert!(out.starts_with("exit: 2"), "a search needs a word:\n{out}");
 }

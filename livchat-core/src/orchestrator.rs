@@ -585,6 +585,23 @@ impl Orchestrator {
         self.catalog.list().map(|e| &e.definition).collect()
     }
 
+    /// `app list --category CAT` and `app search WORD...`: the catalog's apps of `category`
+    /// (by name; an unknown one is bad input) holding every word, best matches first.
+    pub fn app_search(
+        &self,
+        category: Option<&str>,
+        words: &[String],
+    ) -> Result<Vec<&AppDefinition>> {
+        let query =
+            livchat_apps::AppQuery::parse(category, words).map_err(crate::flows::apps_err)?;
+        Ok(self
+            .catalog
+            .find(&query)
+            .into_iter()
+            .map(|e| &e.definition)
+            .collect())
+    }
+
     pub fn app_definition(&self, app: &str) -> Result<&AppDefinition> {
         self.catalog.require(app).map_err(crate::flows::apps_err)
     }
