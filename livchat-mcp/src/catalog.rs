@@ -199,5 +199,30 @@ pub fn output_schema(shape: &Shape) -> JsonObject {
     if !defs.is_empty() {
         root.insert("$defs".into(), Value::Object(defs));
     }
-    root
+    // Output schemas are for validation, not for the model: their prose only costs tokens
+    // (tools/list must stay small).
+    let mut value = Value::Object(root);
+    strip_prose(&mut value);
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("built as an object above"),
+    }
+}
+
+fn strip_prose(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            // Only schema keywords: a property *named* description stays (it sits under
+            // `properties`, whose values are schemas, not strings).
+            if map.get("description").is_some_and(Value::is_string) {
+                map.remove("description");
+            }
+            if map.get("title").is_some_and(Value::is_string) {
+                map.remove("title");
+            }
+            map.values_mut().for_each(strip_prose);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_prose),
+        _ => {}
+    }
 }

@@ -52,7 +52,10 @@ pub fn exposed(name: &str) -> bool {
 #[derive(Debug)]
 pub enum Failure {
     /// Arguments that do not fit the request type.
-    Input { field: String, message: String },
+    Input {
+        field: String,
+        message: String,
+    },
     Core(CoreError),
 }
 
@@ -67,7 +70,10 @@ impl From<CoreError> for Failure {
 pub enum Outcome {
     Value(Value),
     /// Nothing was changed: `confirm_required` when only `confirm: true` would act.
-    Plan { plan: Plan, confirm_required: bool },
+    Plan {
+        plan: Plan,
+        confirm_required: bool,
+    },
     /// A job recorded, queued, owned by this process: the handler spawns it.
     Job(JobView),
 }
@@ -142,7 +148,10 @@ fn field_in(message: &str) -> Option<String> {
     Some(message[start..start + len].to_string())
 }
 
-async fn read<O: Operation>(orch: &Arc<Orchestrator>, args: JsonObject) -> Result<Outcome, Failure> {
+async fn read<O: Operation>(
+    orch: &Arc<Orchestrator>,
+    args: JsonObject,
+) -> Result<Outcome, Failure> {
     let request: O = parse(args)?;
     let out = request.run(orch).await?;
     Ok(Outcome::Value(to_value(&out)?))
@@ -286,7 +295,10 @@ impl Describe for ops::ServerAdd {
             &["connect over SSH", "pin the host key", "record the server"],
             vec![
                 format!("state server {} ({target})", self.name),
-                format!("vault secret {}", livchat_core::orchestrator::ssh_key_secret(&self.name)),
+                format!(
+                    "vault secret {}",
+                    livchat_core::orchestrator::ssh_key_secret(&self.name)
+                ),
             ],
         ))
     }
@@ -313,7 +325,10 @@ impl Describe for ops::ServerDnsUpdate {
         let mut p = plan(
             format!("server dns update {}", self.server),
             &["create or update the A record", "record the zone"],
-            vec![format!("state server {} dns zone {}", self.server, self.zone)],
+            vec![format!(
+                "state server {} dns zone {}",
+                self.server, self.zone
+            )],
         );
         p.dns_records.push(format!("A {name} -> {}", server.host));
         Ok(p)
@@ -323,7 +338,11 @@ impl Describe for ops::ServerDnsUpdate {
 impl Describe for ops::JobCancel {
     fn describe(&self, orch: &Orchestrator) -> Result<Plan, CoreError> {
         orch.jobs().get(&self.id)?;
-        Ok(plan(format!("job cancel {}", self.id), &["cancel the job"], vec![]))
+        Ok(plan(
+            format!("job cancel {}", self.id),
+            &["cancel the job"],
+            vec![],
+        ))
     }
 }
 
@@ -393,10 +412,9 @@ mod tests {
 
     #[test]
     fn a_mistyped_field_is_named_with_what_it_expects() {
-        let (field, message) =
-            input_failure(parse::<ops::ServerExec>(args(serde_json::json!({
-                "server": "web-1", "argv": "rm -rf /"
-            }))));
+        let (field, message) = input_failure(parse::<ops::ServerExec>(args(serde_json::json!({
+            "server": "web-1", "argv": "rm -rf /"
+        }))));
         assert_eq!(field, "argv");
         assert!(message.contains("expected a sequence"), "{message}");
         let (field, _) = input_failure(parse::<ops::ServerExec>(args(serde_json::json!({
@@ -427,7 +445,8 @@ mod tests {
         assert!(a.contains_key("plan"));
 
         let shape = Shape::of(ops::operation("server_delete").unwrap());
-        let mut a = args(serde_json::json!({"server": "web-1", "confirm": true, "max_wait_secs": 5}));
+        let mut a =
+            args(serde_json::json!({"server": "web-1", "confirm": true, "max_wait_secs": 5}));
         let x = extras(&shape, &mut a).unwrap();
         assert!(x.confirm && !x.plan);
         assert_eq!(x.max_wait_secs, 5);

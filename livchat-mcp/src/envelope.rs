@@ -100,9 +100,5 @@ pub fn failure(failure: &Failure) -> CallToolResult {
 }
 
 pub fn cancelled() -> CallToolResult {
-    error(
-        "cancelled",
-        None,
-        "cancelled by the client".to_string(),
-    )
+    error("cancelled", None, "cancelled by the client".to_string())
 }

@@ -260,11 +260,7 @@ impl ServerHandler for LivchatMcp {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.shared
-            .tools
-            .iter()
-            .find(|t| t.name == name)
-            .cloned()
+        self.shared.tools.iter().find(|t| t.name == name).cloned()
     }
 
     async fn call_tool(

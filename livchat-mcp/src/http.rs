@@ -72,11 +72,19 @@ async fn require_bearer(
         Ok(Ok(false)) => unauthorized("invalid bearer token"),
         Ok(Err(e)) => {
             tracing::error!("checking the API token: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot check the API token").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot check the API token",
+            )
+                .into_response()
         }
         Err(e) => {
             tracing::error!("checking the API token: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "cannot check the API token").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot check the API token",
+            )
+                .into_response()
         }
     }
 }

@@ -82,7 +82,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let orch = Orchestrator::open(config).context("opening the livchat home")?;
     let mcp = LivchatMcp::new(Arc::clone(&orch));
     match args.http {
-        Some(addr) => http::serve(mcp, addr).await?,
+        Some(addr) => http::serve(mcp.clone(), addr).await?,
         None => {
             let running = mcp
                 .clone()

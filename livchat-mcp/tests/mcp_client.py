@@ -31,7 +31,7 @@ DESTRUCTIVE = {"server_delete", "app_undeploy", "secret_delete"}
 LONG = {"server_create", "server_setup", "app_deploy", "app_undeploy", "server_delete", "job_retry"}
 OPEN_WORLD = {
     "server_add", "server_create", "server_setup", "server_delete", "server_exec",
-    "server_dns_update", "app_deploy", "app_undeploy", "provider_info", "dns_list",
+    "server_dns_update", "app_deploy", "app_undeploy", "provider_info", "dns_list", "job_retry",
 }
 
 
@@ -102,7 +102,9 @@ async def scenario_tools(session, cfg):
         check(("max_wait_secs" in props) == (t.name in LONG), f"{t.name} max_wait_secs property")
     argv = next(t for t in listed.tools if t.name == "server_exec").input_schema["properties"]["argv"]
     check(argv.get("type") == "array", f"server_exec argv is not an array: {argv}")
-    return {"tools": len(names), "tools_list_bytes": len(raw.encode())}
+    sizes = {t.name: [len(json.dumps(t.input_schema, separators=(",", ":"))),
+                      len(json.dumps(t.output_schema, separators=(",", ":")))] for t in listed.tools}
+    return {"tools": len(names), "tools_list_bytes": len(raw.encode()), "schema_bytes": sizes}
 
 
 async def scenario_reads(session, cfg):
