@@ -140,7 +140,7 @@ async def scenario_progress(session, cfg):
         events.append({"progress": progress, "total": total, "message": message})
 
     seen = []
-    result = await session.call_tool(cfg["tool"], cfg["args"], progress_callback=on_progress)
+    result = await session.call_tool(cfg["tool"], cfg["tool_args"], progress_callback=on_progress)
     seen.append(dump(result))
     check(not result.is_error, f"{cfg['tool']} failed: {text_of(result)}")
     progress = [e["progress"] for e in events]
@@ -162,7 +162,7 @@ async def scenario_cancel(session, cfg):
 
     async with anyio.create_task_group() as tg:
         async def call():
-            await session.call_tool(cfg["tool"], cfg["args"], progress_callback=on_progress)
+            await session.call_tool(cfg["tool"], cfg["tool_args"], progress_callback=on_progress)
 
         tg.start_soon(call)
         with anyio.fail_after(cfg.get("timeout", 600)):

@@ -375,7 +375,7 @@ async fn a_long_tool_with_a_progress_token_reports_every_step_and_never_goes_dow
     let cfg = with(&home.stdio(&env), "tool", json!("server_create"));
     let cfg = with(
         &cfg,
-        "args",
+        "tool_args",
         json!({"name": "web-1", "server_type": "cx22", "location": "nbg1", "image": "debian-12", "max_wait_secs": 120}),
     );
     let report = tokio::task::spawn_blocking(move || client(&python, "progress", &cfg))
@@ -415,7 +415,7 @@ async fn cancelling_a_long_tool_call_cancels_its_job() {
     let cfg = with(&home.stdio(&env), "tool", json!("server_create"));
     let cfg = with(
         &cfg,
-        "args",
+        "tool_args",
         json!({"name": "web-1", "server_type": "cx22", "location": "nbg1", "image": "debian-12", "max_wait_secs": 900}),
     );
     let cfg = with(&cfg, "cancel_at", json!("pin_host_key"));
