@@ -1,8 +1,99 @@
-//! `livchat-mcp`, the MCP server frontend over `livchat-core`.
+//! `livchat-mcp`, the MCP server frontend over `livchat-core`: every operation of the core's
+//! registry (`livchat_core::ops::operations()`) is one MCP tool of the same name, over stdio (the
+//! default) or streamable HTTP (`--http 127.0.0.1:PORT`, behind the REST service's bearer token).
 //!
-//! Must not touch: any leaf crate directly. Not implemented yet: no issue has asked for it, and
-//! this binary says so instead of pretending.
+//! Owns: the MCP wire shape of the operations (tool list, annotations, the result envelope,
+//! `plan`/`confirm`/`max_wait_secs`), progress notifications and cancellation of the jobs a tool
+//! call started, and the HTTP bearer check in front of rmcp's transport.
+//! Must not touch: any leaf crate directly, the home's files, SSH or clouds; every effect is a
+//! core operation, so a job started here is the same job `livchat job list` shows.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("livchat-mcp is not implemented yet; use the `livchat` CLI")
+mod catalog;
+mod dispatch;
+mod envelope;
+mod follow;
+mod handler;
+mod http;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use livchat_core::{Config, Orchestrator};
+use rmcp::ServiceExt;
+
+use crate::handler::LivchatMcp;
+
+/// MCP server of LivChat Setup (stdio by default).
+#[derive(Debug, Parser)]
+#[command(name = "livchat-mcp", version, about)]
+struct Args {
+    /// Home directory holding state.json and credentials.vault (default ~/.livchat).
+    #[arg(long, env = "LIVCHAT_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// File holding the vault password (else LIVCHAT_VAULT_PASSWORD, else <home>/.vault_password).
+    #[arg(long, value_name = "FILE")]
+    vault_password_file: Option<PathBuf>,
+    /// Serve streamable HTTP on this loopback address (path /mcp) instead of stdio; requests
+    /// need `Authorization: Bearer <api token>`, the token of the REST service.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    // Logs go to stderr: on stdio, stdout is the protocol.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIVCHAT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("livchat-mcp: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("livchat-mcp: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let home = match args.home {
+        Some(h) => h,
+        None => PathBuf::from(
+            std::env::var_os("HOME")
+                .ok_or_else(|| anyhow!("neither --home, LIVCHAT_HOME nor HOME is set"))?,
+        )
+        .join(".livchat"),
+    };
+    let mut config = Config::new(home).with_env(|k| std::env::var(k).ok())?;
+    config.vault_password_file = args.vault_password_file;
+    let orch = Orchestrator::open(config).context("opening the livchat home")?;
+    let mcp = LivchatMcp::new(Arc::clone(&orch));
+    match args.http {
+        Some(addr) => http::serve(mcp.clone(), addr).await?,
+        None => {
+            let running = mcp
+                .clone()
+                .serve(rmcp::transport::stdio())
+                .await
+                .context("MCP initialization over stdio")?;
+            running.waiting().await?;
+        }
+    }
+    // Jobs started by the assistant belong to this process: let them end (each has the core's
+    // hard timeout) rather than leave them to be marked interrupted.
+    mcp.jobs().finish_all().await;
+    Ok(())
 }

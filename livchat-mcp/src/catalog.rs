@@ -1,0 +1,228 @@
+//! The tool list, built once from the core's operation registry: names, titles, one-line
+//! descriptions, input schemas (the typed request plus the MCP-only `plan`, `confirm` and
+//! `max_wait_secs`), output schemas (the result envelope) and annotations.
+
+use std::sync::Arc;
+
+use livchat_core::ops::{Effect, OperationInfo};
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use schemars::generate::SchemaSettings;
+use serde_json::{Value, json};
+
+/// Tools whose job the call follows (progress, `max_wait_secs`, cancellation).
+pub const LONG: &[&str] = &[
+    "server_create",
+    "server_setup",
+    "server_delete",
+    "app_deploy",
+    "app_undeploy",
+    "job_retry",
+];
+
+/// The default and the ceiling of `max_wait_secs`.
+pub const DEFAULT_MAX_WAIT_SECS: u64 = 300;
+pub const MAX_WAIT_CEILING_SECS: u64 = 3600;
+
+/// How a tool behaves beyond its operation: what the MCP layer adds.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub info: &'static OperationInfo,
+    /// Accepts `plan: true` (every mutating tool).
+    pub plannable: bool,
+    /// Needs `confirm: true` to change anything.
+    pub destructive: bool,
+    /// Follows its job while the client listens.
+    pub long: bool,
+}
+
+impl Shape {
+    pub fn of(info: &'static OperationInfo) -> Shape {
+        Shape {
+            info,
+            plannable: info.effect != Effect::Read,
+            destructive: info.effect == Effect::Destroy,
+            long: LONG.contains(&info.name),
+        }
+    }
+}
+
+pub fn shapes() -> Vec<Shape> {
+    livchat_core::ops::operations()
+        .iter()
+        .filter(|info| crate::dispatch::exposed(info.name))
+        .map(Shape::of)
+        .collect()
+}
+
+pub fn tools(shapes: &[Shape]) -> Vec<Tool> {
+    shapes.iter().map(tool).collect()
+}
+
+fn tool(shape: &Shape) -> Tool {
+    let info = shape.info;
+    let annotations = ToolAnnotations::with_title(title(info))
+        .read_only(info.effect == Effect::Read)
+        .destructive(shape.destructive)
+        .idempotent(info.idempotent)
+        .open_world(info.open_world);
+    Tool::new_with_raw(
+        info.name,
+        Some(info.summary.into()),
+        Arc::new(input_schema(shape)),
+    )
+    .with_title(title(info))
+    .with_raw_output_schema(Arc::new(output_schema(shape)))
+    .with_annotations(annotations)
+}
+
+/// "server dns update" -> "Server dns update": the CLI words the user already knows.
+fn title(info: &OperationInfo) -> String {
+    let mut chars = info.cli.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => info.name.to_string(),
+    }
+}
+
+fn generator(serialize: bool) -> schemars::SchemaGenerator {
+    let settings = SchemaSettings::draft2020_12();
+    let settings = if serialize {
+        settings.for_serialize()
+    } else {
+        settings.for_deserialize()
+    };
+    settings.into_generator()
+}
+
+/// Resolves a root `$ref` into the definition it names (clients expect `type: object` at the
+/// root of an input schema) and attaches the generator's definitions as `$defs`.
+fn rooted(schema: schemars::Schema, generator: &mut schemars::SchemaGenerator) -> JsonObject {
+    let mut defs = generator.take_definitions(true);
+    let mut root = match schema.to_value() {
+        Value::Object(map) => map,
+        other => {
+            let mut map = JsonObject::new();
+            map.insert("allOf".into(), json!([other]));
+            map
+        }
+    };
+    if let Some(Value::String(reference)) = root.get("$ref").cloned()
+        && let Some(name) = reference.strip_prefix("#/$defs/")
+        && let Some(Value::Object(def)) = defs.get(name).cloned()
+    {
+        root.remove("$ref");
+        for (k, v) in def {
+            root.entry(k).or_insert(v);
+        }
+        // Still referenced from elsewhere (a recursive type) or not: keeping it is harmless.
+        if !serde_json::to_string(&defs).is_ok_and(|s| s.contains(&reference)) {
+            defs.remove(name);
+        }
+    }
+    if !defs.is_empty() {
+        root.insert("$defs".into(), Value::Object(defs));
+    }
+    root.remove("$schema");
+    root.remove("title");
+    root
+}
+
+pub fn input_schema(shape: &Shape) -> JsonObject {
+    let mut generator = generator(false);
+    let schema = (shape.info.input_schema)(&mut generator);
+    let mut root = rooted(schema, &mut generator);
+    root.insert("type".into(), json!("object"));
+    let props = root
+        .entry("properties")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .expect("an object schema's properties are an object");
+    if shape.plannable {
+        props.insert(
+            "plan".into(),
+            json!({"type": "boolean", "default": false,
+                   "description": "Validate and return what would change; change nothing."}),
+        );
+    }
+    if shape.destructive {
+        props.insert(
+            "confirm".into(),
+            json!({"type": "boolean", "default": false,
+                   "description": "Must be true to really do it; without it the plan is returned."}),
+        );
+    }
+    if shape.long {
+        props.insert(
+            "max_wait_secs".into(),
+            json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_CEILING_SECS,
+                   "default": DEFAULT_MAX_WAIT_SECS,
+                   "description": "With a progress token: how long to follow the job before returning it (it keeps running)."}),
+        );
+    }
+    root
+}
+
+/// The envelope every tool answers with: `{result}` when it ran, `{plan, confirm_required}`
+/// when it only planned, and for job tools `log_tail` with the job's last log lines.
+pub fn output_schema(shape: &Shape) -> JsonObject {
+    let mut generator = generator(true);
+    let result = (shape.info.output_schema)(&mut generator).to_value();
+    let mut props = serde_json::Map::new();
+    props.insert("result".into(), result);
+    let mut one_of = vec![json!({"required": ["result"]})];
+    if shape.plannable {
+        let plan = generator
+            .subschema_for::<livchat_core::ops::Plan>()
+            .to_value();
+        props.insert("plan".into(), plan);
+        props.insert(
+            "confirm_required".into(),
+            json!({"type": "boolean", "description": "The tool needs confirm: true to act."}),
+        );
+        one_of.push(json!({"required": ["plan"]}));
+    }
+    if shape.info.job {
+        let tail = generator
+            .subschema_for::<Vec<livchat_core::ops::LogLineView>>()
+            .to_value();
+        props.insert("log_tail".into(), tail);
+    }
+    let mut root = JsonObject::new();
+    root.insert("type".into(), json!("object"));
+    root.insert("properties".into(), Value::Object(props));
+    if one_of.len() > 1 {
+        root.insert("oneOf".into(), Value::Array(one_of));
+    } else {
+        root.insert("required".into(), json!(["result"]));
+    }
+    let defs = generator.take_definitions(true);
+    if !defs.is_empty() {
+        root.insert("$defs".into(), Value::Object(defs));
+    }
+    // Output schemas are for validation, not for the model: their prose only costs tokens
+    // (tools/list must stay small).
+    let mut value = Value::Object(root);
+    strip_prose(&mut value);
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("built as an object above"),
+    }
+}
+
+fn strip_prose(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            // Only schema keywords: a property *named* description stays (it sits under
+            // `properties`, whose values are schemas, not strings).
+            if map.get("description").is_some_and(Value::is_string) {
+                map.remove("description");
+            }
+            if map.get("title").is_some_and(Value::is_string) {
+                map.remove("title");
+            }
+            map.values_mut().for_each(strip_prose);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_prose),
+        _ => {}
+    }
+}
