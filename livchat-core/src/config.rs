@@ -27,6 +27,9 @@ pub struct Config {
     pub ssh_wait: Duration,
     /// How long one app may take to become healthy.
     pub health_timeout: Duration,
+    /// A job on a server busy with another job waits for its turn (`--wait-turn`) instead of
+    /// being refused.
+    pub wait_turn: bool,
 }
 
 impl Config {
@@ -40,6 +43,7 @@ impl Config {
             docker_source: DockerSource::Official,
             ssh_wait: Duration::from_secs(300),
             health_timeout: Duration::from_secs(600),
+            wait_turn: false,
         }
     }
 

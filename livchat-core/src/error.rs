@@ -19,6 +19,17 @@ pub enum CoreError {
     /// The operation is refused in the current state (apps still deployed, a job still running).
     #[error("{0}")]
     Refused(String),
+    /// Another job (of this or another process) is queued or running on the server.
+    #[error(
+        "server {server} is busy with job {job} ({kind}, {owner}, since {since}); wait for it to end or cancel it"
+    )]
+    Busy {
+        server: String,
+        job: String,
+        kind: String,
+        owner: String,
+        since: String,
+    },
     /// A credential is missing from the vault.
     #[error(
         "missing credential `{name}` in the vault; set it with `livchat secrets set {name} --stdin`"
@@ -83,6 +94,86 @@ impl CoreError {
             self,
             Self::Cancelled | Self::Remote(livchat_remote::RemoteError::Cancelled)
         )
+    }
+}
+
+/// What kind of failure an error is, for every frontend to map onto its own codes (CLI exit
+/// status, HTTP status, MCP `isError` with a code). Frontends must not parse messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The input is not allowed; the error names the field (exit 2, HTTP 400).
+    BadInput,
+    /// Something named does not exist (HTTP 404).
+    NotFound,
+    /// Refused in the current state: a job running on the server, apps still deployed, a job
+    /// that cannot be retried (HTTP 409).
+    Conflict,
+    /// A credential is missing from the vault (HTTP 412).
+    MissingCredential,
+    /// The job was cancelled.
+    Cancelled,
+    /// Ran out of time (HTTP 504).
+    Timeout,
+    /// A cloud, DNS provider, server or Docker failed (HTTP 502).
+    Upstream,
+    /// Anything else: the home directory, the vault, a corrupt state (HTTP 500).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The stable snake_case name frontends put in their error bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadInput => "bad_input",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::MissingCredential => "missing_credential",
+            Self::Cancelled => "cancelled",
+            Self::Timeout => "timeout",
+            Self::Upstream => "upstream",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl CoreError {
+    /// The classification frontends map to their codes.
+    pub fn kind(&self) -> ErrorKind {
+        use livchat_store::StoreError as S;
+        if self.is_bad_input() {
+            return ErrorKind::BadInput;
+        }
+        if self.is_cancelled() {
+            return ErrorKind::Cancelled;
+        }
+        match self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::Refused(_) | Self::Busy { .. } => ErrorKind::Conflict,
+            Self::MissingCredential { .. } => ErrorKind::MissingCredential,
+            Self::Timeout(_) => ErrorKind::Timeout,
+            Self::Store(S::Locked { .. } | S::NewerSerial { .. }) => ErrorKind::Conflict,
+            Self::Store(S::NotInitialized { .. }) => ErrorKind::NotFound,
+            Self::Store(_) => ErrorKind::Internal,
+            Self::Remote(livchat_remote::RemoteError::Timeout(_)) => ErrorKind::Timeout,
+            Self::Remote(_)
+            | Self::Provider(_)
+            | Self::Dns(_)
+            | Self::Platform(_)
+            | Self::Step { .. } => ErrorKind::Upstream,
+            Self::Apps(_) => ErrorKind::Internal,
+            Self::Invalid { .. } | Self::Cancelled => unreachable!("classified above"),
+        }
+    }
+
+    /// The input field a bad-input error is about, when it names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            Self::Store(livchat_store::StoreError::InvalidInput { field, .. }) => Some(field),
+            Self::Store(livchat_store::StoreError::UnknownSetting { .. }) => Some("key"),
+            _ => None,
+        }
     }
 }
 

@@ -118,7 +118,7 @@ fn to_params<T: Serialize>(p: &T) -> Value {
 }
 
 /// Everything a plan shows; nothing in it has been touched.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     pub operation: String,
     /// The steps the job would run, in order.
@@ -131,7 +131,7 @@ pub struct Plan {
     pub stacks: Vec<PlannedStack>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlannedStack {
     pub app: String,
     pub stack: String,

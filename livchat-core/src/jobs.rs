@@ -241,13 +241,38 @@ impl JobManager {
             .unwrap_or_else(|| kind.default_timeout())
     }
 
-    /// Records a new queued job with its planned steps.
+    /// Records a new queued job with its planned steps. A job on a busy server waits for its
+    /// turn when it runs; [`JobManager::create_exclusive`] refuses it instead.
     pub fn create(
         &self,
         kind: JobKind,
         server: Option<&str>,
         params: serde_json::Value,
         steps: Vec<String>,
+    ) -> Result<JobRecord> {
+        self.create_checked(kind, server, params, steps, false)
+    }
+
+    /// Like [`JobManager::create`], but refused at once (naming the job in the way) while
+    /// another job of any live process is queued or running on the same server. The check and
+    /// the insert are one store transaction, so two processes cannot both get in.
+    pub fn create_exclusive(
+        &self,
+        kind: JobKind,
+        server: Option<&str>,
+        params: serde_json::Value,
+        steps: Vec<String>,
+    ) -> Result<JobRecord> {
+        self.create_checked(kind, server, params, steps, true)
+    }
+
+    fn create_checked(
+        &self,
+        kind: JobKind,
+        server: Option<&str>,
+        params: serde_json::Value,
+        steps: Vec<String>,
+        exclusive: bool,
     ) -> Result<JobRecord> {
         let record = JobRecord {
             id: new_job_id(),
@@ -270,10 +295,20 @@ impl JobManager {
             cancel_requested: false,
         };
         let stored = record.clone();
+        let mut busy = None;
         self.store.update("job create", &mut |s| {
+            if exclusive && let Some(server) = server {
+                busy = s.jobs.values().find(|j| occupies(j, server)).cloned();
+                if busy.is_some() {
+                    return Ok(());
+                }
+            }
             s.jobs.insert(stored.id.clone(), stored.clone());
             Ok(())
         })?;
+        if let Some(job) = busy {
+            return Err(busy_error(&job));
+        }
         Ok(record)
     }
 
@@ -732,6 +767,32 @@ pub fn parse_status(name: &str) -> Result<JobStatus> {
             ));
         }
     })
+}
+
+/// Whether `job` holds `server`: queued or running there, owned by a process that is alive (a
+/// process on another host is taken as alive: it cannot be checked from here).
+pub(crate) fn occupies(job: &JobRecord, server: &str) -> bool {
+    job.server.as_deref() == Some(server)
+        && matches!(job.status, JobStatus::Queued | JobStatus::Running)
+        && job.owner.as_ref().is_some_and(|o| {
+            o.host != livchat_store::this_host() || livchat_store::process_alive(o.pid)
+        })
+}
+
+/// "server X is busy with job J (kind, process, since)".
+pub(crate) fn busy_error(job: &JobRecord) -> CoreError {
+    let owner = job
+        .owner
+        .as_ref()
+        .map(|o| format!("process {} on {}", o.pid, o.host))
+        .unwrap_or_default();
+    CoreError::Busy {
+        server: job.server.clone().unwrap_or_default(),
+        job: job.id.clone(),
+        kind: job.kind.clone(),
+        owner,
+        since: job.started_at.unwrap_or(job.created_at).to_rfc3339(),
+    }
 }
 
 /// This process, as a job's owner.

@@ -9,14 +9,16 @@
 //! leaf crate's trait, so every path here is testable with mocks in milliseconds. Frontends
 //! depend on this crate only.
 
+pub mod api_token;
 pub mod error;
 pub mod jobs;
 pub mod redact;
 
-pub use error::{CoreError, Result};
+pub use error::{CoreError, ErrorKind, Result};
 pub use jobs::{JobContext, JobEvent, JobKind, JobManager, StepRunner};
 pub mod config;
 pub mod flows;
+pub mod ops;
 pub mod orchestrator;
 
 pub use config::Config;

@@ -563,6 +563,18 @@ impl Orchestrator {
         argv: &[String],
         cancel: CancellationToken,
     ) -> Result<ExecOutput> {
+        self.server_exec_for(name, argv, cancel, Duration::from_secs(3600))
+            .await
+    }
+
+    /// [`Orchestrator::server_exec`] killed on the server after `timeout`.
+    pub async fn server_exec_for(
+        &self,
+        name: &str,
+        argv: &[String],
+        cancel: CancellationToken,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| CoreError::invalid("command", "give a program to run after `--`"))?;
@@ -573,7 +585,7 @@ impl Orchestrator {
                 &command,
                 ExecOptions {
                     cancel,
-                    timeout: Duration::from_secs(3600),
+                    timeout,
                     ..ExecOptions::default()
                 },
             )
@@ -661,6 +673,17 @@ impl Orchestrator {
     /// Puts a failed, cancelled or interrupted job back in the queue, owned by this process;
     /// [`Orchestrator::run_job`] then resumes it from its first incomplete step.
     pub fn start_retry_job(&self, id: &str) -> Result<JobRecord> {
+        let job = self.jobs.get(id)?;
+        if !self.config.wait_turn
+            && let Some(server) = job.server.as_deref()
+            && let Some(other) = self
+                .jobs
+                .list(None)?
+                .into_iter()
+                .find(|j| j.id != id && crate::jobs::occupies(j, server))
+        {
+            return Err(crate::jobs::busy_error(&other));
+        }
         self.jobs.retry(id)?;
         self.mark_job_owner(id, true)?;
         self.jobs.get(id)
@@ -697,6 +720,14 @@ impl Orchestrator {
         }
     }
 
+    /// [`Orchestrator::wait_job`] for at most `timeout`; the job as it is then.
+    pub async fn wait_job_for(&self, id: &str, timeout: Duration) -> Result<JobRecord> {
+        match tokio::time::timeout(timeout, self.wait_job(id)).await {
+            Ok(job) => job,
+            Err(_) => self.jobs.get(id),
+        }
+    }
+
     /// The log of a job from line `from` on.
     pub fn job_logs(&self, id: &str, from: usize) -> Result<Vec<LogLine>> {
         self.jobs.logs(id, from)
@@ -724,7 +755,11 @@ impl Orchestrator {
         params: serde_json::Value,
         steps: Vec<String>,
     ) -> Result<JobRecord> {
-        self.jobs.create(kind, server, params, steps)
+        if self.config.wait_turn {
+            self.jobs.create(kind, server, params, steps)
+        } else {
+            self.jobs.create_exclusive(kind, server, params, steps)
+        }
     }
 
     /// Polls the store for a cancel request made by another process, and cancels `token`.

@@ -15,6 +15,7 @@ mod operations {
     mod delete;
     mod deploy;
     mod jobs;
+    mod ops_layer;
     mod plans;
     mod quick;
     mod setup;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 
 /// Severity of a job log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Debug,

@@ -190,7 +190,7 @@ fn validate_dns_name(name: &str) -> Result<(), String> {
 }
 
 /// Who created and manages a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// Created through the Hetzner Cloud API.
@@ -200,7 +200,7 @@ pub enum ProviderKind {
 }
 
 /// Life cycle of a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerStatus {
     /// Being created at the provider.
@@ -288,7 +288,7 @@ pub struct ServerRecord {
 }
 
 /// Life cycle of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatus {
     /// Being deployed.
@@ -327,7 +327,7 @@ pub struct DeploymentRecord {
 }
 
 /// Status of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Waiting to run.

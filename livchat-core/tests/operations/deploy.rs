@@ -376,7 +376,9 @@ async fn deploy_app_whose_database_creation_fails_reports_it_without_the_passwor
 
 #[tokio::test]
 async fn deploy_app_on_a_bare_server_puts_infrastructure_and_dependencies_first_each_once() {
-    let world = World::new();
+    let mut world = World::new();
+    // Two jobs are created on one server below; neither runs.
+    world.config.wait_turn = true;
     world.put_server(ready_server("web-1"));
     let orch = world.build(Mocks::default());
     let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
