@@ -96,9 +96,7 @@ impl From<CoreError> for ApiError {
             ErrorKind::BadInput => (StatusCode::BAD_REQUEST, "bad_input"),
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorKind::Conflict | ErrorKind::Cancelled => (StatusCode::CONFLICT, "conflict"),
-            ErrorKind::MissingCredential => {
-                (StatusCode::PRECONDITION_FAILED, "missing_credential")
-            }
+            ErrorKind::MissingCredential => (StatusCode::PRECONDITION_FAILED, "missing_credential"),
             ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, "upstream"),
             ErrorKind::Internal => return Self::internal(&e),
@@ -182,7 +180,9 @@ mod tests {
     }
 
     fn parse(v: serde_json::Value) -> ApiError {
-        serde_path_to_error::deserialize::<_, Req>(v).map_err(from_serde).unwrap_err()
+        serde_path_to_error::deserialize::<_, Req>(v)
+            .map_err(from_serde)
+            .unwrap_err()
     }
 
     #[test]

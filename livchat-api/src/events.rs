@@ -120,10 +120,7 @@ pub async fn job_events(
         Some(v) => {
             let text = v.to_str().unwrap_or_default();
             let last: usize = text.trim().parse().map_err(|_| {
-                ApiError::bad_input(
-                    "Last-Event-ID",
-                    format!("`{text}` is not a log line index"),
-                )
+                ApiError::bad_input("Last-Event-ID", format!("`{text}` is not a log line index"))
             })?;
             last + 1
         }

@@ -131,13 +131,15 @@ async fn start(args: Args) -> Result<()> {
     let cors_origins = args
         .cors_origin
         .iter()
-        .map(|o| {
-            HeaderValue::from_str(o).map_err(|_| anyhow!("invalid --cors-origin `{o}`"))
-        })
+        .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow!("invalid --cors-origin `{o}`")))
         .collect::<Result<Vec<_>>>()?;
     let options = Options {
         rate_any: per(args.rate_limit_per_minute, 60, "rate-limit-per-minute")?,
-        rate_job: per(args.job_rate_limit_per_hour, 3600, "job-rate-limit-per-hour")?,
+        rate_job: per(
+            args.job_rate_limit_per_hour,
+            3600,
+            "job-rate-limit-per-hour",
+        )?,
         rate_server_create: per(
             args.server_create_limit_per_hour,
             3600,

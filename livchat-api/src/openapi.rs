@@ -356,7 +356,11 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), before, "duplicate operationId");
         for info in livchat_core::ops::operations() {
-            assert!(ids.contains(&info.name.to_string()), "{} missing", info.name);
+            assert!(
+                ids.contains(&info.name.to_string()),
+                "{} missing",
+                info.name
+            );
         }
     }
 

@@ -258,11 +258,13 @@ pub fn request_object(
                 ),
             ));
         }
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_input("body", format!("the body is not valid JSON: {e}"))
-        })?;
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_input("body", format!("the body is not valid JSON: {e}")))?;
         let Value::Object(fields) = value else {
-            return Err(ApiError::bad_input("body", "the body must be a JSON object"));
+            return Err(ApiError::bad_input(
+                "body",
+                "the body must be a JSON object",
+            ));
         };
         for (k, v) in fields {
             if object.contains_key(&k) {

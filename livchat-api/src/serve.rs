@@ -38,7 +38,10 @@ pub fn resolve(listen: &Listen) -> Result<SocketAddr> {
         })?
         .collect();
     let Some(first) = addrs.first().copied() else {
-        bail!("invalid --listen `{}`: it resolves to no address", listen.address);
+        bail!(
+            "invalid --listen `{}`: it resolves to no address",
+            listen.address
+        );
     };
     let loopback = addrs.iter().all(|a| a.ip().is_loopback());
     if !loopback && listen.tls.is_none() && !listen.insecure_http {

@@ -137,7 +137,7 @@ pub fn app(orch: Arc<Orchestrator>, options: &Options) -> Router {
         .route("/health", get(health))
         .route("/docs", get(docs))
         .fallback(not_found)
-        .layer(middleware::from_fn(move |req, next| {
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
             with_timeout(timeout, req, next)
         }))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
@@ -197,7 +197,12 @@ async fn operation(
         }
         query = rest;
     }
-    let kinds = state.0.kinds.get(route.info.name).cloned().unwrap_or_default();
+    let kinds = state
+        .0
+        .kinds
+        .get(route.info.name)
+        .cloned()
+        .unwrap_or_default();
     let input = request_object(&route, &kinds, path, query, &body)?;
     let orch = Arc::clone(state.orch());
     if plan {
@@ -323,12 +328,16 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         .filter(|t| !t.is_empty())
         .map(str::to_string);
     let Some(token) = presented else {
-        return ApiError::unauthorized("send `Authorization: Bearer <token>`; `livchat api token` prints it")
-            .into_response();
+        return ApiError::unauthorized(
+            "send `Authorization: Bearer <token>`; `livchat api token` prints it",
+        )
+        .into_response();
     };
     match state.orch().check_api_token(&token) {
         Ok(true) => {}
-        Ok(false) => return ApiError::unauthorized("the bearer token is not valid").into_response(),
+        Ok(false) => {
+            return ApiError::unauthorized("the bearer token is not valid").into_response();
+        }
         Err(e) => return ApiError::from(e).into_response(),
     }
     if let Err(wait) = state.0.limits.take(&token, &[Class::Any]) {
@@ -375,7 +384,8 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .and_then(valid_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     if response.status() == StatusCode::METHOD_NOT_ALLOWED

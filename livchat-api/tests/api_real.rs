@@ -63,13 +63,24 @@ async fn every_operation_of_the_served_document_refuses_requests_without_the_tok
     }
     // The document itself, and routes that do not exist, need the token too.
     for path in ["/openapi.json", "/api/nothing-here"] {
-        let r = http.get(format!("{}{path}", service.url)).send().await.unwrap();
+        let r = http
+            .get(format!("{}{path}", service.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
-    let r = http.get(format!("{}/health", service.url)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/health", service.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // The document declares the scheme it enforces.
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     assert_eq!(doc["security"], json!([{ "bearer": [] }]));
 }
 
@@ -84,15 +95,61 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_on_disk_changes() {
     let http = client();
     let cases: Vec<(&str, &str, Option<Value>, &str)> = vec![
         ("POST", "/api/servers", Some(json!({})), "name"),
-        ("POST", "/api/servers", Some(json!({"name": "web 1; rm -rf /"})), "name"),
-        ("POST", "/api/servers", Some(json!({"name": "web-1", "colour": "red"})), "colour"),
+        (
+            "POST",
+            "/api/servers",
+            Some(json!({"name": "web-1"})),
+            "server_type",
+        ),
+        (
+            "POST",
+            "/api/servers",
+            Some(json!({"name": "web 1; rm -rf /", "server_type": "cx22", "location": "nbg1"})),
+            "name",
+        ),
+        (
+            "POST",
+            "/api/servers",
+            Some(json!({"name": "web-1", "colour": "red"})),
+            "colour",
+        ),
         ("POST", "/api/servers", Some(json!({"name": 7})), "name"),
-        ("POST", "/api/servers?plan=maybe", Some(json!({"name": "web-1"})), "plan"),
-        ("POST", "/api/servers/add", Some(json!({"name": "web-1", "host": "", "port": 70000})), "port"),
-        ("POST", "/api/servers/web-1/setup", Some(json!({"server": "other", "zone": "example.com"})), "server"),
-        ("POST", "/api/servers/web-1/exec", Some(json!({"argv": []})), "argv"),
-        ("PUT", "/api/settings", Some(json!({"key": "no_such_setting", "value": "x"})), "key"),
-        ("PUT", "/api/secrets/bad%20name!", Some(json!({"value": "v"})), "name"),
+        (
+            "POST",
+            "/api/servers?plan=maybe",
+            Some(json!({"name": "web-1"})),
+            "plan",
+        ),
+        (
+            "POST",
+            "/api/servers/add",
+            Some(json!({"name": "web-1", "host": "", "port": 70000})),
+            "port",
+        ),
+        (
+            "POST",
+            "/api/servers/web-1/setup",
+            Some(json!({"server": "other", "zone": "example.com"})),
+            "server",
+        ),
+        (
+            "POST",
+            "/api/servers/web-1/exec",
+            Some(json!({"argv": []})),
+            "argv",
+        ),
+        (
+            "PUT",
+            "/api/settings",
+            Some(json!({"key": "no_such_setting", "value": "x"})),
+            "key",
+        ),
+        (
+            "PUT",
+            "/api/secrets/bad%20name!",
+            Some(json!({"value": "v"})),
+            "name",
+        ),
         ("GET", "/api/jobs?status=sleeping", None, "status"),
         ("GET", "/api/jobs/abc/logs?tail=lots", None, "tail"),
         ("GET", "/api/servers?verbose=true", None, "verbose"),
@@ -120,7 +177,11 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_on_disk_changes() {
     for (raw, code, status) in [
         ("{not json", "bad_input", StatusCode::BAD_REQUEST),
         ("[1, 2]", "bad_input", StatusCode::BAD_REQUEST),
-        (&*"x".repeat(10_000), "payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+        (
+            &*"x".repeat(10_000),
+            "payload_too_large",
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
     ] {
         let r = http
             .post(format!("{}/api/servers", service.url))
@@ -133,8 +194,14 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_on_disk_changes() {
         assert_eq!(r.status(), status);
         assert_error_shape(&r.json().await.unwrap(), code);
     }
-    assert_eq!(std::fs::read(home.join("state.json")).unwrap(), state_before);
-    assert_eq!(std::fs::read(home.join("credentials.vault")).unwrap(), vault_before);
+    assert_eq!(
+        std::fs::read(home.join("state.json")).unwrap(),
+        state_before
+    );
+    assert_eq!(
+        std::fs::read(home.join("credentials.vault")).unwrap(),
+        vault_before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +225,10 @@ async fn a_secret_value_never_appears_in_any_answer_or_the_service_log() {
     assert_eq!(status, StatusCode::OK, "{text}");
     assert!(!text.contains(CANARY));
     // Refused inputs around secrets do not echo the value either.
-    for body in [json!({ "value": CANARY, "extra": 1 }), json!({ "name": "x", "value": CANARY })] {
+    for body in [
+        json!({ "value": CANARY, "extra": 1 }),
+        json!({ "name": "x", "value": CANARY }),
+    ] {
         let r = http
             .put(format!("{}/api/secrets/other", service.url))
             .bearer_auth(&token)
@@ -197,9 +267,15 @@ async fn a_secret_value_never_appears_in_any_answer_or_the_service_log() {
         .json()
         .await
         .unwrap();
-    assert!(names.as_array().unwrap().contains(&json!("canary_secret")), "{names}");
+    assert!(
+        names.as_array().unwrap().contains(&json!("canary_secret")),
+        "{names}"
+    );
     let log = service.log_text();
-    assert!(log.contains("canary-put"), "the request id is in the log line");
+    assert!(
+        log.contains("canary-put"),
+        "the request id is in the log line"
+    );
     assert!(!log.contains(CANARY), "the log holds the secret");
     assert!(!log.contains(&token), "the log holds the token");
 }
@@ -312,7 +388,7 @@ async fn sigterm_leaves_a_running_job_that_the_next_start_shows_interrupted_and_
     let r = http
         .post(format!("{}/api/servers?plan=true", service.url))
         .bearer_auth(&token)
-        .json(&json!({ "name": "web-1" }))
+        .json(&json!({ "name": "web-1", "server_type": "cx22", "location": "nbg1" }))
         .send()
         .await
         .unwrap();
@@ -331,7 +407,7 @@ async fn sigterm_leaves_a_running_job_that_the_next_start_shows_interrupted_and_
     let r = http
         .post(format!("{}/api/servers", service.url))
         .bearer_auth(&token)
-        .json(&json!({ "name": "web-1" }))
+        .json(&json!({ "name": "web-1", "server_type": "cx22", "location": "nbg1" }))
         .send()
         .await
         .unwrap();
@@ -361,9 +437,17 @@ async fn sigterm_leaves_a_running_job_that_the_next_start_shows_interrupted_and_
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        r.text().await.unwrap()
+    );
     let j = job(&http, &service, &token, &id).await;
-    assert!(matches!(j["status"].as_str(), Some("queued" | "running")), "{j}");
+    assert!(
+        matches!(j["status"].as_str(), Some("queued" | "running")),
+        "{j}"
+    );
     assert_eq!(j["attempt"], 2, "{j}");
     // Stop it rather than wait for the hanging endpoint.
     let r = http

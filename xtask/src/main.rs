@@ -40,7 +40,11 @@ const APT_PACKAGES: &[&str] = &[
 ];
 
 /// Python tools, pinned, installed into `target/tools/venv`.
-const PIP_PACKAGES: &[&str] = &["ansible-core==2.17.14", "jsonschema==4.25.1", "schemathesis==4.32.5"];
+const PIP_PACKAGES: &[&str] = &[
+    "ansible-core==2.17.14",
+    "jsonschema==4.25.1",
+    "schemathesis==4.32.5",
+];
 
 /// npm tools, pinned, installed under `target/tools/npm`.
 const NPM_PACKAGES: &[&str] = &["@stoplight/prism-cli@5.14.2"];

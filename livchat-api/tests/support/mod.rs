@@ -36,7 +36,8 @@ pub struct Service {
 
 impl Service {
     pub fn start(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Service {
-        Self::try_start(home, extra, env).unwrap_or_else(|log| panic!("service did not start:\n{log}"))
+        Self::try_start(home, extra, env)
+            .unwrap_or_else(|log| panic!("service did not start:\n{log}"))
     }
 
     /// Starts the service; `Err(log)` when it exited instead of listening.
@@ -44,9 +45,10 @@ impl Service {
         let log = home.with_extension(format!("log-{}", unique()));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_livchat-api"));
-        cmd.arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(extra)
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(extra)
             .env("LIVCHAT_HOME", home)
             .env_remove("LIVCHAT_VAULT_PASSWORD")
             .env("RUST_LOG", "info")
@@ -72,7 +74,10 @@ impl Service {
             if let Some(status) = child.try_wait().unwrap() {
                 return Err(format!("exited with {status}:\n{text}"));
             }
-            assert!(Instant::now() < deadline, "service did not start in time:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "service did not start in time:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -102,7 +107,10 @@ impl Service {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "service did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "service did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
