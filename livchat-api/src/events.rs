@@ -74,13 +74,15 @@ impl Follow {
 
     async fn wait(&mut self) {
         match self.live.as_mut() {
-            Some(rx) => match tokio::time::timeout(POLL * 4, rx.recv()).await {
-                Ok(Err(broadcast::error::RecvError::Closed)) => {
+            Some(rx) => {
+                // An event, a lag or a quiet spell all mean "read again"; a closed channel
+                // means the job left this process: poll from now on.
+                if let Ok(Err(broadcast::error::RecvError::Closed)) =
+                    tokio::time::timeout(POLL * 4, rx.recv()).await
+                {
                     self.live = None;
                 }
-                // An event, a lag or a quiet spell: all mean "read again".
-                _ => {}
-            },
+            }
             None => tokio::time::sleep(POLL).await,
         }
     }

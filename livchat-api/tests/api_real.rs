@@ -431,6 +431,41 @@ async fn sigterm_leaves_a_running_job_that_the_next_start_shows_interrupted_and_
     let service = Service::start(&home, &[], &env);
     let j = job(&http, &service, &token, &id).await;
     assert_eq!(j["status"], "interrupted", "{j}");
+    // Its event stream replays the log, then ends with the job (it ended: the stream closes).
+    let events = |last: Option<String>| {
+        let mut r = http
+            .get(format!("{}/api/jobs/{id}/events", service.url))
+            .bearer_auth(&token);
+        if let Some(last) = last {
+            r = r.header("last-event-id", last);
+        }
+        r.send()
+    };
+    let r = events(None).await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let all = r.text().await.unwrap();
+    assert!(all.contains("event: end"), "{all}");
+    assert!(all.contains("\"interrupted\""), "{all}");
+    let ids: Vec<&str> = all.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    let first = ids.first().copied().unwrap_or("0");
+    let resumed = events(Some(first.to_string()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resumed_ids: Vec<&str> = resumed
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    let expected: Vec<&str> = ids.iter().skip(1).copied().collect();
+    assert_eq!(
+        resumed_ids, expected,
+        "Last-Event-ID resumes after that line"
+    );
+    assert!(resumed.contains("event: end"), "{resumed}");
+    let r = events(Some("not-a-number".into())).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = http
         .post(format!("{}/api/jobs/{id}/retry", service.url))
         .bearer_auth(&token)
@@ -457,4 +492,76 @@ async fn sigterm_leaves_a_running_job_that_the_next_start_shows_interrupted_and_
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_https_on_a_non_loopback_address_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = init_home(dir.path());
+    let token = token(&home, false);
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    let Ok(out) = out else {
+        assert!(
+            !fixtures::tools::real_tests_required(),
+            "openssl is missing"
+        );
+        eprintln!("skipped: openssl is not installed");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 0.0.0.0 is accepted because TLS is configured; the test connects over loopback.
+    let service = Service::start(
+        &home,
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let port = service.url.rsplit(':').next().unwrap().to_string();
+    assert!(service.url.starts_with("https://"), "{}", service.url);
+    let pem = std::fs::read(&cert).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let r = https
+        .get(format!("https://127.0.0.1:{port}/api/system/info"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(info["tls"], true);
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = client()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
