@@ -347,6 +347,9 @@ fn a_lock_left_by_a_dead_process_is_taken_over_with_a_warning_on_stderr() {
     cmd.env("RUST_LOG", "off");
     let out = h.run_cmd(cmd);
     assert!(out.ends_with("--- stderr\n"), "{out}");
+}
+
+#[test]
 fn app_list_filters_by_category_and_app_search_finds_every_word() {
     let h = Home::initialised();
     snapshot(

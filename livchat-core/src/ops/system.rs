@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::views::{ImageView, LocationView, ServerTypeView};
 use super::{DnsRecordView, Operation, ProviderInfoView, SettingView, op_info};
 use crate::orchestrator::{ProviderInfo, ProviderInfoKind};
-use crate::{Orchestrator, Result};
+use crate::{CoreError, Orchestrator, Result};
 
 /// Every setting with its value and description.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -105,6 +105,9 @@ impl Operation for SecretSet {
         job: false, idempotent: true, open_world: false, "Store a secret in the vault");
     type Output = SecretName;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
+        // Checked here too so the error names the request's field (`name`), not the store's.
+        livchat_store::validate_secret_name(&self.name)
+            .map_err(|r| CoreError::invalid("name", r))?;
         orch.secret_set(&self.name, self.value)?;
         Ok(SecretName { name: self.name })
     }
@@ -125,6 +128,8 @@ impl Operation for SecretDelete {
         "Delete a secret from the vault");
     type Output = SecretName;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
+        livchat_store::validate_secret_name(&self.name)
+            .map_err(|r| CoreError::invalid("name", r))?;
         orch.secret_delete(&self.name)?;
         Ok(SecretName { name: self.name })
     }
