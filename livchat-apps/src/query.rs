@@ -38,7 +38,7 @@ fn rank(def: &AppDefinition, words: &[String]) -> Option<u8> {
     let mut best = 1;
     for word in words {
         if name.contains(word.as_str()) || title.contains(word.as_str()) {
-            best = best.min(0);
+            best = 0;
         } else if !(description.contains(word.as_str()) || category.contains(word.as_str())) {
             return None;
         }
