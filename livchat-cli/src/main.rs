@@ -832,10 +832,6 @@ async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn chrono_now_minus_days(days: u32) -> livchat_core::model::DateTime {
-    livchat_core::model::Utc::now() - livchat_core::model::TimeDelta::days(i64::from(days))
-}
-
 /// Runs a job here, showing progress (a bar on a terminal, plain lines otherwise), cancelling it
 /// cleanly on Ctrl-C, and ending with its record. Exit 1 unless it completed.
 async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, g: &Global) -> Result<ExitCode> {
