@@ -51,6 +51,9 @@ pub enum CoreError {
     Dns(String),
     #[error("{0}")]
     Apps(String),
+    /// An app name the catalog does not have (the message lists the ones it has).
+    #[error("{0}")]
+    AppNotFound(String),
     #[error("{0}")]
     Platform(String),
     /// A step failed; names the step.
@@ -148,7 +151,7 @@ impl CoreError {
             return ErrorKind::Cancelled;
         }
         match self {
-            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::NotFound { .. } | Self::AppNotFound(_) => ErrorKind::NotFound,
             Self::Refused(_) | Self::Busy { .. } => ErrorKind::Conflict,
             Self::MissingCredential { .. } => ErrorKind::MissingCredential,
             Self::Timeout(_) => ErrorKind::Timeout,

@@ -46,6 +46,7 @@ pub(crate) fn apps_err(e: livchat_apps::AppsError) -> CoreError {
             field: "--set".into(),
             reason: e.to_string(),
         },
+        e @ livchat_apps::AppsError::UnknownApp { .. } => CoreError::AppNotFound(e.to_string()),
         other => CoreError::Apps(other.to_string()),
     }
 }

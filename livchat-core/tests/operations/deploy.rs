@@ -470,7 +470,7 @@ async fn plan_deploy_app_shows_records_databases_and_redacted_stacks_and_touches
     assert!(resources.contains("stack n8n on web-1"), "{resources}");
     assert_eq!(plan.stacks.len(), 1);
     let compose = &plan.stacks[0].compose;
-    assert!(compose.contains("n8nio/n8n:1.97.1"));
+    assert!(compose.contains("n8nio/n8n:2.30.4"));
     for secret in [DB_PASSWORD, "redis-password-SENTINEL-abcdef0123"] {
         assert!(!compose.contains(secret), "{secret} in the plan");
     }

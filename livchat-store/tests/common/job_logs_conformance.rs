@@ -54,7 +54,7 @@ pub fn check_job_logs(logs: &dyn JobLogStore) {
     assert_eq!(logs.read(job, 100).unwrap(), NONE);
     let more = line(4, LogLevel::Info, "step connect: done");
     logs.append(job, &more).unwrap();
-    assert_eq!(logs.read(job, 4).unwrap(), [more.clone()]);
+    assert_eq!(logs.read(job, 4).unwrap(), std::slice::from_ref(&more));
 
     // Jobs do not share logs.
     let other = "job-20261202120001-ffffffff";
