@@ -722,7 +722,7 @@ fn merge_result(result: &mut serde_json::Value, value: serde_json::Value) {
 }
 
 /// The store error of an update that finds its job gone.
-fn job_not_found(id: &str) -> livchat_store::StoreError {
+pub(crate) fn job_not_found(id: &str) -> livchat_store::StoreError {
     livchat_store::StoreError::InvalidInput {
         field: "job id".into(),
         reason: format!("job `{id}` not found"),

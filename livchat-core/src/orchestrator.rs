@@ -698,13 +698,10 @@ impl Orchestrator {
     /// taken: a running one belongs to the process running it.
     pub fn adopt_job(&self, id: &str) -> Result<JobRecord> {
         let (_, job) = self.store.update_with("job adopt", |s| {
-            let job =
-                s.jobs
-                    .get_mut(id)
-                    .ok_or_else(|| livchat_store::StoreError::InvalidInput {
-                        field: "job".into(),
-                        reason: format!("job {id} not found"),
-                    })?;
+            let job = s
+                .jobs
+                .get_mut(id)
+                .ok_or_else(|| crate::jobs::job_not_found(id))?;
             if job.status != JobStatus::Queued {
                 return Err(livchat_store::StoreError::Rejected(format!(
                     "job {id} is not queued; only a queued job can be taken over"
