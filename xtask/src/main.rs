@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod test_runner;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
@@ -226,12 +228,12 @@ fn ci() -> Result<()> {
             &mut stages,
             "cargo test (every test, real parts required)",
             || {
-                run(cargo().env("LIVCHAT_REAL_TESTS", "1").args([
-                    "test",
-                    "--workspace",
-                    "--all-features",
-                    "--no-fail-fast",
-                ]))
+                test_runner::run_all(
+                    cargo,
+                    test_jobs(),
+                    &[("LIVCHAT_REAL_TESTS", "1")],
+                    &root().join("target").join("xtask-tests"),
+                )
             },
         );
     }
@@ -260,6 +262,16 @@ fn ci() -> Result<()> {
         bail!("{failed} stage(s) failed");
     }
     Ok(())
+}
+
+/// How many test binaries run at once: `LIVCHAT_TEST_JOBS`, else 3. The suites mostly wait on
+/// real parts, so even 2 cores keep three of them busy.
+fn test_jobs() -> usize {
+    std::env::var("LIVCHAT_TEST_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3)
 }
 
 /// `PATH` with `dir` first, so cargo finds its plugins there.
