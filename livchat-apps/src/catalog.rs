@@ -640,6 +640,8 @@ impl Catalog {
                     timeout_secs: *timeout_secs,
                 },
                 StepSpec::InitAdminHttp {
+                    service,
+                    port,
                     path,
                     method,
                     domain,
@@ -686,6 +688,10 @@ impl Catalog {
                     DeployStep::HttpRequest(HttpRequestStep {
                         method: *method,
                         url: format!("https://{host}{path}"),
+                        stack: app.to_string(),
+                        service: service.clone(),
+                        port: *port,
+                        path: path.clone(),
                         body: SecretString::from(Json::Object(json_body).to_string()),
                         expect_status: expect_status.clone(),
                     })

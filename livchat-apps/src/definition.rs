@@ -335,9 +335,15 @@ pub enum StepSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_secs: Option<u64>,
     },
-    /// Initialise the first admin through the app's HTTP API (a JSON request).
+    /// Claim the app's first-run page (its first admin) through its HTTP API, with a JSON
+    /// request sent from inside `service`'s container to `port` on loopback, while the stack's
+    /// public routes are still closed (see `first_run`).
     InitAdminHttp {
-        /// Path on the app's domain, e.g. `/rest/owner/setup`.
+        /// The stack's service that serves the setup page.
+        service: String,
+        /// The port that service listens on inside its container.
+        port: u16,
+        /// Path of the setup endpoint, e.g. `/rest/owner/setup`.
         path: String,
         #[serde(default)]
         method: HttpMethod,

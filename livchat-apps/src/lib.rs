@@ -32,6 +32,7 @@ mod catalog;
 pub mod definition;
 mod error;
 pub mod escape;
+pub mod first_run;
 pub mod names;
 pub mod postgres;
 pub mod query;

@@ -170,13 +170,20 @@ pub enum DeployStep {
         argv: Vec<String>,
         timeout_secs: Option<u64>,
     },
-    /// An HTTPS request with a JSON body (which may hold a secret).
+    /// A first-run claim: a JSON request (which holds a secret) sent from inside a service's
+    /// container while the stack's public routes are closed.
     HttpRequest(HttpRequestStep),
 }
 
 pub struct HttpRequestStep {
     pub method: HttpMethod,
+    /// The public URL of the endpoint, for logs (the request itself goes over loopback).
     pub url: String,
+    pub stack: String,
+    /// The service whose container sends the request to itself.
+    pub service: String,
+    pub port: u16,
+    pub path: String,
     /// The JSON body; it holds secrets (an admin password).
     pub body: SecretString,
     /// Statuses meaning success; empty means any 2xx.
@@ -188,6 +195,10 @@ impl fmt::Debug for HttpRequestStep {
         f.debug_struct("HttpRequestStep")
             .field("method", &self.method)
             .field("url", &self.url)
+            .field(
+                "service",
+                &format!("{}/{}:{}", self.stack, self.service, self.port),
+            )
             .field("body", &"[REDACTED]")
             .field("expect_status", &self.expect_status)
             .finish()

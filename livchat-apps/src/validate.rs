@@ -171,8 +171,20 @@ pub(crate) fn validate_definition(def: &AppDefinition) -> Result<(), AppsError> 
                     }
                 }
                 StepSpec::InitAdminHttp {
-                    path, domain, body, ..
+                    service,
+                    port,
+                    path,
+                    domain,
+                    body,
+                    ..
                 } => {
+                    validate_service_name(&format!("{field}.init_admin_http.service"), service)?;
+                    if *port == 0 {
+                        return Err(bad(
+                            format!("{field}.init_admin_http.port"),
+                            "must be a port from 1 to 65535",
+                        ));
+                    }
                     let path_ok = path.starts_with('/')
                         && path
                             .chars()

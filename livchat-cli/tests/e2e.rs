@@ -275,6 +275,69 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
         "ledger's DNS record was left behind"
     );
 
+    // --- an open first-run page is claimed by the job before any route leads to it ----------
+    demo.section("deploy claimable, whose setup page belongs to whoever claims it first");
+    demo.ok(&["app", "deploy", SERVER, "claimable"], None)
+        .unwrap();
+    let job = demo.last_job("deploy_app").unwrap();
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let messages = log_messages(&demo, job["id"].as_str().unwrap());
+    let at = |needle: &str| {
+        messages
+            .iter()
+            .position(|m| m.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in the job log: {messages:#?}"))
+    };
+    let (closed, accepted, opened) = (
+        at("deploying stack claimable with its public routes closed"),
+        at("first-run claim of claimable accepted (HTTP 200)"),
+        at("opening the public routes of claimable"),
+    );
+    assert!(closed < accepted && accepted < opened, "{messages:#?}");
+    // Docker keeps the spec before the last update: the service was created with its router
+    // off, and only the update after the claim turned it on.
+    let labels = demo
+        .on_server(&[
+            "docker",
+            "service",
+            "inspect",
+            "claimable_app",
+            "--format",
+            "{{json .PreviousSpec.Labels}}|{{json .Spec.Labels}}",
+        ])
+        .unwrap();
+    let (before, now) = labels.split_once('|').unwrap();
+    assert!(before.contains(r#""traefik.enable":"false""#), "{labels}");
+    assert!(now.contains(r#""traefik.enable":"true""#), "{labels}");
+    // The owner is the job's claim, with the password the vault holds; the task did not
+    // restart when the routes opened (its owner file is still there), and a second claim,
+    // as a visitor's would be, is refused.
+    let in_task = |script: &str| {
+        demo.on_server(&[
+            "sh",
+            "-c",
+            &format!(
+                "docker exec $(docker ps -q -f label=com.docker.swarm.service.name=claimable_app) sh -c '{script}'"
+            ),
+        ])
+        .unwrap()
+    };
+    let owner: Value = serde_json::from_str(&in_task("cat /data/owner")).unwrap();
+    let password = demo
+        .ok(&["secrets", "get", "app.claimable.admin_password"], None)
+        .unwrap();
+    assert_eq!(owner["password"].as_str(), Some(password.trim()));
+    assert_eq!(owner["email"], "admin@example.com");
+    let second = in_task(
+        "wget -S -O /dev/null --post-data={} http://127.0.0.1:8080/cgi-bin/setup 2>&1; true",
+    );
+    assert!(
+        second.contains("403"),
+        "a second claim was not refused: {second}"
+    );
+    demo.ok(&["app", "undeploy", SERVER, "claimable"], None)
+        .unwrap();
+
     // --- undeploy: Cloudflare refuses to delete the record after the stack is gone ----------
     demo.section("undeploy guestbook, with Cloudflare refusing to delete its record");
     sandbox.fail_dns_writes(true);

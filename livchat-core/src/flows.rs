@@ -50,6 +50,32 @@ pub(crate) fn apps_err(e: livchat_apps::AppsError) -> CoreError {
         other => CoreError::Apps(other.to_string()),
     }
 }
+/// Whether the stack has a first-run page to claim.
+fn has_claim(stack: &RenderedStack) -> bool {
+    stack
+        .post_deploy
+        .iter()
+        .any(|s| matches!(s, DeployStep::HttpRequest(_)))
+}
+
+/// The stack to send: `compose` (the rendered text, or it with the routes closed) and the
+/// stack's Docker secrets.
+fn stack_spec(stack: &RenderedStack, compose: &str) -> StackSpec {
+    StackSpec {
+        name: stack.stack.clone(),
+        compose_yaml: compose.to_string(),
+        secrets: stack
+            .docker_secrets
+            .iter()
+            .map(|d| StackSecret {
+                name: d.name.clone(),
+                value: d.value.clone(),
+                delivery: SecretDelivery::DockerSecret,
+            })
+            .collect(),
+    }
+}
+
 fn platform_err(e: livchat_remote::PlatformError) -> CoreError {
     match e {
         livchat_remote::PlatformError::Cancelled => CoreError::Cancelled,
@@ -857,13 +883,14 @@ impl Orchestrator {
             .map_err(apps_err)
     }
 
+    /// Runs `steps`; first-run claims only when `claim` (the routes were closed for one).
     async fn run_deploy_steps(
         &self,
         ctx: &JobContext,
         server: &ServerRecord,
-        stack: &RenderedStack,
         steps: &[DeployStep],
         secrets: &SecretsByApp,
+        claim: bool,
     ) -> Result<()> {
         let platform = self.platform(&server.name).await?;
         for step in steps {
@@ -952,14 +979,10 @@ impl Orchestrator {
                         });
                     }
                 }
-                DeployStep::HttpRequest(req) => {
-                    // Admin initialisation over HTTPS needs the certificate to be issued, which
-                    // needs public DNS: it is left to the user and said in the log.
-                    ctx.warn(format!(
-                        "{} {}: initialise the admin account in the browser (not automated yet)",
-                        stack.app, req.url
-                    ));
+                DeployStep::HttpRequest(req) if claim => {
+                    crate::first_run::claim(ctx, platform.as_ref(), req).await?;
                 }
+                DeployStep::HttpRequest(_) => {}
             }
         }
         Ok(())
@@ -1057,27 +1080,35 @@ impl Orchestrator {
             }
             "deploy" => {
                 let stack = self.render_app(&server, app, &p, &secrets)?;
-                self.run_deploy_steps(ctx, &server, &stack, &stack.pre_deploy, &secrets)
+                self.run_deploy_steps(ctx, &server, &stack.pre_deploy, &secrets, false)
                     .await?;
+                // An app with a first-run page is claimed before anything routes to it; a
+                // redeploy of a running app was claimed when it was first deployed.
+                let running = self
+                    .store
+                    .load()?
+                    .deployments
+                    .get(&p.server)
+                    .and_then(|m| m.get(app))
+                    .is_some_and(|d| d.status == DeploymentStatus::Running);
+                let close_routes = !running && has_claim(&stack);
                 let platform = self.platform(&server.name).await?;
                 platform
                     .ensure_network(&NetworkSpec::overlay(self.render_options().network))
                     .await
                     .map_err(platform_err)?;
-                let spec = StackSpec {
-                    name: stack.stack.clone(),
-                    compose_yaml: stack.compose().expose_secret().to_string(),
-                    secrets: stack
-                        .docker_secrets
-                        .iter()
-                        .map(|d| StackSecret {
-                            name: d.name.clone(),
-                            value: d.value.clone(),
-                            delivery: SecretDelivery::DockerSecret,
-                        })
-                        .collect(),
+                let spec = if close_routes {
+                    ctx.info(format!(
+                        "deploying stack {} with its public routes closed until its first-run page is claimed",
+                        stack.stack
+                    ));
+                    let closed = livchat_apps::first_run::close_public_routes(app, stack.compose())
+                        .map_err(apps_err)?;
+                    stack_spec(&stack, closed.expose_secret())
+                } else {
+                    ctx.info(format!("deploying stack {}", stack.stack));
+                    stack_spec(&stack, stack.compose().expose_secret())
                 };
-                ctx.info(format!("deploying stack {}", stack.stack));
                 self.store.update("deployment start", &mut |s| {
                     let entry = s.deployments.entry(p.server.clone()).or_default();
                     let status = entry.get(app).map(|d| d.status);
@@ -1103,7 +1134,10 @@ impl Orchestrator {
                     Ok(())
                 })?;
                 platform.deploy_stack(&spec).await.map_err(platform_err)?;
-                Ok(json!({ format!("{app}.deployed_by_job"): true }))
+                Ok(json!({
+                    format!("{app}.deployed_by_job"): true,
+                    format!("{app}.routes_closed"): close_routes,
+                }))
             }
             "health" => {
                 let stack = self.render_app(&server, app, &p, &secrets)?;
@@ -1122,8 +1156,26 @@ impl Orchestrator {
                     self.wait_stack(ctx, platform.as_ref(), &stack.stack, timeout)
                         .await?;
                 }
-                self.run_deploy_steps(ctx, &server, &stack, &stack.post_deploy, &secrets)
+                let routes_closed = job
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get(format!("{app}.routes_closed")))
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                if !routes_closed && has_claim(&stack) {
+                    ctx.info(format!(
+                        "{app} runs already: its first-run page was claimed when it was first deployed"
+                    ));
+                }
+                self.run_deploy_steps(ctx, &server, &stack.post_deploy, &secrets, routes_closed)
                     .await?;
+                if routes_closed {
+                    ctx.info(format!("opening the public routes of {}", stack.stack));
+                    platform
+                        .deploy_stack(&stack_spec(&stack, stack.compose().expose_secret()))
+                        .await
+                        .map_err(platform_err)?;
+                }
                 Ok(Value::Null)
             }
             "record" => {

@@ -85,6 +85,16 @@ fn deploys_stack(
     platform: &mut MockContainerPlatform,
     name: &'static str,
 ) -> Arc<Mutex<Vec<Deployed>>> {
+    deploys_stack_times(platform, name, 1)
+}
+
+/// The stack is deployed `times` times (an app with a first-run page: routes closed, then
+/// open); returns what was deployed, in order.
+fn deploys_stack_times(
+    platform: &mut MockContainerPlatform,
+    name: &'static str,
+    times: usize,
+) -> Arc<Mutex<Vec<Deployed>>> {
     let deployed = Arc::new(Mutex::new(Vec::new()));
     let seen = deployed.clone();
     platform
@@ -95,7 +105,7 @@ fn deploys_stack(
     platform
         .expect_deploy_stack()
         .withf(move |s| s.name == name)
-        .times(1)
+        .times(times)
         .returning(move |s| {
             seen.lock().unwrap().push(Deployed {
                 compose_yaml: s.compose_yaml.clone(),
@@ -155,6 +165,7 @@ async fn deploy_app_deploys_a_database_app_generates_its_secret_and_records_it()
 #[tokio::test]
 async fn deploy_app_creates_dns_records_and_a_least_privilege_database_then_deploys_and_records() {
     let world = world_with_databases();
+    world.set_secret("app.n8n.owner_password", OWNER_PASSWORD);
     let mut mocks = Mocks::default();
     connects(&mut mocks);
     dns_records(
@@ -165,7 +176,8 @@ async fn deploy_app_creates_dns_records_and_a_least_privilege_database_then_depl
         ],
     );
     creates_database(&mut mocks.platform, 0, "");
-    deploys_stack(&mut mocks.platform, "n8n");
+    let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 2);
+    let claimed_after = claims_owner(&mut mocks.platform, &deployed, "200");
     mocks
         .platform
         .expect_wait_healthy()
@@ -186,6 +198,94 @@ async fn deploy_app_creates_dns_records_and_a_least_privilege_database_then_depl
     let log = log_text(&orch, &job.id);
     assert!(log.contains("creating database n8n and user n8n"), "{log}");
     assert!(!log.contains(DB_PASSWORD));
+    assert!(!log.contains(OWNER_PASSWORD));
+    // The owner was claimed while the only stack sent had every router off; the stack as
+    // rendered, routers on, went out after the claim.
+    assert_eq!(*claimed_after.lock().unwrap(), Some(1));
+    let sent = deployed.lock().unwrap();
+    assert!(!livchat_apps::first_run::has_public_routes(
+        &sent[0].compose_yaml
+    ));
+    assert!(sent[0].compose_yaml.contains("traefik.enable=false"));
+    assert!(livchat_apps::first_run::has_public_routes(
+        &sent[1].compose_yaml
+    ));
+    verify(orch);
+}
+
+const OWNER_PASSWORD: &str = "n8n-owner-password-SENTINEL-987654321";
+
+/// n8n's owner is claimed once from inside its editor container: the password on stdin, never
+/// in argv. The exec answers `status`; returns how many stacks had been sent when it ran.
+fn claims_owner(
+    platform: &mut MockContainerPlatform,
+    deployed: &Arc<Mutex<Vec<Deployed>>>,
+    status: &'static str,
+) -> Arc<Mutex<Option<usize>>> {
+    let when = Arc::new(Mutex::new(None));
+    let (seen, deployed) = (when.clone(), deployed.clone());
+    platform
+        .expect_exec_in_service()
+        .withf(|e| {
+            e.stack == "n8n"
+                && e.service == "editor"
+                && e.argv.iter().all(|a| !a.contains(OWNER_PASSWORD))
+                && e.stdin.as_ref().is_some_and(|s| {
+                    String::from_utf8_lossy(s.expose_secret()).contains(OWNER_PASSWORD)
+                })
+        })
+        .times(1)
+        .returning(move |_| {
+            *seen.lock().unwrap() = Some(deployed.lock().unwrap().len());
+            Ok(output(0, status, ""))
+        });
+    when
+}
+
+#[tokio::test]
+async fn a_refused_first_run_claim_fails_the_deploy_and_never_opens_the_routes() {
+    let world = world_with_databases();
+    world.set_secret("app.n8n.owner_password", OWNER_PASSWORD);
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    dns_records(
+        &mut mocks,
+        &[
+            (N8N_HOST, "rec-n8n", Change::Created),
+            (WEBHOOK_HOST, "rec-webhook", Change::Created),
+        ],
+    );
+    creates_database(&mut mocks.platform, 0, "");
+    // Sent once, routers off; the refused claim stops the job before the open stack.
+    let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 1);
+    claims_owner(&mut mocks.platform, &deployed, "400");
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .times(1)
+        .returning(|name, _| Ok(healthy(name)));
+    mocks
+        .platform
+        .expect_remove_stack()
+        .withf(|name| name == "n8n")
+        .times(1)
+        .returning(|_| Ok(()));
+    mocks
+        .dns
+        .expect_delete_record()
+        .times(2)
+        .returning(|_, _| Ok(()));
+    let orch = world.build(mocks);
+
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap_or_default();
+    assert!(
+        error.contains("HTTP 400") && error.contains("routes stay closed"),
+        "{error}"
+    );
+    assert!(!world.state().deployments["web-1"].contains_key("n8n"));
     verify(orch);
 }
 

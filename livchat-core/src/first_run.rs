@@ -1,0 +1,110 @@
+//! The first-run claim of an app inside its deploy job (see `livchat_apps::first_run`): sent
+//! from inside the app's container while its public routes are closed, so whoever reads the
+//! new name in certificate logs finds an instance that already has its admin.
+
+use std::time::Duration;
+
+use livchat_apps::HttpRequestStep;
+use livchat_apps::first_run::{claim_accepted, claim_command, claim_status};
+use livchat_remote::{ContainerPlatform, ServiceExec};
+use secrecy::{ExposeSecret, SecretBox};
+
+use crate::error::{CoreError, Result};
+use crate::jobs::JobContext;
+
+/// Tries before giving up while the app answers nothing or 5xx: it may pass its health check a
+/// little before its API routes are mounted (n8n does).
+const ATTEMPTS: u32 = 20;
+const PAUSE: Duration = Duration::from_secs(3);
+
+/// Sends `step`'s claim and checks its status. A 4xx other than 404 is final (the page
+/// refused, e.g. it was claimed already); no answer, 404 or 5xx is retried a bounded number
+/// of times.
+pub(crate) async fn claim(
+    ctx: &JobContext,
+    platform: &dyn ContainerPlatform,
+    step: &HttpRequestStep,
+) -> Result<()> {
+    let what = format!("first-run claim of {}", step.stack);
+    ctx.info(format!(
+        "claiming the first-run page of {} ({} {}) from inside {}/{}, before any public route exists",
+        step.stack,
+        method(step),
+        step.path,
+        step.stack,
+        step.service
+    ));
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        ctx.check_cancelled()?;
+        let cmd = claim_command(step);
+        let out = platform
+            .exec_in_service(ServiceExec {
+                stack: step.stack.clone(),
+                service: step.service.clone(),
+                argv: cmd.argv,
+                stdin: Some(SecretBox::new(
+                    cmd.stdin
+                        .expose_secret()
+                        .as_bytes()
+                        .to_vec()
+                        .into_boxed_slice(),
+                )),
+                user: None,
+                timeout: Duration::from_secs(60),
+                cancel: ctx.cancel_token(),
+            })
+            .await
+            .map_err(|e| match e {
+                livchat_remote::PlatformError::Cancelled => CoreError::Cancelled,
+                other => CoreError::Platform(other.to_string()),
+            })?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = ctx.redact(&livchat_remote::setup::tail(&out.stderr, 3));
+        match claim_status(&stdout) {
+            Some(code) if out.success() && claim_accepted(step, code) => {
+                ctx.info(format!("{what} accepted (HTTP {code})"));
+                return Ok(());
+            }
+            // 404 too may mean "not mounted yet"; a wrong path ends after the bounded tries.
+            Some(code) if out.success() && code < 500 && code != 404 => {
+                return Err(CoreError::Step {
+                    step: what,
+                    message: format!(
+                        "the setup page answered HTTP {code} (expected {}); the public routes stay closed. If an earlier attempt claimed it, the admin password is in the vault",
+                        expected(step)
+                    ),
+                });
+            }
+            Some(code) => last = format!("HTTP {code}"),
+            None => last = format!("exit status {}: {stderr}", out.exit_status),
+        }
+        ctx.info(format!(
+            "{what}: no answer yet ({last}), attempt {attempt} of {ATTEMPTS}"
+        ));
+        tokio::time::sleep(PAUSE).await;
+    }
+    Err(CoreError::Step {
+        step: what,
+        message: format!("the setup page did not answer ({last}); the public routes stay closed"),
+    })
+}
+
+fn method(step: &HttpRequestStep) -> &'static str {
+    match step.method {
+        livchat_apps::definition::HttpMethod::Post => "POST",
+        livchat_apps::definition::HttpMethod::Put => "PUT",
+    }
+}
+
+fn expected(step: &HttpRequestStep) -> String {
+    if step.expect_status.is_empty() {
+        "2xx".into()
+    } else {
+        step.expect_status
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+}
