@@ -108,8 +108,8 @@ fn close_labels(labels: &mut Value) {
                 .any(|l| l.as_str().is_some_and(|s| s.starts_with("traefik.")));
             if traefik {
                 items.retain(|l| {
-                    !l.as_str()
-                        .is_some_and(|s| s.split('=').next() == Some("traefik.enable"))
+                    l.as_str()
+                        .is_none_or(|s| s.split('=').next() != Some("traefik.enable"))
                 });
                 items.push(Value::String("traefik.enable=false".into()));
             }

@@ -27,6 +27,10 @@ const EXCLUSIVE: &[&str] = &[
     "real_peers",
 ];
 
+/// Binaries that run after every other one, alone: the E2E checks that a cancelled setup leaves
+/// no apt or dpkg behind within a bound, and on a loaded machine dpkg outlives it.
+const ALONE: &[&str] = &["e2e"];
+
 /// Binaries known to take minutes, started first so the run does not end waiting on one.
 const SLOW_FIRST: &[&str] = &[
     "schemathesis",
@@ -69,6 +73,9 @@ pub fn run_all(
 ) -> Result<()> {
     let binaries = build(&cargo)?;
     std::fs::create_dir_all(logs)?;
+    let (alone, binaries): (Vec<_>, Vec<_>) = binaries
+        .into_iter()
+        .partition(|b| ALONE.contains(&b.target.as_str()));
     let (mut exclusive, mut rest): (Vec<_>, Vec<_>) = binaries
         .into_iter()
         .partition(|b| EXCLUSIVE.contains(&b.target.as_str()));
@@ -81,10 +88,11 @@ pub fn run_all(
     rest.sort_by_key(rank);
     exclusive.sort_by(|a, b| a.target.cmp(&b.target));
     eprintln!(
-        "running {} test binaries, {jobs} at a time ({} of them one after another: {})",
-        exclusive.len() + rest.len(),
+        "running {} test binaries, {jobs} at a time ({} of them one after another: {}), then {} alone",
+        exclusive.len() + rest.len() + alone.len(),
         exclusive.len(),
-        EXCLUSIVE.join(", ")
+        EXCLUSIVE.join(", "),
+        ALONE.join(", ")
     );
 
     let exclusive = Arc::new(Mutex::new(VecDeque::from(exclusive)));
@@ -106,13 +114,7 @@ pub fn run_all(
                     };
                     let Some(binary) = next else { break };
                     let outcome = run_one(&binary, envs, &logs);
-                    eprintln!(
-                        "  {:<6} {:>7.1}s  {}  {}",
-                        if outcome.passed { "ok" } else { "FAILED" },
-                        outcome.seconds,
-                        outcome.label,
-                        outcome.summary
-                    );
+                    report(&outcome);
                     outcomes.lock().unwrap().push(outcome);
                 }
             })
@@ -123,7 +125,12 @@ pub fn run_all(
             .join()
             .map_err(|_| anyhow::anyhow!("a test worker panicked"))?;
     }
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    for binary in &alone {
+        let outcome = run_one(binary, envs, logs);
+        report(&outcome);
+        outcomes.push(outcome);
+    }
 
     let doc = Instant::now();
     let doc_result = super::run(cargo().envs(envs.iter().copied()).args([
@@ -161,6 +168,16 @@ pub fn run_all(
         );
     }
     doc_result.context("doc tests failed")
+}
+
+fn report(outcome: &Outcome) {
+    eprintln!(
+        "  {:<6} {:>7.1}s  {}  {}",
+        if outcome.passed { "ok" } else { "FAILED" },
+        outcome.seconds,
+        outcome.label,
+        outcome.summary
+    );
 }
 
 /// Compiles every test binary and lists them, as `cargo test --no-run` builds them.
