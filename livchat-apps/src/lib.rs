@@ -38,6 +38,7 @@ pub mod query;
 pub mod render;
 pub mod resolver;
 pub mod secrets;
+mod template_safety;
 mod validate;
 
 pub use catalog::{APPS_DIR_ENV, Catalog, CatalogEntry, DefinitionSource};
