@@ -107,12 +107,14 @@ pub enum ApiCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
-    /// Store a secret; the value comes from the argument or, with --stdin, from standard input.
+    /// Store a secret; the value comes from a hidden prompt on a terminal, otherwise from
+    /// standard input (`livchat secrets set KEY < file`), never from the command line.
     Set {
         key: String,
-        #[arg(conflicts_with = "stdin", required_unless_present = "stdin")]
+        /// Refused: a value here would show in process lists and shell history.
+        #[arg(hide = true)]
         value: Option<String>,
-        /// Read the value from standard input (keeps it out of shell history and process lists).
+        /// Read the value from standard input even on a terminal.
         #[arg(long)]
         stdin: bool,
     },
