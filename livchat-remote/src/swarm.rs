@@ -856,14 +856,17 @@ struct TaskInspect {
     spec: serde_json::Value,
 }
 
-/// Whether a task was created from this task template. The swarm replaces a task whose spec
-/// differs (placement aside: a task on a node that still satisfies it is kept), and the task's
-/// spec is a copy of the template it was created from; the engine renders the two with small
-/// differences (the template shows `Runtime` and empty objects such as `DNSConfig: {}` that the
-/// task omits), so empty values and `Runtime` are left out of the comparison.
+/// Whether a task was created from this task template. The task's spec is a copy of the
+/// template it was created from, but `docker service inspect` shows the template with the
+/// engine's defaults filled in (`StopGracePeriod`, `RestartPolicy.Delay`, `Runtime`,
+/// `DNSConfig: {}`...) where the task keeps what was given: so every non-empty value of the
+/// task must be in the template, and what only the template has is taken as a default.
+/// Placement is left out (the swarm keeps a task whose node still satisfies it). The one
+/// case this cannot tell apart, a new version that only adds a field, is covered by the
+/// update state: a service does not converge while its update is under way.
 fn same_spec(task: &serde_json::Value, template: &serde_json::Value) -> bool {
-    fn normal(v: &serde_json::Value) -> Option<serde_json::Value> {
-        use serde_json::Value;
+    use serde_json::Value;
+    fn normal(v: &Value) -> Option<Value> {
         match v {
             Value::Null | Value::Bool(false) => None,
             Value::String(s) if s.is_empty() => None,
@@ -875,7 +878,7 @@ fn same_spec(task: &serde_json::Value, template: &serde_json::Value) -> bool {
             Value::Object(map) => {
                 let map: serde_json::Map<String, Value> = map
                     .iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "Placement" | "Runtime"))
+                    .filter(|(k, _)| k.as_str() != "Placement")
                     .filter_map(|(k, v)| normal(v).map(|v| (k.clone(), v)))
                     .collect();
                 (!map.is_empty()).then_some(Value::Object(map))
@@ -883,7 +886,18 @@ fn same_spec(task: &serde_json::Value, template: &serde_json::Value) -> bool {
             other => Some(other.clone()),
         }
     }
-    normal(task) == normal(template)
+    fn within(task: &Value, template: &Value) -> bool {
+        match (task, template) {
+            (Value::Object(t), Value::Object(s)) => t
+                .iter()
+                .all(|(k, v)| s.get(k).is_some_and(|w| within(v, w))),
+            (t, s) => t == s,
+        }
+    }
+    match (normal(task), normal(template)) {
+        (Some(t), Some(s)) => within(&t, &s),
+        (t, s) => t == s,
+    }
 }
 
 fn parse_json_lines<T: serde::de::DeserializeOwned>(
@@ -1173,6 +1187,15 @@ mod tests {
         let mut newer = template.clone();
         newer["ContainerSpec"]["Env"] = serde_json::json!(["VERSION=2"]);
         assert!(!same_spec(&task, &newer));
+        // Defaults only the template shows (the user gave no restart policy or grace period).
+        let mut bare = task.clone();
+        bare.as_object_mut().unwrap().remove("RestartPolicy");
+        bare["ContainerSpec"].as_object_mut().unwrap().remove("StopGracePeriod");
+        assert!(same_spec(&bare, &template));
+        // A value the task has and the template lacks: another spec.
+        let mut older = task.clone();
+        older["ContainerSpec"]["User"] = serde_json::json!("postgres");
+        assert!(!same_spec(&older, &template));
     }
 
     #[test]
