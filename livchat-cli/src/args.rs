@@ -265,19 +265,23 @@ pub enum AppCommand {
         app: String,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Repoint existing A records of the app's names that livchat did not create (they are
+        /// then the app's: undeploy deletes them). Without it such a record refuses the deploy.
+        #[arg(long)]
+        take_over_dns: bool,
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,
     },
-    /// Remove an app's stack and DNS records (data volumes are kept unless --delete-volumes).
+    /// Remove an app's stack, Docker secrets and DNS records (data kept unless --delete-data).
     Undeploy {
         server: String,
         app: String,
         #[arg(long)]
         force: bool,
-        /// Also delete the app's data volumes: its data is lost.
-        #[arg(long)]
-        delete_volumes: bool,
+        /// Also delete the app's data: volumes, database and role, vault secrets (lost for good).
+        #[arg(long, alias = "delete-volumes")]
+        delete_data: bool,
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,

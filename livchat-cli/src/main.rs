@@ -633,27 +633,28 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
             server,
             app,
             set,
+            take_over_dns,
             plan,
         } => {
             if plan {
                 print_plan(&orch.plan_deploy_app(&server, &app, &set)?, out)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let job = orch.start_deploy_app(&server, &app, &set)?;
+            let job = orch.start_deploy_app_with(&server, &app, &set, take_over_dns)?;
             return run_job(&orch, job, g).await;
         }
         AppCommand::Undeploy {
             server,
             app,
             force,
-            delete_volumes,
+            delete_data,
             plan,
         } => {
             let params = livchat_core::UndeployParams {
                 server,
                 app,
                 force,
-                delete_volumes,
+                delete_data,
             };
             if plan {
                 print_plan(&orch.plan_undeploy(&params)?, out)?;
