@@ -1190,7 +1190,10 @@ mod tests {
         // Defaults only the template shows (the user gave no restart policy or grace period).
         let mut bare = task.clone();
         bare.as_object_mut().unwrap().remove("RestartPolicy");
-        bare["ContainerSpec"].as_object_mut().unwrap().remove("StopGracePeriod");
+        bare["ContainerSpec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("StopGracePeriod");
         assert!(same_spec(&bare, &template));
         // A value the task has and the template lacks: another spec.
         let mut older = task.clone();

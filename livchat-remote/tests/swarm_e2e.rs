@@ -418,21 +418,24 @@ async fn a_crashing_redeploy_fails_and_rolls_back_and_the_fixed_version_then_com
         let platform = &platform;
         async move { platform.deploy_stack(&spec).await.unwrap() }
     };
-    let wait = || platform.wait_healthy("redeploy", patient(Duration::from_secs(120)));
+    // Generous: on a loaded 2-core machine three crash cycles of version 2 took over 2 minutes.
+    let wait = || platform.wait_healthy("redeploy", patient(Duration::from_secs(300)));
 
     deploy(1, false).await;
     wait().await.expect("version 1 is healthy");
     assert_eq!(serving_version(&platform).await, "1");
 
-    // Version 2 crashes a moment after it starts: the wait must see the swarm's paused update
-    // (not version 1's task, still running while the update begins).
+    // Version 2 crashes a moment after it starts: the wait must not be fooled by version 1's
+    // task, still running while the update begins. Swarm pauses the update when the crash
+    // falls in its monitor window; on a loaded machine the update can complete first, and
+    // then the crashing tasks of the new spec fail the wait.
     deploy(2, true).await;
     let err = wait().await.expect_err("a crashing version is not healthy");
-    assert!(
-        matches!(&err, PlatformError::UpdateFailed { service, message, .. }
-            if service == "app" && message.contains("paused")),
-        "{err}"
-    );
+    let paused = matches!(&err, PlatformError::UpdateFailed { service, message, .. }
+        if service == "app" && message.contains("paused"));
+    let crashed = matches!(&err, PlatformError::ServiceFailed { service, error, .. }
+        if service == "app" && error.contains("non-zero exit (3)"));
+    assert!(paused || crashed, "{err}");
     // What a failed redeploy leaves: version 1, serving again.
     let status = platform
         .rollback_stack("redeploy", patient(Duration::from_secs(120)))
