@@ -1702,7 +1702,25 @@ impl Orchestrator {
                 Ok(Value::Null)
             }
             "vault_secrets" => {
-                let keys = self.deletable_vault_secrets(&p.server, &p.app)?;
+                // A Docker secret kept because another stack uses it keeps its vault value too:
+                // a new value would no longer match what that stack reads.
+                let removed: Vec<String> = job
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get("docker_secrets_removed"))
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                let kept: Vec<String> = self
+                    .own_secrets(&p.app)
+                    .iter()
+                    .filter(|r| !removed.contains(&r.docker_secret_name()))
+                    .map(livchat_apps::SecretRef::vault_key)
+                    .collect();
+                let keys: Vec<String> = self
+                    .deletable_vault_secrets(&p.server, &p.app)?
+                    .into_iter()
+                    .filter(|k| !kept.contains(k))
+                    .collect();
                 for key in &keys {
                     self.secrets.delete(key)?;
                 }
