@@ -27,6 +27,7 @@ use crate::render::{
 };
 use crate::resolver;
 use crate::secrets::{self, AppSecrets, SecretRef, SecretsByApp};
+use crate::template_safety;
 
 include!(concat!(env!("OUT_DIR"), "/builtin_apps.rs"));
 
@@ -54,6 +55,9 @@ pub struct CatalogEntry {
 pub struct Catalog {
     entries: BTreeMap<String, CatalogEntry>,
     tera: Tera,
+    /// The same templates with [`template_safety::tainted_scalar`] as escaper: rendered only
+    /// to find printed values in shell strings.
+    tainted: Tera,
     tls_resolver: Option<String>,
 }
 
@@ -160,6 +164,13 @@ impl Catalog {
         let mut tera = Tera::default();
         tera.autoescape_on(vec![".yml"]);
         tera.set_escape_fn(crate::escape::yaml_scalar);
+        // The lint refuses templates that name it; this stops any path the lint missed.
+        tera.register_function(
+            "get_env",
+            |_: &std::collections::HashMap<String, Json>| -> tera::Result<Json> {
+                Err(tera::Error::msg("get_env is disabled in stack templates"))
+            },
+        );
         let mut tls: Option<(String, String)> = None;
         for (name, (entry, template)) in &entries {
             let origin = origin_of(entry);
@@ -189,9 +200,12 @@ impl Catalog {
                 }
             }
         }
+        let mut tainted = tera.clone();
+        tainted.set_escape_fn(template_safety::tainted_scalar);
         let catalog = Catalog {
             entries: entries.into_iter().map(|(k, (e, _))| (k, e)).collect(),
             tera,
+            tainted,
             tls_resolver: tls.map(|(_, r)| r),
         };
         catalog.validate_cross_references()?;
@@ -496,6 +510,7 @@ impl Catalog {
             })?;
 
         let mut doc = render::parse_stack(app, &text)?;
+        self.refuse_values_in_shell_strings(app, &doc, &tera_ctx)?;
         render::apply_endpoint_mode(app, &mut doc, ctx.options.endpoint_mode)?;
         render::validate_stack(app, &doc)?;
         let docker_secrets = collect_docker_secrets(app, &doc, &docker_names)?;
@@ -518,6 +533,40 @@ impl Catalog {
             post_deploy,
             dns_names: def.dns_names(&ctx.dns),
             health_check: def.health_check.clone(),
+        })
+    }
+
+    /// Refuses a render that puts a printed value into a string a shell in the container parses
+    /// (a `--set` value in a `CMD-SHELL` healthcheck would run as code). The tainted render has
+    /// the same control flow as the real one; only the escaper differs.
+    fn refuse_values_in_shell_strings(
+        &self,
+        app: &str,
+        doc: &serde_yaml::Mapping,
+        tera_ctx: &tera::Context,
+    ) -> Result<(), AppsError> {
+        if !template_safety::has_shell_strings(doc) {
+            return Ok(());
+        }
+        let text = self
+            .tainted
+            .render(&template_name(app), tera_ctx)
+            .map_err(|e| AppsError::Template {
+                app: app.to_string(),
+                message: tera_message(&e),
+            })?;
+        let problems = template_safety::values_in_shell_strings(&render::parse_stack(app, &text)?);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let origin = self
+            .entry(app)
+            .map(origin_of)
+            .unwrap_or_else(|| app.to_string());
+        Err(AppsError::InvalidDefinition {
+            origin,
+            field: "template".into(),
+            message: problems.join("; "),
         })
     }
 
@@ -874,6 +923,7 @@ fn collect_docker_secrets(
 /// unescaped) and printed with `{{ joined }}` (escaped once, as one YAML scalar). Anything that
 /// would let a value reach the stack file unescaped is rejected here.
 fn lint_template(text: &str) -> Result<(), String> {
+    template_safety::lint_forbidden_names(text)?;
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
@@ -896,6 +946,20 @@ fn lint_template(text: &str) -> Result<(), String> {
                     "`{{{{{expr}}}}}` uses the `{word}` filter, which bypasses YAML escaping"
                 ));
             }
+        }
+        // tera escapes only strings: a filter that ends in a list prints its items raw.
+        let last_filter = expr.split('|').skip(1).last().map(|f| {
+            f.trim_start()
+                .split(|c: char| !c.is_alphanumeric() && c != '_')
+                .next()
+                .unwrap_or_default()
+        });
+        if let Some(filter) = last_filter
+            && template_safety::LIST_FILTERS.contains(&filter)
+        {
+            return Err(format!(
+                "`{{{{{expr}}}}}` ends with the `{filter}` filter, whose list tera prints unescaped; end with `join` or `first`"
+            ));
         }
         rest = &after[end + 2..];
     }

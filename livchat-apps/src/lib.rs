@@ -39,12 +39,13 @@ pub mod query;
 pub mod render;
 pub mod resolver;
 pub mod secrets;
+mod template_safety;
 mod validate;
 
 pub use catalog::{APPS_DIR_ENV, Catalog, CatalogEntry, DefinitionSource};
 pub use definition::{AppDefinition, Category, definition_json_schema};
 pub use error::AppsError;
-pub use postgres::{CreateDatabase, PsqlCommand, create_database_command};
+pub use postgres::{CreateDatabase, PsqlCommand, create_database_command, drop_database_command};
 pub use query::{AppQuery, catalog_markdown_table};
 pub use render::{
     DEFAULT_NETWORK, DeployStep, DnsConfig, DockerSecret, EndpointMode, HttpRequestStep,

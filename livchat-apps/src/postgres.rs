@@ -65,26 +65,52 @@ pub fn create_database_command(
     ));
     sql.push_str(&format!("ALTER DATABASE \"{db}\" OWNER TO \"{user}\";\n"));
     sql.push_str(&format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC;\n"));
+    // Every role may connect to the maintenance database by default (PUBLIC); an app's role
+    // has no business there. The superuser is not affected.
+    sql.push_str("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;\n");
     sql.push_str(&format!("\\connect \"{db}\"\n"));
     for ext in &spec.extensions {
         sql.push_str(&format!("CREATE EXTENSION IF NOT EXISTS \"{ext}\";\n"));
     }
     sql.push_str(&format!("ALTER SCHEMA public OWNER TO \"{user}\";\n"));
     Ok(PsqlCommand {
-        argv: [
-            "psql",
-            "--no-psqlrc",
-            "--quiet",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--username",
-            "postgres",
-            "--dbname",
-            "postgres",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        argv: psql_argv(),
+        stdin: SecretString::from(sql),
+    })
+}
+
+/// `psql` as the superuser on the maintenance database, stopping at the first error.
+fn psql_argv() -> Vec<String> {
+    [
+        "psql",
+        "--no-psqlrc",
+        "--quiet",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--username",
+        "postgres",
+        "--dbname",
+        "postgres",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The `psql` invocation and script that drop the database of `spec` and its role, data
+/// included (`app undeploy --delete-data`). Dropping what is absent succeeds; sessions still
+/// connected to the database are ended (`WITH (FORCE)`, PostgreSQL 13 or newer).
+pub fn drop_database_command(spec: &CreateDatabase) -> Result<PsqlCommand, AppsError> {
+    validate_sql_identifier("database", &spec.database)?;
+    validate_sql_identifier("user", &spec.user)?;
+    let (db, user) = (&spec.database, &spec.user);
+    let sql = format!(
+        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE);\n\
+         SELECT 'DROP OWNED BY \"{user}\"' WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}')\\gexec\n\
+         DROP ROLE IF EXISTS \"{user}\";\n"
+    );
+    Ok(PsqlCommand {
+        argv: psql_argv(),
         stdin: SecretString::from(sql),
     })
 }

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use livchat_apps::{CreateDatabase, create_database_command};
+use livchat_apps::{CreateDatabase, create_database_command, drop_database_command};
 use secrecy::{ExposeSecret, SecretString};
 
 fn pg_bin() -> Option<PathBuf> {
@@ -238,6 +238,16 @@ fn the_script_creates_a_least_privilege_owner_that_logs_in_with_a_hostile_passwo
     );
     let intrude = cluster.query_as("n8n", password, "chatwoot", "SELECT 1");
     assert!(!intrude.status.success(), "PUBLIC CONNECT must be revoked");
+    let maintenance = cluster.query_as("n8n", password, "postgres", "SELECT 1");
+    assert!(
+        !maintenance.status.success(),
+        "the app's role must not reach the maintenance database"
+    );
+    assert!(
+        text(&maintenance).contains("permission denied for database"),
+        "{}",
+        text(&maintenance)
+    );
     let wrong = cluster.query_as("n8n", "wrong", "n8n", "SELECT 1");
     assert!(!wrong.status.success());
 }
@@ -285,6 +295,88 @@ fn rerunning_the_script_is_harmless_and_updates_the_password() {
     assert!(
         !cluster
             .query_as("evolution", "first", "evolution", "SELECT 1")
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn the_drop_script_removes_the_database_its_role_and_their_data_and_can_run_again() {
+    let Some(bin) = pg_bin() else { return };
+    let cluster = Cluster::start(bin);
+    let spec = CreateDatabase {
+        database: "guestbook".into(),
+        user: "guestbook".into(),
+        extensions: vec![],
+    };
+    let cmd = create_database_command(&spec, &SecretString::from("pw")).unwrap();
+    assert!(
+        cluster
+            .exec(&cmd.argv, cmd.stdin.expose_secret())
+            .status
+            .success()
+    );
+    let table = cluster.query_as(
+        "guestbook",
+        "pw",
+        "guestbook",
+        "CREATE TABLE visits (n int)",
+    );
+    assert!(table.status.success(), "{}", text(&table));
+    // Connected while it is dropped: the session is ended, not an obstacle.
+    let mut idle = Command::new(cluster.bin.join("psql"))
+        .args([
+            "--no-psqlrc",
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+        ])
+        .args([
+            "-U",
+            "guestbook",
+            "-d",
+            "guestbook",
+            "-c",
+            "SELECT pg_sleep(30)",
+        ])
+        .env("PGPASSWORD", "pw")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for round in 0..2 {
+        let drop = drop_database_command(&spec).unwrap();
+        assert!(drop.argv.iter().all(|a| !a.contains("guestbook")));
+        let out = cluster.exec(&drop.argv, drop.stdin.expose_secret());
+        assert!(out.status.success(), "round {round}: {}", text(&out));
+    }
+    let _ = idle.wait();
+    let left = cluster.exec(
+        &[
+            "psql",
+            "--no-psqlrc",
+            "-At",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname = 'guestbook') + \
+                  (SELECT count(*) FROM pg_roles WHERE rolname = 'guestbook')",
+        ]
+        .map(String::from),
+        "",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "0",
+        "{}",
+        text(&left)
+    );
+    assert!(
+        !cluster
+            .query_as("guestbook", "pw", "guestbook", "SELECT 1")
             .status
             .success()
     );

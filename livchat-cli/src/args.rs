@@ -107,12 +107,14 @@ pub enum ApiCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
-    /// Store a secret; the value comes from the argument or, with --stdin, from standard input.
+    /// Store a secret; the value comes from a hidden prompt on a terminal, otherwise from
+    /// standard input (`livchat secrets set KEY < file`), never from the command line.
     Set {
         key: String,
-        #[arg(conflicts_with = "stdin", required_unless_present = "stdin")]
+        /// Refused: a value here would show in process lists and shell history.
+        #[arg(hide = true)]
         value: Option<String>,
-        /// Read the value from standard input (keeps it out of shell history and process lists).
+        /// Read the value from standard input even on a terminal.
         #[arg(long)]
         stdin: bool,
     },
@@ -263,19 +265,23 @@ pub enum AppCommand {
         app: String,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Repoint existing A records of the app's names that livchat did not create (they are
+        /// then the app's: undeploy deletes them). Without it such a record refuses the deploy.
+        #[arg(long)]
+        take_over_dns: bool,
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,
     },
-    /// Remove an app's stack and DNS records (data volumes are kept unless --delete-volumes).
+    /// Remove an app's stack, Docker secrets and DNS records (data kept unless --delete-data).
     Undeploy {
         server: String,
         app: String,
         #[arg(long)]
         force: bool,
-        /// Also delete the app's data volumes: its data is lost.
-        #[arg(long)]
-        delete_volumes: bool,
+        /// Also delete the app's data: volumes, database and role, vault secrets (lost for good).
+        #[arg(long, alias = "delete-volumes")]
+        delete_data: bool,
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,

@@ -252,15 +252,24 @@ fn read_stdin_secret() -> Result<SecretString> {
 }
 
 fn secrets(g: &Global, cmd: SecretsCommand) -> Result<()> {
+    if let SecretsCommand::Set { value: Some(_), .. } = cmd {
+        return Err(CoreError::invalid(
+            "VALUE",
+            "a secret is never taken from the command line (process lists and shell history show it); \
+             type it at the hidden prompt or pipe it: `livchat secrets set KEY < file`",
+        )
+        .into());
+    }
     let orch = open(g)?;
     match cmd {
-        SecretsCommand::Set { key, value, stdin } => {
-            let value = match (value, stdin) {
-                (_, true) => read_stdin_secret()?,
-                (Some(v), false) => SecretString::from(v),
-                (None, false) => {
-                    return Err(CoreError::invalid("value", "give VALUE or --stdin").into());
-                }
+        SecretsCommand::Set { key, stdin, .. } => {
+            let value = if !stdin && std::io::stdin().is_terminal() {
+                SecretString::from(
+                    rpassword::prompt_password(format!("Value for {key} (not shown): "))
+                        .context("could not read the value from the terminal")?,
+                )
+            } else {
+                read_stdin_secret()?
             };
             orch.secret_set(&key, value)?;
             print(
@@ -624,27 +633,28 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
             server,
             app,
             set,
+            take_over_dns,
             plan,
         } => {
             if plan {
                 print_plan(&orch.plan_deploy_app(&server, &app, &set)?, out)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let job = orch.start_deploy_app(&server, &app, &set)?;
+            let job = orch.start_deploy_app_with(&server, &app, &set, take_over_dns)?;
             return run_job(&orch, job, g).await;
         }
         AppCommand::Undeploy {
             server,
             app,
             force,
-            delete_volumes,
+            delete_data,
             plan,
         } => {
             let params = livchat_core::UndeployParams {
                 server,
                 app,
                 force,
-                delete_volumes,
+                delete_data,
             };
             if plan {
                 print_plan(&orch.plan_undeploy(&params)?, out)?;

@@ -42,6 +42,20 @@ impl Home {
         h
     }
 
+    /// The transcript of `livchat <args>` with `input` on its stdin (a child that exits
+    /// before reading closes the pipe: that is not a test failure).
+    fn run_with_stdin(&self, cmd: std::process::Command, input: &[u8]) -> String {
+        use std::io::Write;
+        let mut cmd = cmd;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let _ = child.stdin.take().unwrap().write_all(input);
+        let out = child.wait_with_output().unwrap();
+        self.transcript(&out)
+    }
+
     fn state_bytes(&self) -> Vec<u8> {
         std::fs::read(self.path().join("state.json")).unwrap()
     }
@@ -108,8 +122,12 @@ fn init_is_idempotent_and_files_are_private() {
 
 /// Runs a bad command and checks that neither state.json nor the vault changed.
 fn bad(h: &Home, args: &[&str]) -> String {
+    bad_with_stdin(h, args, b"")
+}
+
+fn bad_with_stdin(h: &Home, args: &[&str], input: &[u8]) -> String {
     let (state, vault) = (h.state_bytes(), h.vault_bytes());
-    let out = h.run(args);
+    let out = h.run_with_stdin(h.command(args), input);
     assert!(!out.starts_with("exit: 0"), "{args:?} should fail:\n{out}");
     assert_eq!(state, h.state_bytes(), "{args:?} changed state.json");
     assert_eq!(vault, h.vault_bytes(), "{args:?} changed the vault");
@@ -136,7 +154,7 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
     snapshot("bad_unknown_secret", &bad(&h, &["secrets", "get", "nope"]));
     snapshot(
         "bad_secret_name",
-        &bad(&h, &["secrets", "set", "bad name!", "x"]),
+        &bad_with_stdin(&h, &["secrets", "set", "bad name!"], b"x"),
     );
     snapshot("bad_unknown_server", &bad(&h, &["server", "show", "ghost"]));
     snapshot(
@@ -209,12 +227,35 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
 fn wrong_vault_password_names_the_file_and_changes_nothing() {
     let h = Home::initialised();
     let (state, vault) = (h.state_bytes(), h.vault_bytes());
-    let mut cmd = h.command(&["secrets", "set", "k", "v"]);
+    let mut cmd = h.command(&["secrets", "set", "k"]);
     cmd.env("LIVCHAT_VAULT_PASSWORD", "wrong-password");
-    let out = h.run_cmd(cmd);
+    let out = h.run_with_stdin(cmd, b"v\n");
     snapshot("bad_vault_password", &out);
     assert_eq!(state, h.state_bytes());
     assert_eq!(vault, h.vault_bytes());
+}
+
+#[test]
+fn a_secret_value_on_the_command_line_is_refused_and_nothing_is_stored() {
+    let h = Home::initialised();
+    let out = bad(&h, &["secrets", "set", "hetzner_token", "tok-on-argv"]);
+    assert!(out.starts_with("exit: 2"), "{out}");
+    assert!(
+        out.contains("VALUE") && out.contains("command line") && out.contains("< file"),
+        "{out}"
+    );
+    assert!(!out.contains("tok-on-argv"), "{out}");
+    let list = h.run(&["secrets", "list", "--output", "json"]);
+    assert!(!list.contains("hetzner_token"), "{list}");
+}
+
+#[test]
+fn secrets_set_reads_standard_input_without_a_flag_when_it_is_not_a_terminal() {
+    let h = Home::initialised();
+    let out = h.run_with_stdin(h.command(&["secrets", "set", "k"]), b"from-stdin\n");
+    assert!(out.starts_with("exit: 0"), "{out}");
+    let get = h.run(&["secrets", "get", "k"]);
+    assert!(get.contains("\nfrom-stdin\n"), "{get}");
 }
 
 #[test]
@@ -313,15 +354,15 @@ fn app_list_and_render_work_without_any_server() {
 #[test]
 fn init_with_the_password_in_the_environment_uses_it_and_writes_no_password_file() {
     let h = Home::new();
-    let with_env = |args: &[&str]| {
+    let with_env = |args: &[&str], input: &[u8]| {
         let mut cmd = h.command(args);
         cmd.env("LIVCHAT_VAULT_PASSWORD", "from-the-environment");
-        h.run_cmd(cmd)
+        h.run_with_stdin(cmd, input)
     };
-    let out = with_env(&["init"]);
+    let out = with_env(&["init"], b"");
     assert!(out.starts_with("exit: 0"), "{out}");
     assert!(!h.path().join(".vault_password").exists());
-    let out = with_env(&["secrets", "set", "k", "v"]);
+    let out = with_env(&["secrets", "set", "k"], b"v\n");
     assert!(out.starts_with("exit: 0"), "{out}");
     // Without the variable there is no password: the vault stays closed.
     let out = h.run(&["secrets", "get", "k"]);

@@ -9,6 +9,17 @@ fn livchat() -> Livchat {
     Livchat::temp(env!("CARGO_BIN_EXE_livchat"))
 }
 
+/// `secrets set` with the value on stdin (the command line never carries it).
+fn secret_set(cli: &Livchat, key: &str, value: &str) {
+    let args = ["secrets", "set", key];
+    let out = cli.output(&args, Some(value)).unwrap();
+    assert!(
+        out.status.success(),
+        "`livchat secrets set {key}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn server_add_pins_the_host_key_and_exec_delivers_hostile_arguments_unchanged() {
     let Some(mut sshd) = fixtures::sshd::Sshd::start() else {
@@ -115,8 +126,8 @@ async fn provider_info_and_dns_list_read_the_vendor_apis() {
     let (ht, ct) = (hetzner.token().to_string(), cloudflare.token().to_string());
     let outputs = tokio::task::spawn_blocking(move || {
         cli.ok(&["init"]);
-        cli.ok(&["secrets", "set", "hetzner_token", &ht]);
-        cli.ok(&["secrets", "set", "cloudflare_api_token", &ct]);
+        secret_set(&cli, "hetzner_token", &ht);
+        secret_set(&cli, "cloudflare_api_token", &ct);
         let locations = cli.json(&["provider", "info", "locations"]);
         let types = cli.json(&["provider", "info", "server-types"]);
         let images = cli.ok(&["provider", "info", "images"]);

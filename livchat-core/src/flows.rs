@@ -113,6 +113,10 @@ pub struct DeployParams {
     #[serde(default)]
     pub set: Vec<String>,
     pub apps: Vec<String>,
+    /// Repoint existing A records of the apps' names that livchat did not create
+    /// (`--take-over-dns`); without it such a record refuses the deploy.
+    #[serde(default)]
+    pub take_over_dns: bool,
 }
 
 /// Parameters of an undeploy job.
@@ -122,9 +126,10 @@ pub struct UndeployParams {
     pub app: String,
     #[serde(default)]
     pub force: bool,
-    /// Also delete the app's data volumes (kept by default).
-    #[serde(default)]
-    pub delete_volumes: bool,
+    /// Also delete the app's data: its volumes, its database and role (with their data) and its
+    /// secrets in the vault (all kept by default; `--delete-data`).
+    #[serde(default, alias = "delete_volumes")]
+    pub delete_data: bool,
 }
 
 /// Parameters of a delete-server job.
@@ -399,11 +404,12 @@ impl Orchestrator {
                 let id = server
                     .provider_id
                     .ok_or_else(|| CoreError::Provider("server has no provider id".into()))?;
+                // The server's own SSH port: the rules drop everything else inbound.
+                let mut spec = FirewallSpec::ssh_and_web(provider_resource_name(&p.name));
+                spec.tcp_ports.retain(|port| *port != 22);
+                spec.tcp_ports.insert(0, server.ssh_port);
                 let fw = provider
-                    .ensure_firewall(
-                        &FirewallSpec::ssh_and_web(provider_resource_name(&p.name)),
-                        &ServerId(id.to_string()),
-                    )
+                    .ensure_firewall(&spec, &ServerId(id.to_string()))
                     .await
                     .map_err(provider_err)?;
                 Ok(json!({ "firewall": fw.name }))
@@ -528,6 +534,7 @@ impl Orchestrator {
         })?;
         let mut config = SetupConfig::new(&server.name, addr)?;
         config.docker = self.config.docker_source;
+        config.ssh_port = server.ssh_port;
         if let Some(tz) = self
             .store
             .load()?
@@ -740,12 +747,26 @@ impl Orchestrator {
             app: app.to_string(),
             set: set.to_vec(),
             apps,
+            take_over_dns: false,
         })
     }
 
     /// Validates and records a deploy job: dependencies resolved now and fixed in the job.
     pub fn start_deploy_app(&self, server: &str, app: &str, set: &[String]) -> Result<JobRecord> {
-        let p = self.resolve_deploy(server, app, set)?;
+        self.start_deploy_app_with(server, app, set, false)
+    }
+
+    /// [`Orchestrator::start_deploy_app`], optionally taking over existing A records of the
+    /// apps' names that livchat did not create (`--take-over-dns`).
+    pub fn start_deploy_app_with(
+        &self,
+        server: &str,
+        app: &str,
+        set: &[String],
+        take_over_dns: bool,
+    ) -> Result<JobRecord> {
+        let mut p = self.resolve_deploy(server, app, set)?;
+        p.take_over_dns = take_over_dns;
         self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
         // A `--set` value the app does not allow, or a setting it needs, must be refused now:
         // found mid-job, it would fail after secrets were generated and stored.
@@ -1050,6 +1071,31 @@ impl Orchestrator {
                     .find_zone(&dns_config.zone_name)
                     .await
                     .map_err(dns_err)?;
+                // Records of these names livchat did not create are not touched (nor later
+                // deleted by undeploy) unless the user takes them over; one pointing elsewhere
+                // refuses the deploy before anything changes.
+                let owned = self.owned_dns_ids(&p.server)?;
+                let mut foreign: BTreeSet<String> = BTreeSet::new();
+                for name in &stack.dns_names {
+                    for r in dns.records_named(&zone, name).await.map_err(dns_err)? {
+                        if r.record_type != livchat_providers::RecordType::A
+                            || owned.contains(&r.id)
+                        {
+                            continue;
+                        }
+                        if r.content != ip.to_string() && !p.take_over_dns {
+                            return Err(CoreError::Refused(format!(
+                                "DNS record A {name} -> {} exists and was not created by livchat; \
+                                 deploying would repoint it to {ip}. Remove it, or pass \
+                                 --take-over-dns to repoint it (undeploy then deletes it)",
+                                r.content
+                            )));
+                        }
+                        if !p.take_over_dns {
+                            foreign.insert(r.id);
+                        }
+                    }
+                }
                 let mut created: Vec<String> = Vec::new();
                 let mut ids = Vec::new();
                 for name in &stack.dns_names {
@@ -1073,6 +1119,16 @@ impl Orchestrator {
                     ctx.info(format!("DNS A {name} -> {ip} ({:?})", e.change));
                     if e.change == livchat_providers::Change::Created {
                         created.push(e.record.id.clone());
+                    }
+                    if foreign.contains(&e.record.id) {
+                        ctx.info(format!(
+                            "DNS record A {name} already pointed here and is not livchat's: \
+                             kept out of the deployment, so undeploy leaves it"
+                        ));
+                        continue;
+                    }
+                    if p.take_over_dns && e.change != livchat_providers::Change::Created {
+                        ctx.warn(format!("DNS record A {name} taken over (--take-over-dns)"));
                     }
                     ids.push(e.record.id);
                 }
@@ -1215,6 +1271,21 @@ impl Orchestrator {
         }
     }
 
+    /// The DNS record ids livchat created (or was told to take over) for this server's apps.
+    fn owned_dns_ids(&self, server: &str) -> Result<HashSet<String>> {
+        Ok(self
+            .store
+            .load()?
+            .deployments
+            .get(server)
+            .map(|m| {
+                m.values()
+                    .flat_map(|d| d.dns_record_ids.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Removes what a failed deploy created: the stack and DNS records of every app this job
     /// started but did not record. Apps this job recorded as running stay: they are deployed,
     /// healthy and in the state, not orphans. Their steps are rewound so a retry redoes them.
@@ -1251,14 +1322,13 @@ impl Orchestrator {
             let deployed = deployed || status == Some(DeploymentStatus::Deploying);
             // A redeploy of an app that was running before this job: its stack and DNS records
             // are the user's running service, not something this job created, and apps may
-            // depend on it. They stay, recorded as running; the job's error says the redeploy
-            // failed, and a retry deploys again.
+            // depend on it. The swarm goes back to the previous version, which the record still
+            // describes (running); if that fails too, the record says failed. The job's error
+            // says why the redeploy failed, and a retry deploys again.
             if status == Some(DeploymentStatus::Running) {
                 if deployed {
-                    ctx.warn(format!(
-                        "{app} was running before this redeploy: its stack is kept, now on the new \
-                         definition that failed its health check; retry, or redeploy with the previous settings"
-                    ));
+                    self.roll_back_redeploy(ctx, platform.as_deref(), &p.server, app)
+                        .await?;
                     rewound.push(app.clone());
                 }
                 continue;
@@ -1326,6 +1396,68 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Returns a running app whose redeploy failed to the version it ran before (Swarm's
+    /// rollback of each service to its previous spec), waiting until that version is healthy.
+    /// The record keeps describing the previous version; if the rollback fails, it is recorded
+    /// as failed so `app deployed` does not claim a version that does not run.
+    async fn roll_back_redeploy(
+        &self,
+        ctx: &JobContext,
+        platform: Option<&dyn livchat_remote::ContainerPlatform>,
+        server: &str,
+        app: &str,
+    ) -> Result<()> {
+        let record = self
+            .store
+            .load()?
+            .deployments
+            .get(server)
+            .and_then(|m| m.get(app))
+            .cloned();
+        let (stack, version) = record
+            .map(|r| (r.stack_name, r.version))
+            .unwrap_or_else(|| (app.to_string(), String::new()));
+        ctx.info(format!(
+            "rolling {app} back to the version that ran before this redeploy ({version})"
+        ));
+        let rolled_back = match platform {
+            Some(platform) => platform
+                .rollback_stack(
+                    &stack,
+                    WaitOptions {
+                        timeout: self.config.health_timeout,
+                        ..WaitOptions::default()
+                    },
+                )
+                .await
+                .map(|_| ())
+                .map_err(platform_err),
+            None => Err(CoreError::Platform(format!(
+                "server {server} cannot be reached to roll {app} back"
+            ))),
+        };
+        match rolled_back {
+            Ok(()) => {
+                ctx.warn(format!(
+                    "{app}: the redeploy failed; the previous version ({version}) runs again"
+                ));
+                Ok(())
+            }
+            Err(e) => {
+                ctx.warn(format!(
+                    "{app}: the rollback to the previous version failed: {e}; recorded as failed"
+                ));
+                self.store.update("deployment failed", &mut |s| {
+                    if let Some(d) = s.deployments.get_mut(server).and_then(|m| m.get_mut(app)) {
+                        d.status = DeploymentStatus::Failed;
+                    }
+                    Ok(())
+                })?;
+                Ok(())
+            }
+        }
+    }
+
     // ----- undeploy ------------------------------------------------------------------------
 
     /// The deployment an undeploy would remove, after its refusals.
@@ -1356,48 +1488,134 @@ impl Orchestrator {
         Ok(record)
     }
 
-    fn undeploy_steps(delete_volumes: bool) -> Vec<String> {
-        let mut steps = vec!["remove_stack".to_string()];
-        if delete_volumes {
-            steps.push("volumes".into());
+    fn undeploy_steps(delete_data: bool) -> Vec<String> {
+        let mut steps = vec!["remove_stack".to_string(), "docker_secrets".to_string()];
+        if delete_data {
+            steps.extend(["volumes", "database", "vault_secrets"].map(String::from));
         }
         steps.extend(["dns".to_string(), "record".to_string()]);
         steps
     }
 
-    /// The dry run of an undeploy that keeps the data volumes. Touches nothing.
+    /// The app's own secrets (not those of the apps it uses): vault keys and Docker names.
+    fn own_secrets(&self, app: &str) -> Vec<livchat_apps::SecretRef> {
+        self.catalog
+            .secrets_needed(app)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.app == app)
+            .collect()
+    }
+
+    /// The databases (and their roles) the app's deploy created, with the stack and service
+    /// they live in; empty for an app without one or no longer in the catalog.
+    fn app_databases(
+        &self,
+        server: &str,
+        app: &str,
+    ) -> Result<Vec<(String, String, livchat_apps::CreateDatabase)>> {
+        if self.catalog.get(app).is_none() {
+            return Ok(Vec::new());
+        }
+        let record = self.server(server)?;
+        let (secrets, _) = self.load_app_secrets(app, false)?;
+        let p = DeployParams {
+            server: server.to_string(),
+            app: app.to_string(),
+            set: Vec::new(),
+            apps: vec![app.to_string()],
+            take_over_dns: false,
+        };
+        let stack = self.render_app(&record, app, &p, &secrets)?;
+        Ok(stack
+            .pre_deploy
+            .iter()
+            .filter_map(|step| match step {
+                DeployStep::CreateDatabase {
+                    stack,
+                    service,
+                    spec,
+                    ..
+                } => Some((stack.clone(), service.clone(), spec.clone())),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Vault secrets of the app that `--delete-data` deletes: none while the same app runs on
+    /// another server (the keys are per app, shared by its deployments).
+    fn deletable_vault_secrets(&self, server: &str, app: &str) -> Result<Vec<String>> {
+        let elsewhere = self
+            .store
+            .load()?
+            .deployments
+            .iter()
+            .any(|(s, m)| s != server && m.contains_key(app));
+        if elsewhere {
+            return Ok(Vec::new());
+        }
+        let mut keys = Vec::new();
+        for r in self.own_secrets(app) {
+            let key = r.vault_key();
+            if self.secrets.get(&key)?.is_some() {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The dry run of an undeploy that keeps the app's data. Touches nothing.
     pub fn plan_undeploy_app(&self, server: &str, app: &str, force: bool) -> Result<Plan> {
         self.plan_undeploy(&UndeployParams {
             server: server.to_string(),
             app: app.to_string(),
             force,
-            delete_volumes: false,
+            delete_data: false,
         })
     }
 
-    /// The dry run of an undeploy. Touches nothing.
+    /// The dry run of an undeploy: every resource removed, and with `delete_data` exactly
+    /// what data is lost. Touches nothing.
     pub fn plan_undeploy(&self, p: &UndeployParams) -> Result<Plan> {
         let (server, app) = (p.server.as_str(), p.app.as_str());
         let record = self.check_undeploy(server, app, p.force)?;
         let mut resources = vec![format!(
             "remove stack {} on {server}{}",
             record.stack_name,
-            if p.delete_volumes {
+            if p.delete_data {
                 ""
             } else {
-                " (data volumes kept)"
+                " (data kept: volumes, database, vault secrets)"
             }
         )];
-        if p.delete_volumes {
+        for r in self.own_secrets(app) {
+            resources.push(format!("remove docker secret {}", r.docker_secret_name()));
+        }
+        if p.delete_data {
             resources.push(format!(
                 "DELETE the data volumes of stack {} (their data is lost)",
                 record.stack_name
             ));
+            for (stack, _, spec) in self.app_databases(server, app)? {
+                resources.push(format!(
+                    "DROP database {} and role {} in stack {stack} (their data is lost)",
+                    spec.database, spec.user
+                ));
+            }
+            let keys = self.deletable_vault_secrets(server, app)?;
+            if keys.is_empty() && !self.own_secrets(app).is_empty() {
+                resources.push(format!(
+                    "vault secrets of {app} kept (none stored, or {app} runs on another server)"
+                ));
+            }
+            for key in keys {
+                resources.push(format!("DELETE vault secret {key} (its value is lost)"));
+            }
         }
         resources.push(format!("state deployment {app} on {server}"));
         Ok(Plan {
             operation: format!("undeploy {app} from {server}"),
-            steps: Self::undeploy_steps(p.delete_volumes),
+            steps: Self::undeploy_steps(p.delete_data),
             resources,
             dns_records: record
                 .domains
@@ -1414,7 +1632,7 @@ impl Orchestrator {
             server: server.to_string(),
             app: app.to_string(),
             force,
-            delete_volumes: false,
+            delete_data: false,
         })
     }
 
@@ -1425,7 +1643,7 @@ impl Orchestrator {
             JobKind::UndeployApp,
             Some(&p.server),
             to_params(&p),
-            Self::undeploy_steps(p.delete_volumes),
+            Self::undeploy_steps(p.delete_data),
         )
     }
 
@@ -1457,12 +1675,116 @@ impl Orchestrator {
                 })?;
                 let platform = self.platform(&p.server).await?;
                 platform.remove_stack(&stack).await.map_err(platform_err)?;
-                if p.delete_volumes {
+                if p.delete_data {
                     ctx.info(format!("stack {stack} removed"));
                 } else {
-                    ctx.info(format!("stack {stack} removed (data volumes kept)"));
+                    ctx.info(format!(
+                        "stack {stack} removed (data kept: volumes, database, vault secrets)"
+                    ));
                 }
                 Ok(Value::Null)
+            }
+            "docker_secrets" => {
+                let names: Vec<String> = self
+                    .own_secrets(&p.app)
+                    .iter()
+                    .map(livchat_apps::SecretRef::docker_secret_name)
+                    .collect();
+                if names.is_empty() {
+                    return Ok(Value::Null);
+                }
+                let platform = self.platform(&p.server).await?;
+                let removed = platform
+                    .remove_secrets(&names)
+                    .await
+                    .map_err(platform_err)?;
+                for kept in names.iter().filter(|n| !removed.contains(n)) {
+                    ctx.warn(format!(
+                        "docker secret {kept} kept: another service uses it"
+                    ));
+                }
+                ctx.info(format!("docker secrets removed: {}", removed.join(", ")));
+                Ok(json!({ "docker_secrets_removed": removed }))
+            }
+            "database" => {
+                let platform = self.platform(&p.server).await?;
+                let deployed = self.deployed_set(&p.server)?;
+                for (stack, service, spec) in self.app_databases(&p.server, &p.app)? {
+                    if !deployed.contains(&stack) {
+                        ctx.info(format!(
+                            "database {} not dropped: {stack} is not deployed on {}",
+                            spec.database, p.server
+                        ));
+                        continue;
+                    }
+                    let cmd = livchat_apps::drop_database_command(&spec).map_err(apps_err)?;
+                    ctx.info(format!(
+                        "dropping database {} and role {} in {stack}/{service}",
+                        spec.database, spec.user
+                    ));
+                    let out = platform
+                        .exec_in_service(ServiceExec {
+                            stack: stack.clone(),
+                            service: service.clone(),
+                            argv: cmd.argv.clone(),
+                            stdin: Some(SecretBox::new(
+                                cmd.stdin
+                                    .expose_secret()
+                                    .as_bytes()
+                                    .to_vec()
+                                    .into_boxed_slice(),
+                            )),
+                            user: None,
+                            timeout: Duration::from_secs(120),
+                            cancel: ctx.cancel_token(),
+                        })
+                        .await
+                        .map_err(platform_err)?;
+                    if !out.success() {
+                        return Err(CoreError::Step {
+                            step: format!("drop database {}", spec.database),
+                            message: format!(
+                                "exit status {}: {}",
+                                out.exit_status,
+                                livchat_remote::setup::tail(&out.stderr, 5)
+                            ),
+                        });
+                    }
+                }
+                Ok(Value::Null)
+            }
+            "vault_secrets" => {
+                // A Docker secret kept because another stack uses it keeps its vault value too:
+                // a new value would no longer match what that stack reads.
+                let removed: Vec<String> = job
+                    .result
+                    .as_ref()
+                    .and_then(|r| r.get("docker_secrets_removed"))
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                let kept: Vec<String> = self
+                    .own_secrets(&p.app)
+                    .iter()
+                    .filter(|r| !removed.contains(&r.docker_secret_name()))
+                    .map(livchat_apps::SecretRef::vault_key)
+                    .collect();
+                let keys: Vec<String> = self
+                    .deletable_vault_secrets(&p.server, &p.app)?
+                    .into_iter()
+                    .filter(|k| !kept.contains(k))
+                    .collect();
+                for key in &keys {
+                    self.secrets.delete(key)?;
+                }
+                ctx.info(format!(
+                    "vault secrets deleted: {}",
+                    if keys.is_empty() {
+                        "none".to_string()
+                    } else {
+                        keys.join(", ")
+                    }
+                ));
+                Ok(json!({ "vault_secrets_deleted": keys }))
             }
             "volumes" => {
                 let stack = record
@@ -1551,8 +1873,8 @@ impl Orchestrator {
             resources.push(format!("app {} goes with the server", d.app));
         }
         resources.push(format!("state server {name} and its deployments"));
-        if server.provider == ProviderKind::Hetzner {
-            resources.push(format!("vault secret {}", ssh_key_secret(name)));
+        for key in self.server_vault_secrets(name)? {
+            resources.push(format!("DELETE vault secret {key}"));
         }
         let mut dns_records: Vec<String> = deployments
             .iter()
@@ -1569,6 +1891,20 @@ impl Orchestrator {
             dns_records,
             stacks: Vec::new(),
         })
+    }
+
+    /// The vault secrets that belong to a server (`ssh.<name>.*`, its record's key).
+    fn server_vault_secrets(&self, name: &str) -> Result<Vec<String>> {
+        let prefix = format!("ssh.{name}.");
+        let recorded = self.server(name).ok().map(|s| s.ssh_key_secret);
+        let mut keys: Vec<String> = self
+            .secrets
+            .names()?
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix) || Some(k) == recorded.as_ref())
+            .collect();
+        keys.sort();
+        Ok(keys)
     }
 
     pub fn start_delete_server(&self, name: &str, force: bool) -> Result<JobRecord> {
@@ -1646,16 +1982,19 @@ impl Orchestrator {
                 Ok(Value::Null)
             }
             "state" => {
+                let keys = self.server_vault_secrets(&p.name)?;
                 self.forget_connection(&p.name).await;
                 self.store.update("server deleted", &mut |s| {
                     s.servers.remove(&p.name);
                     s.deployments.remove(&p.name);
                     Ok(())
                 })?;
-                if server.provider == ProviderKind::Hetzner {
-                    self.secrets.delete(&ssh_key_secret(&p.name))?;
+                // Every secret of this server, whoever made it: a key given to `server add`
+                // is as much the server's as one `server create` generated.
+                for key in &keys {
+                    self.secrets.delete(key)?;
                 }
-                Ok(json!({ "deleted": p.name }))
+                Ok(json!({ "deleted": p.name, "vault_secrets_deleted": keys }))
             }
             other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
         }

@@ -17,6 +17,7 @@ pub mod redact;
 pub use error::{CoreError, ErrorKind, Result};
 pub use jobs::{JobContext, JobEvent, JobKind, JobManager, StepRunner};
 pub mod config;
+mod connections;
 mod first_run;
 pub mod flows;
 pub mod ops;

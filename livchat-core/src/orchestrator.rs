@@ -75,7 +75,7 @@ pub struct Orchestrator {
     pub(crate) connector: Arc<dyn Connector>,
     pub(crate) platform_factory: PlatformFactory,
     /// One SSH connection per server, reused by every command of every job of this process.
-    pub(crate) connections: tokio::sync::Mutex<HashMap<String, Arc<dyn RemoteExecutor>>>,
+    pub(crate) connections: Arc<crate::connections::ConnectionMap>,
     pub(crate) provider_cache: Mutex<Option<Arc<dyn Provider>>>,
     pub(crate) dns_cache: Mutex<Option<Arc<dyn DnsClient>>>,
 }
@@ -165,7 +165,7 @@ impl OrchestratorBuilder {
             dns_factory: self.dns_factory,
             connector: self.connector,
             platform_factory: self.platform_factory,
-            connections: tokio::sync::Mutex::new(HashMap::new()),
+            connections: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             provider_cache: Mutex::new(None),
             dns_cache: Mutex::new(None),
         })
@@ -404,11 +404,13 @@ impl Orchestrator {
         }
     }
 
-    /// The server's SSH connection (opened once per process, host key checked against the pin).
+    /// The server's SSH connection (opened once per process, host key checked against the pin;
+    /// opened again after it was found dead). The cache is not locked while connecting.
     pub(crate) async fn executor(&self, name: &str) -> Result<Arc<dyn RemoteExecutor>> {
-        let mut connections = self.connections.lock().await;
-        if let Some(e) = connections.get(name) {
-            return Ok(e.clone());
+        use crate::connections::Evicting;
+        let cached = self.connections.lock().await.get(name).cloned();
+        if let Some(e) = cached {
+            return Ok(Evicting::wrap(e, name, &self.connections));
         }
         let server = self.server(name)?;
         let key = self.require_secret(&server.ssh_key_secret)?;
@@ -421,8 +423,15 @@ impl Orchestrator {
             .connector
             .connect(&Self::target(&server), &key, &HostKeyPolicy::Pinned(pinned))
             .await?;
-        connections.insert(name.to_string(), connected.executor.clone());
-        Ok(connected.executor)
+        // Another task may have connected meanwhile: keep one connection per server.
+        let executor = self
+            .connections
+            .lock()
+            .await
+            .entry(name.to_string())
+            .or_insert(connected.executor)
+            .clone();
+        Ok(Evicting::wrap(executor, name, &self.connections))
     }
 
     pub(crate) async fn forget_connection(&self, name: &str) {

@@ -463,14 +463,15 @@ impl HetznerProvider {
 
     /// All pages of a list endpoint; `field` is the array's key (`servers`).
     /// Deletes every item of `/{collection}` named `name` (found with the API's `name`
-    /// filter); none, or one gone meanwhile (404), is a success. `key` gives an item's id and
-    /// name.
+    /// filter) that carries our `managed-by` label; none, or one gone meanwhile (404), is a
+    /// success. An item of that name without the label is not ours and is left alone. `key`
+    /// gives an item's id, name and whether it carries the label.
     async fn delete_named<T: DeserializeOwned>(
         &self,
         kind: &str,
         collection: &str,
         name: &str,
-        key: fn(&T) -> (i64, &String),
+        key: fn(&T) -> (i64, &String, bool),
     ) -> Result<()> {
         let found: Vec<T> = self
             .list_all(
@@ -482,8 +483,12 @@ impl HetznerProvider {
             .await?;
         let operation = format!("delete {kind} {name}");
         for item in &found {
-            let (id, item_name) = key(item);
+            let (id, item_name, managed) = key(item);
             if item_name != name {
+                continue;
+            }
+            if !managed {
+                tracing::warn!(%kind, %name, id, "not deleted: it lacks the managed-by label, so LivChat did not create it");
                 continue;
             }
             let reply = self
@@ -1019,14 +1024,18 @@ impl Provider for HetznerProvider {
 
     async fn delete_firewall(&self, name: &str) -> Result<()> {
         validate::host_name("firewall name", name)?;
-        self.delete_named::<models::Firewall>("firewall", "firewalls", name, |f| (f.id, &f.name))
-            .await
+        self.delete_named::<models::Firewall>("firewall", "firewalls", name, |f| {
+            (f.id, &f.name, f.labels.as_ref().is_some_and(is_managed))
+        })
+        .await
     }
 
     async fn delete_ssh_key(&self, name: &str) -> Result<()> {
         validate::catalog_name("name", name)?;
-        self.delete_named::<models::SshKey>("ssh key", "ssh_keys", name, |k| (k.id, &k.name))
-            .await
+        self.delete_named::<models::SshKey>("ssh key", "ssh_keys", name, |k| {
+            (k.id, &k.name, is_managed(&k.labels))
+        })
+        .await
     }
 
     async fn ensure_firewall(&self, spec: &FirewallSpec, server: &ServerId) -> Result<Firewall> {
@@ -1054,7 +1063,21 @@ impl Provider for HetznerProvider {
                     &[("name", spec.name.clone())],
                 )
                 .await?;
-            Ok::<_, CloudError>(fws.into_iter().find(|f| f.name == spec.name))
+            match fws.into_iter().find(|f| f.name == spec.name) {
+                // Changing the rules of someone else's firewall would open or close their ports.
+                Some(f) if !f.labels.as_ref().is_some_and(is_managed) => {
+                    Err(CloudError::NameTaken {
+                        service: Service::Hetzner,
+                        name: spec.name.clone(),
+                        message: format!(
+                            "a firewall named {:?} exists without the label {}={}; it was not \
+                         created by LivChat, so it is left alone",
+                            spec.name, MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1
+                        ),
+                    })
+                }
+                found => Ok::<_, CloudError>(found),
+            }
         };
         let existing = match find().await? {
             Some(f) => f,

@@ -24,7 +24,14 @@ use crate::retry::{RetryPolicy, is_retryable_status, server_requested_delay};
 pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Vec<u8>,
+    /// The body was longer than [`MAX_BODY`] and `body` holds only its start.
+    pub truncated: bool,
 }
+
+/// The most of one response body this client reads: the largest real answer (a page of 50
+/// servers) is far below it, so anything longer is a broken or hostile endpoint, and reading
+/// on would only grow memory.
+pub(crate) const MAX_BODY: usize = 16 << 20;
 
 impl Reply {
     /// A short printable excerpt of the body for error messages.
@@ -34,8 +41,29 @@ impl Reply {
         if s.chars().count() > 300 {
             out.push('…');
         }
+        if self.truncated {
+            out.push_str(&format!(" [body cut: longer than {} MiB]", MAX_BODY >> 20));
+        }
         out
     }
+}
+
+/// Reads a body up to `limit` bytes; the flag says whether more was cut off (then the rest is
+/// not read: the connection is dropped with the response).
+async fn read_body(mut resp: reqwest::Response, limit: usize) -> reqwest::Result<(Vec<u8>, bool)> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok((Vec::new(), true));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 /// Why one attempt did not give a final answer.
@@ -220,12 +248,16 @@ impl Transport {
         let status = resp.status();
         let headers = resp.headers().clone();
         self.note_bucket(&headers);
-        let body = match resp.bytes().await {
-            Ok(b) => b.to_vec(),
+        let (body, truncated) = match read_body(resp, MAX_BODY).await {
+            Ok(b) => b,
             // A connection dropped mid-body is as good as no answer.
             Err(e) => return Err(Failure::Transport(describe(&e))),
         };
-        let reply = Reply { status, body };
+        let reply = Reply {
+            status,
+            body,
+            truncated,
+        };
         if is_retryable_status(status) {
             let requested = server_requested_delay(status, &headers, SystemTime::now());
             return Err(Failure::Status {
@@ -264,6 +296,16 @@ impl Transport {
 
     /// Decodes a JSON success body.
     pub(crate) fn decode<T: DeserializeOwned>(&self, operation: &str, reply: &Reply) -> Result<T> {
+        if reply.truncated {
+            return Err(CloudError::Decode {
+                service: self.service,
+                operation: operation.to_owned(),
+                message: format!(
+                    "the response body is longer than {} MiB, the most this client reads",
+                    MAX_BODY >> 20
+                ),
+            });
+        }
         serde_json::from_slice(&reply.body).map_err(|e| CloudError::Decode {
             service: self.service,
             operation: operation.to_owned(),

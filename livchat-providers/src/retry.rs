@@ -101,7 +101,8 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         && secs.is_finite()
         && secs >= 0.0
     {
-        return Some(Duration::from_secs_f64(secs));
+        // `from_secs_f64` panics above u64::MAX seconds; such a wait is "too long" anyway.
+        return Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
@@ -148,6 +149,18 @@ mod tests {
         let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_any_duration_is_the_longest_wait_not_a_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for huge in ["99999999999999999999", "1e300", "184467440737095516160.5"] {
+            assert_eq!(parse_retry_after(huge, now), Some(Duration::MAX), "{huge}");
+        }
+        assert_eq!(
+            parse_retry_after("0.25", now),
+            Some(Duration::from_millis(250))
+        );
     }
 
     #[test]

@@ -251,13 +251,12 @@ fn quote_word(field: &str, word: &str) -> Result<String, RemoteError> {
         })
 }
 
-/// Quotes a command for a POSIX remote shell. The only place in the workspace that does.
+/// Quotes a command for a POSIX shell. The only place in the workspace that does.
 ///
-/// sshd hands the line to the login shell with `-c`; every word, the program included, is
-/// quoted with `shlex::try_quote` (shlex >= 1.3), so the remote program receives exactly
-/// `program` and `args`. NUL cannot cross an `execve` and is rejected; an empty program is
-/// rejected. The login shell must be POSIX (sh, dash, bash, zsh), which is what the setup
-/// plan's servers (root on Debian/Ubuntu) have.
+/// Every word, the program included, is quoted with `shlex::try_quote` (shlex >= 1.3), so
+/// the program receives exactly `program` and `args` when `sh` parses the line. NUL cannot
+/// cross an `execve` and is rejected; an empty program is rejected. The line is for `sh`:
+/// what goes to sshd is [`for_any_login_shell`] of it.
 pub fn quote_command(command: &Command) -> Result<String, RemoteError> {
     if command.program.is_empty() {
         return Err(RemoteError::Invalid {
@@ -271,6 +270,19 @@ pub fn quote_command(command: &Command) -> Result<String, RemoteError> {
         line.push_str(&quote_word(&format!("command argument {}", i + 1), arg)?);
     }
     Ok(line)
+}
+
+/// Wraps a POSIX shell line so that `sh` runs it, whatever the user's login shell is.
+///
+/// sshd hands the command to the login shell with `-c`, and a `server add --user` may have
+/// fish or csh, which read quotes differently (fish takes `\'` inside single quotes as an
+/// escape). So the line travels base64-encoded inside a fixed text with no backslash, no
+/// single quote, no `!` and no newline, which every shell passes to `sh -c` unchanged; `sh`
+/// decodes and evaluates it. Needs `base64` (coreutils, busybox) on the server.
+pub fn for_any_login_shell(posix_line: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(posix_line);
+    format!("sh -c 'eval \"$(printf %s {encoded} | base64 -d)\"'")
 }
 
 /// Docker CLI commands.

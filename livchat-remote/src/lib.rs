@@ -11,6 +11,7 @@
 //! `SecretString`), app definitions, or any other internal crate. Secrets travel only through
 //! a channel's stdin or a 0600 file, never through a command line.
 
+pub mod capture;
 pub mod command;
 pub mod compose;
 pub mod executor;

@@ -118,13 +118,75 @@ pub struct ServiceStatus {
     /// The error of the most recent task that reported one (`No such image: ...`,
     /// `task: non-zero exit (1)`).
     pub last_error: Option<String>,
+    /// The swarm's state of the service's last update; `None` when the service was created and
+    /// not updated since, or when its last update changed no task (an unchanged redeploy).
+    pub update: Option<UpdateStatus>,
+}
+
+/// Where the swarm is with a service's update (`docker service inspect`'s `UpdateStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    /// The swarm's words (`update paused due to failure or early termination of task ...`).
+    pub message: String,
+}
+
+/// The states of a service update, as the swarm names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateState {
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+    /// A state this version does not know; treated as still in progress.
+    Other(String),
+}
+
+impl UpdateState {
+    pub fn parse(state: &str) -> Self {
+        match state {
+            "updating" => Self::Updating,
+            "paused" => Self::Paused,
+            "completed" => Self::Completed,
+            "rollback_started" => Self::RollbackStarted,
+            "rollback_paused" => Self::RollbackPaused,
+            "rollback_completed" => Self::RollbackCompleted,
+            other => Self::Other(other.to_string()),
+        }
+    }
 }
 
 impl ServiceStatus {
-    /// Every desired replica is running (and healthy, if the service has a healthcheck).
+    /// The service's update (if any) has completed and every desired replica is running a task
+    /// of the service's current spec (and healthy, if the service has a healthcheck). Tasks of
+    /// an older spec, still running while an update is under way, do not count.
     pub fn is_converged(&self) -> bool {
         self.running_replicas >= self.desired_replicas
             && (self.desired_replicas > 0 || self.mode == ServiceMode::Global)
+            && self
+                .update
+                .as_ref()
+                .is_none_or(|u| u.state == UpdateState::Completed)
+    }
+
+    /// Why the service's last update failed for good: paused (Swarm's default
+    /// `failure_action`), its rollback paused, or rolled back. `None` while it is in progress,
+    /// completed, or when there was none.
+    pub fn update_failure(&self) -> Option<String> {
+        let update = self.update.as_ref()?;
+        let what = match update.state {
+            UpdateState::Paused => "update paused",
+            UpdateState::RollbackPaused => "rollback paused",
+            UpdateState::RollbackCompleted => "update rolled back",
+            _ => return None,
+        };
+        let mut text = format!("{what}: {}", update.message.trim());
+        if let Some(err) = &self.last_error {
+            text.push_str(&format!(" (task error: {err})"));
+        }
+        Some(text)
     }
 }
 
@@ -271,6 +333,13 @@ pub enum PlatformError {
         service: String,
         error: String,
     },
+    /// The swarm paused or rolled back a service's update; `message` is its reason.
+    #[error("service {service} of stack {stack}: {message}")]
+    UpdateFailed {
+        stack: String,
+        service: String,
+        message: String,
+    },
     /// The stack did not become healthy in time; `status` is the last one seen.
     #[error("stack {stack} not healthy after {waited:?}: {status}")]
     Timeout {
@@ -317,16 +386,36 @@ pub trait ContainerPlatform: Send + Sync {
     /// stack's containers to be gone; returns their names. Nothing to delete succeeds.
     async fn remove_stack_volumes(&self, name: &str) -> Result<Vec<String>, PlatformError>;
 
+    /// Removes the named Docker secrets (those a removed stack used); returns the names
+    /// removed. An absent secret counts as removed; one still in use by a service is kept and
+    /// left out of the answer.
+    async fn remove_secrets(&self, names: &[String]) -> Result<Vec<String>, PlatformError>;
+
     /// Every stack on the swarm with its services.
     async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError>;
 
     /// One stack's services; [`PlatformError::NotFound`] when it has none.
     async fn stack_status(&self, name: &str) -> Result<StackStatus, PlatformError>;
 
-    /// Polls until every service runs at its desired replicas (healthchecks passing). Fails
-    /// with [`PlatformError::ServiceFailed`] (the task error) when a service cannot start, with
+    /// Polls until every service's update has completed (or it was created) and its tasks of
+    /// the current spec run at the desired replicas (healthchecks passing) through the settle
+    /// window. Failures of tasks of an older spec do not count. Fails with
+    /// [`PlatformError::UpdateFailed`] when the swarm paused or rolled back an update, with
+    /// [`PlatformError::ServiceFailed`] (the task error) when a service cannot start, with
     /// [`PlatformError::Timeout`] after `options.timeout`, with `Cancelled` on cancel.
     async fn wait_healthy(
+        &self,
+        name: &str,
+        options: WaitOptions,
+    ) -> Result<StackStatus, PlatformError>;
+
+    /// Returns every service of the stack to the spec it had before its last update
+    /// (`docker service rollback`), then waits as [`ContainerPlatform::wait_healthy`] does
+    /// for that spec to run. What a failed redeploy leaves: the previous version, running.
+    /// Services without a previous spec (never updated) or whose last update was a rollback
+    /// are left as they are, so a second call changes nothing. A service the failed version
+    /// added stays; one it removed is not restored.
+    async fn rollback_stack(
         &self,
         name: &str,
         options: WaitOptions,
@@ -377,6 +466,17 @@ where
         }
         if let Some(progress) = &options.on_progress {
             progress(&last);
+        }
+        if let Some((service, message)) = last
+            .services
+            .iter()
+            .find_map(|s| s.update_failure().map(|m| (s.name.clone(), m)))
+        {
+            return Err(PlatformError::UpdateFailed {
+                stack: stack.to_string(),
+                service,
+                message,
+            });
         }
         let now = tokio::time::Instant::now();
         if last.is_healthy() {
@@ -436,6 +536,7 @@ mod tests {
             running_replicas: running,
             failed_tasks: 0,
             last_error: None,
+            update: None,
         }
     }
 
@@ -544,6 +645,56 @@ mod tests {
         .await
         .unwrap();
         assert!(status.is_healthy());
+    }
+
+    #[test]
+    fn a_service_is_converged_only_once_its_update_has_completed() {
+        let mut web = service("web", 1, 1);
+        for (state, converged) in [
+            (UpdateState::Updating, false),
+            (UpdateState::RollbackStarted, false),
+            (UpdateState::Paused, false),
+            (UpdateState::Completed, true),
+        ] {
+            web.update = Some(UpdateStatus {
+                state: state.clone(),
+                message: String::new(),
+            });
+            assert_eq!(web.is_converged(), converged, "{state:?}");
+        }
+        web.update = None;
+        assert!(web.is_converged(), "created and never updated");
+    }
+
+    #[tokio::test]
+    async fn wait_fails_with_the_swarms_message_when_an_update_is_paused() {
+        // The replica count looks fine (the old task may still run): the update's state rules.
+        let options = WaitOptions {
+            poll_interval: Duration::from_millis(5),
+            settle: Duration::from_millis(30),
+            ..WaitOptions::default()
+        };
+        let err = wait_until_healthy("app", &options, || async {
+            let mut web = service("web", 1, 1);
+            web.last_error = Some("task: non-zero exit (3)".into());
+            web.update = Some(UpdateStatus {
+                state: UpdateState::Paused,
+                message: "update paused due to failure or early termination of task x".into(),
+            });
+            Ok(StackStatus {
+                name: "app".into(),
+                services: vec![web],
+            })
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, PlatformError::UpdateFailed { service, message, .. }
+                if service == "web"
+                    && message.starts_with("update paused: update paused due to failure")
+                    && message.contains("non-zero exit (3)")),
+            "{err}"
+        );
     }
 
     #[tokio::test]

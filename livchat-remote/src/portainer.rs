@@ -681,6 +681,10 @@ impl ContainerPlatform for PortainerPlatform {
         self.runtime.remove_stack(name.as_str()).await
     }
 
+    async fn remove_secrets(&self, names: &[String]) -> Result<Vec<String>, PlatformError> {
+        self.runtime.remove_secrets(names).await
+    }
+
     async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError> {
         self.runtime.list_stacks().await
     }
@@ -695,6 +699,16 @@ impl ContainerPlatform for PortainerPlatform {
         options: WaitOptions,
     ) -> Result<StackStatus, PlatformError> {
         self.runtime.wait_healthy(name, options).await
+    }
+
+    async fn rollback_stack(
+        &self,
+        name: &str,
+        options: WaitOptions,
+    ) -> Result<StackStatus, PlatformError> {
+        // Portainer keeps the stack file it was given last; the swarm's rollback restores the
+        // services, and the next deploy through Portainer replaces both.
+        self.runtime.rollback_stack(name, options).await
     }
 
     async fn exec_in_service(&self, exec: ServiceExec) -> Result<ExecOutput, PlatformError> {

@@ -21,7 +21,9 @@
 //! rotation (`daemon.json`, first write), Docker Engine from Debian's `docker.io` (started as
 //! `setsid dockerd`, as there is no systemd), Swarm init advertising the host's address, the
 //! attachable overlay network, and ufw (enabled for real inside the network namespace: allow
-//! 22/80/443, deny incoming; the test's SSH session survives it).
+//! the server's SSH port, 80 and 443, deny incoming; the test's SSH session survives it, and
+//! `setup_real_run` also runs the firewall step on a host whose sshd listens on another port
+//! and connects again afterwards).
 //! Only as checked text (ShellCheck + exact-string tests, no run): the official Docker apt
 //! repository variant (download.docker.com is unreachable from build machines), the
 //! `timedatectl`/`hostnamectl`/`systemctl` branches (no systemd in the sandbox), restarting a
@@ -126,6 +128,9 @@ pub struct SetupConfig {
     pub full_upgrade: bool,
     pub swap: Swap,
     pub firewall: bool,
+    /// The port the server's sshd listens on: the firewall allows it before it denies the rest,
+    /// or the next connection is locked out.
+    pub ssh_port: u16,
     /// Docker `json-file` rotation: `max-size` (e.g. `10m`) and `max-file`.
     pub log_max_size: String,
     pub log_max_file: u32,
@@ -153,6 +158,7 @@ impl SetupConfig {
             full_upgrade: false,
             swap: Swap::Off,
             firewall: true,
+            ssh_port: 22,
             log_max_size: "10m".into(),
             log_max_file: 3,
             base_packages: base,
@@ -187,6 +193,12 @@ impl SetupConfig {
             return Err(RemoteError::Invalid {
                 field: "swap size".into(),
                 reason: format!("{mib} MiB is not allowed; use 256 to 65536 MiB"),
+            });
+        }
+        if self.ssh_port == 0 {
+            return Err(RemoteError::Invalid {
+                field: "ssh port".into(),
+                reason: "0 is not allowed; use the port sshd listens on (1-65535)".into(),
             });
         }
         if self.advertise_addr.is_unspecified() || self.advertise_addr.is_multicast() {
@@ -491,19 +503,21 @@ done
 [ "$(docker network inspect --format '{{.Driver}} {{.Attachable}}' -- "$1" 2>/dev/null)" = "overlay true" ]
 "#;
 
-    /// Exit 0 when ufw is active, denies incoming by default and allows 22, 80 and 443.
+    /// $1 is the SSH port. Exit 0 when ufw is active, denies incoming by default and allows
+    /// the SSH port, 80 and 443.
     pub const FIREWALL_CHECK: &str = r#"set -eu
 status=$(ufw status verbose)
 printf '%s\n' "$status" | grep -q '^Status: active'
 printf '%s\n' "$status" | grep -q 'Default: deny (incoming)'
-for port in 22 80 443; do
+for port in "$1" 80 443; do
   printf '%s\n' "$status" | grep -Eq "^$port/tcp[[:space:]]+ALLOW IN"
 done
 "#;
 
-    /// SSH is allowed before the default turns to deny, so the session in use survives.
+    /// $1 is the SSH port (the server's own, not always 22). It is allowed before the
+    /// default turns to deny, so the session in use, and the next one, get through.
     pub const FIREWALL_APPLY: &str = r#"set -eu
-ufw allow 22/tcp
+ufw allow "$1/tcp"
 ufw allow 80/tcp
 ufw allow 443/tcp
 ufw default deny incoming
@@ -648,8 +662,8 @@ pub fn plan(config: &SetupConfig, os: &OsRelease) -> Result<Vec<Step>, RemoteErr
         steps.push(Step {
             id: "firewall",
             name: "firewall (ufw)",
-            check: Action::script(FIREWALL_CHECK, vec![]),
-            apply: Action::script(FIREWALL_APPLY, vec![]),
+            check: Action::script(FIREWALL_CHECK, vec![config.ssh_port.to_string()]),
+            apply: Action::script(FIREWALL_APPLY, vec![config.ssh_port.to_string()]),
         });
     }
     Ok(steps)

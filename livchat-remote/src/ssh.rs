@@ -12,19 +12,23 @@
 //! - Liveness: keepalives every [`SshConnector::keepalive_interval`]; no `inactivity_timeout`,
 //!   so a long quiet command (an apt upgrade) is not cut off. A dead peer is detected by the
 //!   missed keepalives or by the TCP connection closing.
+//! - Every command line is for `sh`, whatever the user's login shell: sshd gives the login
+//!   shell [`for_any_login_shell`]`(line)`, a fixed text that starts `sh` on the line.
 //! - Each command has a timeout and a cancellation token; either kills the command's process
 //!   group and closes the channel. OpenSSH refuses the protocol's `signal` request for root
 //!   sessions ("session signalling requires privilege separation", seen with OpenSSH 9.2), and
-//!   closing a channel does not stop a quiet process, so every command runs behind a fixed
-//!   wrapper, `sh -c 'printf "LIVCHAT_PID=%s\n" "$$" >&2; exec "$@"' livchat ARGV...`, which
-//!   reports its pid as the first stderr line (stripped from the output) and then `exec`s the
-//!   argv unchanged; an abort runs `kill -KILL -PGID` for that pid's process group on a
-//!   second channel. After the exit status, output is read until the channel closes.
+//!   closing a channel does not stop a quiet process, so every command line starts with
+//!   `printf "LIVCHAT_PID=%s\n" "$$" >&2; exec`, which reports the pid as the first stderr line
+//!   (stripped from the output) before `sh` becomes the command; an abort runs
+//!   `kill -KILL -PGID` for that pid's process group on a second channel. After the exit
+//!   status, output is read until the channel closes.
+//! - Output is bounded (see [`crate::capture`]): each stream keeps its first and last 8 MiB
+//!   with a marker where it was cut, and a line callback gets lines of at most 64 KiB.
 //! - Uploads go over SFTP (`internal-sftp` or `sftp-server` on the server): the file is opened
 //!   with its mode, the mode is set again before the first byte (the file may have existed),
 //!   then written. Content never appears in a command line.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,10 +43,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::{Command, quote_command};
+use crate::capture::{Capture, LineSplitter, MAX_CAPTURE, PidLine};
+use crate::command::{Command, for_any_login_shell, quote_command};
 use crate::executor::{
-    Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, LineSink, OutputLine,
-    OutputStream, RemoteError, RemoteExecutor, SshTarget,
+    Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, OutputStream, RemoteError,
+    RemoteExecutor, SshTarget,
 };
 
 /// Opens SSH connections with russh.
@@ -190,6 +195,7 @@ impl SshConnector {
                 handle: opened,
                 server: target.name.clone(),
                 round_trips: AtomicU64::new(0),
+                max_output: AtomicUsize::new(MAX_CAPTURE),
             }),
             fingerprint,
         ))
@@ -219,6 +225,8 @@ pub struct SshExecutor {
     handle: Handle<ClientHandler>,
     server: String,
     round_trips: AtomicU64,
+    /// The most of each output stream a command result keeps (see [`crate::capture`]).
+    max_output: AtomicUsize,
 }
 
 impl std::fmt::Debug for SshExecutor {
@@ -227,45 +235,6 @@ impl std::fmt::Debug for SshExecutor {
             .field("server", &self.server)
             .field("round_trips", &self.round_trips())
             .finish_non_exhaustive()
-    }
-}
-
-/// Splits a stream into lines for the callback; a final line without `\n` is flushed at the end.
-struct LineSplitter {
-    stream: OutputStream,
-    pending: Vec<u8>,
-}
-
-impl LineSplitter {
-    fn new(stream: OutputStream) -> Self {
-        Self {
-            stream,
-            pending: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, data: &[u8], sink: &LineSink) {
-        self.pending.extend_from_slice(data);
-        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
-            let rest = self.pending.split_off(pos + 1);
-            let line = std::mem::replace(&mut self.pending, rest);
-            self.emit(&line[..pos], sink);
-        }
-    }
-
-    fn finish(&mut self, sink: &LineSink) {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line, sink);
-        }
-    }
-
-    fn emit(&self, line: &[u8], sink: &LineSink) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        sink(OutputLine {
-            stream: self.stream,
-            line: String::from_utf8_lossy(line).into_owned(),
-        });
     }
 }
 
@@ -289,8 +258,8 @@ fn signal_exit_status(signal: &Sig) -> u32 {
 }
 
 /// Reports the pid as the first stderr line, then becomes the command (see the module docs).
-const PID_WRAPPER: &str = r#"sh -c 'printf "LIVCHAT_PID=%s\n" "$$" >&2; exec "$@"' livchat"#;
-const PID_MARKER: &[u8] = b"LIVCHAT_PID=";
+/// `$$` is the pid of the `sh` that runs this, which `exec` turns into the command.
+const PID_PREFIX: &str = r#"printf "LIVCHAT_PID=%s\n" "$$" >&2; exec "#;
 
 /// Kills the process group of the pid in `$1` (the wrapper's, which is the command's).
 const KILL_GROUP: &str = r#"pgid=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f3)
@@ -298,44 +267,6 @@ if [ -n "$pgid" ] && [ "$pgid" -gt 1 ]; then kill -KILL "-$pgid" 2>/dev/null; fi
 kill -KILL "$1" 2>/dev/null
 exit 0
 "#;
-
-/// Takes the wrapper's pid line off the front of stderr.
-#[derive(Default)]
-struct PidLine {
-    buf: Vec<u8>,
-    pid: Option<u32>,
-    done: bool,
-}
-
-impl PidLine {
-    /// Feeds stderr bytes; returns what belongs to the command's own stderr.
-    fn feed(&mut self, data: &[u8]) -> Vec<u8> {
-        if self.done {
-            return data.to_vec();
-        }
-        self.buf.extend_from_slice(data);
-        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
-            if !PID_MARKER.starts_with(&self.buf[..self.buf.len().min(PID_MARKER.len())]) {
-                self.done = true;
-                return std::mem::take(&mut self.buf);
-            }
-            return Vec::new();
-        };
-        self.done = true;
-        let rest = self.buf.split_off(nl + 1);
-        let line = std::mem::take(&mut self.buf);
-        match line[..nl]
-            .strip_prefix(PID_MARKER)
-            .and_then(|p| std::str::from_utf8(p).ok()?.parse().ok())
-        {
-            Some(pid) => {
-                self.pid = Some(pid);
-                rest
-            }
-            None => [line, rest].concat(),
-        }
-    }
-}
 
 enum Abort {
     Timeout,
@@ -346,6 +277,12 @@ impl SshExecutor {
     /// Commands and uploads started on this connection (each is one channel, one round trip).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Keeps at most `bytes` of each output stream of later commands (default
+    /// [`MAX_CAPTURE`]); what is cut is marked. For tests that check the bound cheaply.
+    pub fn set_max_output(&self, bytes: usize) {
+        self.max_output.store(bytes.max(2), Ordering::Relaxed);
     }
 
     /// The server name this connection was opened for (used in errors).
@@ -429,11 +366,9 @@ impl SshExecutor {
         tokio::pin!(send_stdin);
         let mut stdin_done = false;
 
-        let mut out = ExecOutput {
-            exit_status: 0,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-        };
+        let max_output = self.max_output.load(Ordering::Relaxed);
+        let mut stdout = Capture::new(max_output);
+        let mut stderr = Capture::new(max_output);
         let mut exit_status = None;
         let mut lines_out = LineSplitter::new(OutputStream::Stdout);
         let mut lines_err = LineSplitter::new(OutputStream::Stderr);
@@ -454,14 +389,14 @@ impl SshExecutor {
                         if let Some(sink) = &on_line {
                             lines_out.push(&data, sink);
                         }
-                        out.stdout.extend_from_slice(&data);
+                        stdout.push(&data);
                     }
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                         let data = pid_line.feed(&data);
                         if let Some(sink) = &on_line {
                             lines_err.push(&data, sink);
                         }
-                        out.stderr.extend_from_slice(&data);
+                        stderr.push(&data);
                     }
                     Some(ChannelMsg::ExitStatus { exit_status: s }) => exit_status = Some(s),
                     Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
@@ -486,10 +421,11 @@ impl SshExecutor {
             lines_err.finish(sink);
         }
         match exit_status {
-            Some(s) => {
-                out.exit_status = s;
-                Ok(out)
-            }
+            Some(s) => Ok(ExecOutput {
+                exit_status: s,
+                stdout: stdout.finish(),
+                stderr: stderr.finish(),
+            }),
             None if closed => Err(RemoteError::Ssh(
                 "the channel closed without an exit status".into(),
             )),
@@ -517,6 +453,7 @@ impl SshExecutor {
         let Ok(line) = quote_command(&kill) else {
             return;
         };
+        let line = for_any_login_shell(&line);
         // `run` aborts through this function, so its future is boxed to break the recursion.
         let killed = Box::pin(self.run(
             line,
@@ -582,8 +519,12 @@ impl RemoteExecutor for SshExecutor {
         let line = quote_command(command)?;
         let deadline = Instant::now() + options.timeout;
         tracing::debug!(server = %self.server, command = %line, "exec");
-        self.run(format!("{PID_WRAPPER} {line}"), options, deadline)
-            .await
+        self.run(
+            for_any_login_shell(&format!("{PID_PREFIX}{line}")),
+            options,
+            deadline,
+        )
+        .await
     }
 
     async fn upload(

@@ -28,7 +28,8 @@ use crate::command::{Command, NameKind, validate_name};
 use crate::executor::{ExecOptions, ExecOutput, RemoteExecutor};
 use crate::platform::{
     ContainerPlatform, NetworkSpec, PlatformError, SecretDelivery, ServiceExec, ServiceMode,
-    ServiceStatus, StackSecret, StackSpec, StackStatus, WaitOptions, wait_until_healthy,
+    ServiceStatus, StackSecret, StackSpec, StackStatus, UpdateState, UpdateStatus, WaitOptions,
+    wait_until_healthy,
 };
 
 /// Where stack files live on the server.
@@ -146,7 +147,43 @@ impl SwarmOverSsh {
                 what: format!("stack {stack}"),
             });
         }
-        build_status(stack, &services, &tasks?)
+        let tasks = tasks?;
+        // The update state and current spec of each service, and the spec each task was
+        // created from: a task counts only if it runs the service's current spec.
+        let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+        let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+        let (inspected, task_specs) =
+            futures::join!(self.inspect_services(&names), self.inspect_tasks(&ids));
+        build_status(stack, &services, &tasks, &inspected?, &task_specs?)
+    }
+
+    /// `docker service inspect` of the named services; one removed meanwhile is left out.
+    async fn inspect_services(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<ServiceInspect>, PlatformError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmd = commands::service_inspect(names);
+        let out = self.run(&cmd, None, None, None).await?;
+        if !out.success() && !is_not_found(&out) {
+            return Err(command_failed(&cmd, &out));
+        }
+        parse_json_lines(&out.stdout, "docker service inspect")
+    }
+
+    /// `docker inspect --type task` of the given tasks; one pruned meanwhile is left out.
+    async fn inspect_tasks(&self, ids: &[String]) -> Result<Vec<TaskInspect>, PlatformError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmd = commands::task_inspect(ids);
+        let out = self.run(&cmd, None, None, None).await?;
+        if !out.success() && !is_not_found(&out) {
+            return Err(command_failed(&cmd, &out));
+        }
+        parse_json_lines(&out.stdout, "docker inspect --type task")
     }
 
     async fn running_container(&self, stack: &str, service: &str) -> Result<String, PlatformError> {
@@ -324,6 +361,29 @@ impl ContainerPlatform for SwarmOverSsh {
         Ok(removed)
     }
 
+    async fn remove_secrets(&self, names: &[String]) -> Result<Vec<String>, PlatformError> {
+        for name in names {
+            validate_secret(&StackSecret {
+                name: name.clone(),
+                value: secrecy::SecretString::from(String::new()),
+                delivery: SecretDelivery::DockerSecret,
+            })?;
+        }
+        let mut removed = Vec::new();
+        for name in names {
+            let rm = commands::secret_rm(name);
+            let out = self.run(&rm, None, None, None).await?;
+            if out.success() || is_not_found(&out) {
+                removed.push(name.clone());
+            } else if String::from_utf8_lossy(&out.stderr).contains("in use") {
+                tracing::info!(secret = %name, "kept: still in use by a service");
+            } else {
+                return Err(command_failed(&rm, &out));
+            }
+        }
+        Ok(removed)
+    }
+
     async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError> {
         let out = self.run_ok(&commands::stack_ls()).await?;
         let stacks: Vec<NamedLine> = parse_json_lines(out.as_bytes(), "docker stack ls")?;
@@ -352,6 +412,48 @@ impl ContainerPlatform for SwarmOverSsh {
         let name = validate_name(NameKind::Stack, name)?;
         let name = name.as_str();
         wait_until_healthy(name, &options, || self.status_of(name)).await
+    }
+
+    async fn rollback_stack(
+        &self,
+        name: &str,
+        options: WaitOptions,
+    ) -> Result<StackStatus, PlatformError> {
+        let name = validate_name(NameKind::Stack, name)?;
+        let name = name.as_str();
+        let out = self.run_ok(&commands::stack_services(name)).await?;
+        let services: Vec<ServiceLine> = parse_json_lines(out.as_bytes(), "docker stack services")?;
+        let names: Vec<String> = services.into_iter().map(|s| s.name).collect();
+        for service in self.inspect_services(&names).await? {
+            let state = service.update_status.as_ref().map(|u| u.state());
+            // Without a previous spec there is nothing to go back to (never updated). A
+            // rollback keeps one (the spec it left), so a service rolled back, or being rolled
+            // back, is left alone: rolling back again would return to the failed version.
+            if service.previous_spec.is_none()
+                || matches!(
+                    state,
+                    Some(UpdateState::RollbackStarted | UpdateState::RollbackCompleted)
+                )
+            {
+                continue;
+            }
+            tracing::info!(service = %service.spec.name, "rolling back");
+            self.run_ok(&commands::service_rollback(&service.spec.name))
+                .await?;
+        }
+        // Here a completed rollback is the goal, not a failure.
+        wait_until_healthy(name, &options, || async {
+            let mut status = self.status_of(name).await?;
+            for service in &mut status.services {
+                if let Some(update) = &mut service.update
+                    && update.state == UpdateState::RollbackCompleted
+                {
+                    update.state = UpdateState::Completed;
+                }
+            }
+            Ok(status)
+        })
+        .await
     }
 
     async fn exec_in_service(&self, exec: ServiceExec) -> Result<ExecOutput, PlatformError> {
@@ -435,6 +537,10 @@ pub mod commands {
         docker().args(["secret", "create", name, "-"])
     }
 
+    pub fn secret_rm(name: &str) -> Command {
+        docker().args(["secret", "rm", "--", name])
+    }
+
     pub fn make_private_dir(path: &str) -> Command {
         Command::new("mkdir").args(["-p", "-m", "0700", "--", path])
     }
@@ -461,6 +567,25 @@ pub mod commands {
 
     pub fn stack_ps(stack: &str) -> Command {
         docker().args(["stack", "ps", "--no-trunc", "--format", "{{json .}}", stack])
+    }
+
+    /// One JSON object per service (spec, previous spec, update status).
+    pub fn service_inspect(services: &[String]) -> Command {
+        docker()
+            .args(["service", "inspect", "--format", "{{json .}}", "--"])
+            .args(services.iter().cloned())
+    }
+
+    /// One JSON object per task (the spec it was created from).
+    pub fn task_inspect(tasks: &[String]) -> Command {
+        docker()
+            .args(["inspect", "--type", "task", "--format", "{{json .}}", "--"])
+            .args(tasks.iter().cloned())
+    }
+
+    /// Back to the service's previous spec; `--detach` because the caller waits itself.
+    pub fn service_rollback(service: &str) -> Command {
+        docker().args(["service", "rollback", "--detach", "--", service])
     }
 
     /// IDs of a stack's containers, running or not (its tasks').
@@ -677,10 +802,102 @@ struct ServiceLine {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct TaskLine {
+    #[serde(rename = "ID")]
+    id: String,
     name: String,
+    #[serde(default)]
+    desired_state: String,
     current_state: String,
     #[serde(default)]
     error: String,
+}
+
+/// What `docker service inspect` says of a service that health needs.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceInspect {
+    spec: ServiceSpecJson,
+    #[serde(default)]
+    previous_spec: Option<serde_json::Value>,
+    #[serde(default)]
+    update_status: Option<UpdateStatusJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceSpecJson {
+    name: String,
+    #[serde(default)]
+    task_template: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateStatusJson {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl UpdateStatusJson {
+    fn state(&self) -> UpdateState {
+        UpdateState::parse(&self.state)
+    }
+}
+
+/// What `docker inspect --type task` says of a task that health needs.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaskInspect {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    spec: serde_json::Value,
+}
+
+/// Whether a task was created from this task template. The task's spec is a copy of the
+/// template it was created from, but `docker service inspect` shows the template with the
+/// engine's defaults filled in (`StopGracePeriod`, `RestartPolicy.Delay`, `Runtime`,
+/// `DNSConfig: {}`...) where the task keeps what was given: so every non-empty value of the
+/// task must be in the template, and what only the template has is taken as a default.
+/// Placement is left out (the swarm keeps a task whose node still satisfies it). The one
+/// case this cannot tell apart, a new version that only adds a field, is covered by the
+/// update state: a service does not converge while its update is under way.
+fn same_spec(task: &serde_json::Value, template: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    fn normal(v: &Value) -> Option<Value> {
+        match v {
+            Value::Null | Value::Bool(false) => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::Number(n) if n.as_f64() == Some(0.0) => None,
+            Value::Array(items) => {
+                let items: Vec<Value> = items.iter().filter_map(normal).collect();
+                (!items.is_empty()).then_some(Value::Array(items))
+            }
+            Value::Object(map) => {
+                let map: serde_json::Map<String, Value> = map
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "Placement")
+                    .filter_map(|(k, v)| normal(v).map(|v| (k.clone(), v)))
+                    .collect();
+                (!map.is_empty()).then_some(Value::Object(map))
+            }
+            other => Some(other.clone()),
+        }
+    }
+    fn within(task: &Value, template: &Value) -> bool {
+        match (task, template) {
+            (Value::Object(t), Value::Object(s)) => t
+                .iter()
+                .all(|(k, v)| s.get(k).is_some_and(|w| within(v, w))),
+            (t, s) => t == s,
+        }
+    }
+    match (normal(task), normal(template)) {
+        (Some(t), Some(s)) => within(&t, &s),
+        (t, s) => t == s,
+    }
 }
 
 fn parse_json_lines<T: serde::de::DeserializeOwned>(
@@ -736,7 +953,13 @@ fn build_status(
     stack: &str,
     services: &[ServiceLine],
     tasks: &[TaskLine],
+    inspected: &[ServiceInspect],
+    task_specs: &[TaskInspect],
 ) -> Result<StackStatus, PlatformError> {
+    let specs: BTreeMap<&str, &serde_json::Value> = task_specs
+        .iter()
+        .map(|t| (t.id.as_str(), &t.spec))
+        .collect();
     // Per service and slot, tasks newest first (docker's own order).
     let mut slots: BTreeMap<(&str, &str), Vec<&TaskLine>> = BTreeMap::new();
     for task in tasks {
@@ -748,25 +971,37 @@ fn build_status(
     let prefix = format!("{stack}_");
     let mut out = Vec::with_capacity(services.len());
     for line in services {
-        let (running, desired) =
-            parse_replicas(&line.replicas).ok_or_else(|| PlatformError::Parse {
-                what: "docker stack services".into(),
-                reason: format!("replicas {:?} of {}", line.replicas, line.name),
-            })?;
+        let (_, desired) = parse_replicas(&line.replicas).ok_or_else(|| PlatformError::Parse {
+            what: "docker stack services".into(),
+            reason: format!("replicas {:?} of {}", line.replicas, line.name),
+        })?;
+        let inspect = inspected.iter().find(|i| i.spec.name == line.name);
+        // A task of an older spec (before an update, or the version an update replaced) says
+        // nothing about the current one. A task the inspection missed counts as current.
+        let is_current = |task: &TaskLine| match (specs.get(task.id.as_str()), inspect) {
+            (Some(spec), Some(service)) => same_spec(spec, &service.spec.task_template),
+            _ => true,
+        };
+        let mut running = 0;
         let mut failed_tasks = 0;
         let mut last_error = None;
-        for ((service, _), history) in slots.iter().filter(|((s, _), _)| *s == line.name) {
-            debug_assert_eq!(*service, line.name);
-            // Failures since the slot last ran: after an update or a recovery, older failures
-            // stay in the history but say nothing about the current state.
-            let streak = history
+        for (_, history) in slots.iter().filter(|((s, _), _)| *s == line.name) {
+            let current: Vec<&TaskLine> =
+                history.iter().copied().filter(|t| is_current(t)).collect();
+            running += current
+                .iter()
+                .filter(|t| t.desired_state == "Running" && t.current_state.starts_with("Running"))
+                .count() as u64;
+            // Failures since the slot last ran: after a recovery, older failures stay in the
+            // history but say nothing about the current state.
+            let streak = current
                 .iter()
                 .filter(|t| !is_in_progress(&t.current_state))
                 .take_while(|t| is_failure(&t.current_state))
                 .count();
             failed_tasks = failed_tasks.max(streak);
             if last_error.is_none() {
-                last_error = history
+                last_error = current
                     .iter()
                     .map(|t| t.error.trim().trim_matches('"').trim())
                     .find(|e| !e.is_empty())
@@ -790,6 +1025,13 @@ fn build_status(
             running_replicas: running,
             failed_tasks,
             last_error,
+            update: inspect
+                .and_then(|i| i.update_status.as_ref())
+                .filter(|u| !u.state.is_empty())
+                .map(|u| UpdateStatus {
+                    state: u.state(),
+                    message: u.message.clone(),
+                }),
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -887,10 +1129,127 @@ mod tests {
 
     fn task(name: &str, state: &str, error: &str) -> TaskLine {
         TaskLine {
+            id: format!("{name}-{state}"),
             name: name.into(),
+            desired_state: if state.starts_with("Running") {
+                "Running".into()
+            } else {
+                "Shutdown".into()
+            },
             current_state: state.into(),
             error: error.into(),
         }
+    }
+
+    fn template(image: &str) -> serde_json::Value {
+        serde_json::json!({"ContainerSpec": {"Image": image}, "ForceUpdate": 0})
+    }
+
+    fn inspected(name: &str, image: &str, update: Option<(&str, &str)>) -> ServiceInspect {
+        ServiceInspect {
+            spec: ServiceSpecJson {
+                name: name.into(),
+                task_template: template(image),
+            },
+            previous_spec: None,
+            update_status: update.map(|(state, message)| UpdateStatusJson {
+                state: state.into(),
+                message: message.into(),
+            }),
+        }
+    }
+
+    fn spec_of(task: &TaskLine, image: &str) -> TaskInspect {
+        let mut spec = template(image);
+        spec["Placement"] = serde_json::json!({"Constraints": ["node.role==manager"]});
+        TaskInspect {
+            id: task.id.clone(),
+            spec,
+        }
+    }
+
+    #[test]
+    fn a_task_matches_its_template_as_the_engine_renders_them() {
+        // Docker 20.10's `service inspect` and `inspect --type task` of one task's service.
+        let template = serde_json::json!({"ContainerSpec":{"Image":"b:1","Args":["sh"],
+            "Env":["VERSION=1"],"Privileges":{"CredentialSpec":null,"SELinuxContext":null,
+            "NoNewPrivileges":false},"StopGracePeriod":1000000000,"DNSConfig":{},
+            "Isolation":"default"},"Resources":{},"RestartPolicy":{"Condition":"any",
+            "Delay":1000000000,"MaxAttempts":0},"Placement":{},"Networks":[{"Target":"kw",
+            "Aliases":["app"]}],"ForceUpdate":0,"Runtime":"container"});
+        let task = serde_json::json!({"ContainerSpec":{"Image":"b:1","Args":["sh"],
+            "Env":["VERSION=1"],"Privileges":{"CredentialSpec":null,"SELinuxContext":null,
+            "NoNewPrivileges":false},"StopGracePeriod":1000000000,"Isolation":"default"},
+            "Resources":{},"RestartPolicy":{"Condition":"any","Delay":1000000000,
+            "MaxAttempts":0},"Placement":{},"Networks":[{"Target":"kw","Aliases":["app"]}],
+            "ForceUpdate":0});
+        assert!(same_spec(&task, &template));
+        let mut newer = template.clone();
+        newer["ContainerSpec"]["Env"] = serde_json::json!(["VERSION=2"]);
+        assert!(!same_spec(&task, &newer));
+        // Defaults only the template shows (the user gave no restart policy or grace period).
+        let mut bare = task.clone();
+        bare.as_object_mut().unwrap().remove("RestartPolicy");
+        bare["ContainerSpec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("StopGracePeriod");
+        assert!(same_spec(&bare, &template));
+        // A value the task has and the template lacks: another spec.
+        let mut older = task.clone();
+        older["ContainerSpec"]["User"] = serde_json::json!("postgres");
+        assert!(!same_spec(&older, &template));
+    }
+
+    #[test]
+    fn only_tasks_of_the_current_spec_count_and_the_update_state_is_read() {
+        // web was updated from v1 to v2: the v1 task still runs (the update has not reached
+        // it), and the v1 failures before it are history.
+        let services = [svc("app_web", "1/1")];
+        let old_running = task("app_web.1", "Running 9 seconds ago", "");
+        let old_failed = task(
+            "app_web.1",
+            "Failed 30 seconds ago",
+            "\"non-zero exit (3)\"",
+        );
+        let tasks = [old_running, old_failed];
+        let specs: Vec<TaskInspect> = tasks.iter().map(|t| spec_of(t, "img:1")).collect();
+        let inspect = [inspected(
+            "app_web",
+            "img:2",
+            Some(("updating", "update in progress")),
+        )];
+        let status = build_status("app", &services, &tasks, &inspect, &specs).unwrap();
+        let web = status.service("web").unwrap();
+        assert_eq!(
+            web.running_replicas, 0,
+            "a task of the old spec is not the new version"
+        );
+        assert_eq!(
+            web.failed_tasks, 0,
+            "failures of an older spec do not count"
+        );
+        assert_eq!(web.last_error, None);
+        assert_eq!(web.update.as_ref().unwrap().state, UpdateState::Updating);
+        assert!(!status.is_healthy());
+
+        // Once the update completed, the v2 task (placement aside, same spec) is running.
+        let new_running = task("app_web.1", "Running 2 seconds ago", "");
+        let mut specs = specs;
+        specs.push(spec_of(&new_running, "img:2"));
+        let tasks = [new_running, task("app_web.1", "Shutdown 9 seconds ago", "")];
+        let specs: Vec<TaskInspect> = specs
+            .into_iter()
+            .filter(|s| tasks.iter().any(|t| t.id == s.id))
+            .collect();
+        let inspect = [inspected(
+            "app_web",
+            "img:2",
+            Some(("completed", "update completed")),
+        )];
+        let status = build_status("app", &services, &tasks, &inspect, &specs).unwrap();
+        assert_eq!(status.service("web").unwrap().running_replicas, 1);
+        assert!(status.is_healthy());
     }
 
     #[test]
@@ -915,7 +1274,7 @@ mod tests {
                 "\"No such image: nope:1\"",
             ),
         ];
-        let status = build_status("app", &services, &tasks).unwrap();
+        let status = build_status("app", &services, &tasks, &[], &[]).unwrap();
         let db = status.service("db").unwrap();
         assert_eq!((db.running_replicas, db.desired_replicas), (1, 1));
         assert_eq!(db.failed_tasks, 0, "an old failure before a running task");
@@ -930,7 +1289,7 @@ mod tests {
         assert_eq!(parse_replicas("0/1 (max 1 per node)"), Some((0, 1)));
         assert_eq!(parse_replicas("3/3"), Some((3, 3)));
         assert_eq!(parse_replicas("n/a"), None);
-        let err = build_status("app", &[svc("app_x", "??")], &[]).unwrap_err();
+        let err = build_status("app", &[svc("app_x", "??")], &[], &[], &[]).unwrap_err();
         assert!(err.to_string().contains("app_x"), "{err}");
     }
 

@@ -56,7 +56,7 @@ fn the_default_plan_with_every_option_is_exact() {
         "docker_running: sh -s -- | sh -s --".to_owned(),
         "swarm_init: sh -s -- | docker swarm init --advertise-addr 203.0.113.7".to_owned(),
         "overlay_network: sh -s -- livchat_network | docker network create --driver overlay --attachable livchat_network".to_owned(),
-        "firewall: sh -s -- | sh -s --".to_owned(),
+        "firewall: sh -s -- 22 | sh -s -- 22".to_owned(),
     ];
     assert_eq!(render(&steps), expected);
     // The scripts behind each `sh -s`.
@@ -75,6 +75,18 @@ fn the_default_plan_with_every_option_is_exact() {
     );
     assert_eq!(script("firewall", false), scripts::FIREWALL_APPLY);
     assert_eq!(script("swarm_init", true), scripts::SWARM_CHECK);
+}
+
+#[test]
+fn the_firewall_step_allows_the_servers_own_ssh_port() {
+    let mut c = full_config();
+    c.ssh_port = 2222;
+    let steps = plan(&c, &bookworm()).unwrap();
+    let firewall = render(&steps).pop().unwrap();
+    assert_eq!(firewall, "firewall: sh -s -- 2222 | sh -s -- 2222");
+    c.ssh_port = 0;
+    let err = plan(&c, &bookworm()).unwrap_err();
+    assert!(err.to_string().contains("ssh port"), "{err}");
 }
 
 #[test]

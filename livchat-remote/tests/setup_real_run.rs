@@ -137,3 +137,72 @@ async fn the_plan_sets_up_a_debian_host_and_a_second_run_skips_every_step() {
     );
     assert_eq!(second.round_trips, steps.len() as u64);
 }
+
+/// A server added with `--port 2222`: its sshd listens there, not on 22. After the firewall
+/// step, a new connection on that port must still get in (a firewall allowing only 22 would
+/// drop it: the session in use survives, the next command times out).
+#[tokio::test]
+async fn the_firewall_allows_the_servers_own_ssh_port_and_a_new_connection_gets_in() {
+    let Some(host) = DebianHost::start() else {
+        return;
+    };
+    let key = SecretString::from(host.client_private_key().to_owned());
+    let target = |port| SshTarget {
+        name: "debian-host".into(),
+        host: host.host(),
+        port,
+        user: host.user().into(),
+    };
+    let pinned = HostKeyPolicy::Pinned(host.host_key_fingerprint().to_owned());
+    let (on_22, _) = SshConnector::default()
+        .connect_ssh(&target(22), &key, &pinned)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", host.log()));
+    // A second sshd of the host's own configuration (same host key), on port 2222 only.
+    run_text(
+        &on_22,
+        "/usr/sbin/sshd -p 2222 -o PidFile=/run/sshd-2222.pid && echo started",
+    )
+    .await;
+    let connector = SshConnector {
+        connect_timeout: Duration::from_secs(20),
+        ..SshConnector::default()
+    };
+    let (exec, _) = connector
+        .connect_ssh(&target(2222), &key, &pinned)
+        .await
+        .unwrap_or_else(|e| panic!("port 2222 before the firewall: {e}"));
+
+    let os = detect_os(exec.as_ref() as &dyn RemoteExecutor)
+        .await
+        .unwrap();
+    let mut config = SetupConfig::new("livchat-port-1", host.addr().into()).unwrap();
+    config.docker = DockerSource::Distribution;
+    config.ssh_port = 2222;
+    let steps: Vec<_> = plan(&config, &os)
+        .unwrap()
+        .into_iter()
+        .filter(|s| ["apt_update", "base_packages", "firewall"].contains(&s.id))
+        .collect();
+    assert_eq!(steps.len(), 3);
+    let options = RunOptions {
+        step_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    run_plan(exec.as_ref(), &steps, options)
+        .await
+        .unwrap_or_else(|e| panic!("apt update, ufw and the firewall: {e}"));
+
+    let ufw = run_text(&exec, "ufw status verbose").await;
+    assert!(
+        ufw.contains("Status: active") && ufw.contains("Default: deny (incoming)"),
+        "{ufw}"
+    );
+    assert!(ufw.contains("2222/tcp"), "{ufw}");
+    // The next command, on a new connection, as `livchat` would send it.
+    let (again, _) = connector
+        .connect_ssh(&target(2222), &key, &pinned)
+        .await
+        .unwrap_or_else(|e| panic!("a new connection on port 2222 after the firewall: {e}"));
+    assert_eq!(run_text(&again, "echo in").await, "in");
+}

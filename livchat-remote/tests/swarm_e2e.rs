@@ -360,3 +360,108 @@ async fn network_of_another_driver_is_refused_by_name() {
         "{err}"
     );
 }
+
+/// A one-service stack on busybox: version `version` either keeps running or exits 3 two
+/// seconds after it starts. `stop_grace_period` because a shell as PID 1 ignores SIGTERM.
+fn versioned_stack(busybox: &str, version: u32, crashes: bool) -> StackSpec {
+    let command = if crashes {
+        "sleep 2; echo crashing >&2; exit 3"
+    } else {
+        "exec sleep 3600"
+    };
+    StackSpec {
+        name: "redeploy".into(),
+        compose_yaml: format!(
+            r#"version: "3.8"
+services:
+  app:
+    image: {busybox}
+    command: ["sh", "-c", "{command}"]
+    environment:
+      VERSION: "{version}"
+    stop_grace_period: 1s
+    deploy:
+      endpoint_mode: dnsrr
+      restart_policy: {{condition: any, delay: 1s}}
+"#
+        ),
+        secrets: Vec::new(),
+    }
+}
+
+/// The VERSION of the task that serves now.
+async fn serving_version(platform: &livchat_remote::SwarmOverSsh) -> String {
+    let out = platform
+        .exec_in_service(ServiceExec {
+            stack: "redeploy".into(),
+            service: "app".into(),
+            argv: ["sh", "-c", "echo $VERSION"].map(String::from).to_vec(),
+            stdin: None,
+            user: None,
+            timeout: Duration::from_secs(30),
+            cancel: CancellationToken::new(),
+        })
+        .await
+        .expect("a running task");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_redeploy_fails_and_rolls_back_and_the_fixed_version_then_completes() {
+    let Some(rig) = rig().await else { return };
+    let Some(busybox) = image(rig.engine, fixtures::images::busybox).await else {
+        return;
+    };
+    let platform = rig.platform();
+    let deploy = |version, crashes| {
+        let spec = versioned_stack(busybox, version, crashes);
+        let platform = &platform;
+        async move { platform.deploy_stack(&spec).await.unwrap() }
+    };
+    // Generous: on a loaded 2-core machine three crash cycles of version 2 took over 2 minutes.
+    let wait = || platform.wait_healthy("redeploy", patient(Duration::from_secs(300)));
+
+    deploy(1, false).await;
+    wait().await.expect("version 1 is healthy");
+    assert_eq!(serving_version(&platform).await, "1");
+
+    // Version 2 crashes a moment after it starts: the wait must not be fooled by version 1's
+    // task, still running while the update begins. Swarm pauses the update when the crash
+    // falls in its monitor window; on a loaded machine the update can complete first, and
+    // then the crashing tasks of the new spec fail the wait.
+    deploy(2, true).await;
+    let err = wait().await.expect_err("a crashing version is not healthy");
+    let paused = matches!(&err, PlatformError::UpdateFailed { service, message, .. }
+        if service == "app" && message.contains("paused"));
+    let crashed = matches!(&err, PlatformError::ServiceFailed { service, error, .. }
+        if service == "app" && error.contains("non-zero exit (3)"));
+    assert!(paused || crashed, "{err}");
+    // What a failed redeploy leaves: version 1, serving again.
+    let status = platform
+        .rollback_stack("redeploy", patient(Duration::from_secs(120)))
+        .await
+        .expect("the rollback to version 1 completes");
+    assert_eq!(status.service("app").unwrap().running_replicas, 1);
+    assert_eq!(serving_version(&platform).await, "1");
+    platform
+        .rollback_stack("redeploy", patient(Duration::from_secs(60)))
+        .await
+        .expect("a second rollback changes nothing");
+    assert_eq!(serving_version(&platform).await, "1");
+
+    // The fixed version completes although version 2's failed tasks are in the history.
+    deploy(3, false).await;
+    wait()
+        .await
+        .expect("version 3 is healthy after the rollback");
+    assert_eq!(serving_version(&platform).await, "3");
+
+    // Without a rollback in between: a crashing version 4 leaves the update paused; deploying
+    // version 3 again completes (version 4's failures are of an older spec).
+    deploy(4, true).await;
+    wait().await.expect_err("version 4 crashes");
+    deploy(3, false).await;
+    wait().await.expect("version 3 again is healthy");
+    assert_eq!(serving_version(&platform).await, "3");
+    platform.remove_stack("redeploy").await.unwrap();
+}

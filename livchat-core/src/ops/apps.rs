@@ -137,6 +137,10 @@ pub struct AppDeploy {
     /// App parameters; keys are checked against the app's declared parameters.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Repoint existing A records of the apps' names that livchat did not create (they are
+    /// then the app's: undeploy deletes them). Without it such a record refuses the deploy.
+    #[serde(default)]
+    pub take_over_dns: bool,
 }
 
 #[async_trait]
@@ -147,7 +151,12 @@ impl Operation for AppDeploy {
     type Output = JobView;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
         Ok(orch
-            .start_deploy_app(&self.server, &self.app, &sets(&self.params))?
+            .start_deploy_app_with(
+                &self.server,
+                &self.app,
+                &sets(&self.params),
+                self.take_over_dns,
+            )?
             .into())
     }
 }
@@ -158,7 +167,8 @@ impl JobOperation for AppDeploy {
     }
 }
 
-/// Remove an app's stack and DNS records (a job); data is kept unless `delete_volumes`.
+/// Remove an app's stack, Docker secrets and DNS records (a job); data is kept unless
+/// `delete_data`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppUndeploy {
@@ -169,9 +179,10 @@ pub struct AppUndeploy {
     /// Remove it even when other apps depend on it.
     #[serde(default)]
     pub force: bool,
-    /// Also delete the app's data volumes: its data is lost.
-    #[serde(default)]
-    pub delete_volumes: bool,
+    /// Also delete the app's data: its volumes, its database and role, its vault secrets (lost
+    /// for good). `delete_volumes` is accepted as the old name.
+    #[serde(default, alias = "delete_volumes")]
+    pub delete_data: bool,
 }
 
 impl AppUndeploy {
@@ -180,7 +191,7 @@ impl AppUndeploy {
             server: self.server.clone(),
             app: self.app.clone(),
             force: self.force,
-            delete_volumes: self.delete_volumes,
+            delete_data: self.delete_data,
         }
     }
 }
@@ -189,7 +200,7 @@ impl AppUndeploy {
 impl Operation for AppUndeploy {
     const INFO: super::OperationInfo = op_info!(AppUndeploy, "app_undeploy", "app undeploy",
         Destroy, job: true, idempotent: true, open_world: true,
-        "Remove an app's stack and DNS records (a job)");
+        "Remove an app's stack, Docker secrets and DNS records (a job)");
     type Output = JobView;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
         Ok(orch.start_undeploy(self.params())?.into())

@@ -127,15 +127,25 @@ async fn delete_server_added_by_hand_only_forgets_it_without_any_provider_token(
     manual.provider = ProviderKind::Manual;
     manual.provider_id = None;
     world.put_server(manual);
+    world.set_secret("ssh.db-10.private_key", "another server's");
     // No Hetzner token, no DNS config: neither mock may be called.
     let orch = world.build(Mocks::default());
+    let plan = orch.plan_delete_server("db-1", false).unwrap();
+    assert!(
+        plan.resources
+            .contains(&"DELETE vault secret ssh.db-1.private_key".to_string()),
+        "{:?}",
+        plan.resources
+    );
     let job = orch.start_delete_server("db-1", false).unwrap();
     let done = run(&orch, &job.id).await;
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     assert!(world.state().servers.is_empty());
     assert!(log_text(&orch, &job.id).contains("only forgotten, not destroyed"));
-    // The key was the user's: it stays in the vault.
-    assert!(world.secret("ssh.db-1.private_key").is_some());
+    // The vault's copy of the key given to `server add` goes with the server (the user's own
+    // file is untouched); another server's secret stays.
+    assert_eq!(world.secret("ssh.db-1.private_key"), None);
+    assert!(world.secret("ssh.db-10.private_key").is_some());
     verify(orch);
 }
 

@@ -42,6 +42,11 @@ fn dns_records(mocks: &mut Mocks, records: &'static [(&'static str, &'static str
         .withf(|z| z == ZONE)
         .times(1..)
         .returning(|_| Ok(zone()));
+    // No record of these names exists beforehand (livchat's or anyone's).
+    mocks
+        .dns
+        .expect_records_named()
+        .returning(|_, _| Ok(Vec::new()));
     for (name, id, change) in records {
         mocks
             .dns
@@ -583,37 +588,88 @@ async fn plan_deploy_app_shows_records_databases_and_redacted_stacks_and_touches
     verify(orch);
 }
 
-#[tokio::test]
-async fn a_failed_redeploy_keeps_the_running_app_and_its_record() {
-    // redis runs; its redeploy fails the health check. The user's running service (and the
-    // apps using it) must not be taken down by the clean-up.
-    let world = World::new();
-    world.put_server(ready_server("web-1"));
-    world.put_deployment("web-1", "infrastructure", &[]);
-    world.put_deployment("web-1", "redis", &[]);
-    let mut mocks = Mocks::default();
-    connects(&mut mocks);
+/// redis runs (version "1"); its redeploy is sent and then fails the health check with the
+/// swarm's paused update.
+fn failing_redeploy_of_redis(mocks: &mut Mocks) {
+    connects(mocks);
     deploys_stack(&mut mocks.platform, "redis");
     mocks
         .platform
         .expect_wait_healthy()
         .times(1)
         .returning(|_, _| {
-            Err(service_failed(
-                "redis",
-                "redis_redis",
-                "task: non-zero exit (1)",
-            ))
+            Err(livchat_remote::PlatformError::UpdateFailed {
+                stack: "redis".into(),
+                service: "redis".into(),
+                message: "update paused: update paused due to failure or early termination of \
+                          task x (task error: task: non-zero exit (1))"
+                    .into(),
+            })
         });
+    // The user's running service (and the apps using it) must not be taken down.
     mocks.platform.expect_remove_stack().never();
+}
+
+fn world_with_redis_running() -> World {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world.put_deployment("web-1", "infrastructure", &[]);
+    world.put_deployment("web-1", "redis", &[]);
+    world
+}
+
+#[tokio::test]
+async fn a_failed_redeploy_rolls_back_to_the_previous_version_and_keeps_its_record() {
+    let world = world_with_redis_running();
+    let before = world.state().deployments["web-1"]["redis"].clone();
+    let mut mocks = Mocks::default();
+    failing_redeploy_of_redis(&mut mocks);
+    mocks
+        .platform
+        .expect_rollback_stack()
+        .withf(|name, _| name == "redis")
+        .times(1)
+        .returning(|name, _| Ok(healthy(name)));
     let orch = world.build(mocks);
     let job = orch.start_deploy_app("web-1", "redis", &[]).unwrap();
     let done = run(&orch, &job.id).await;
     assert_eq!(done.status, JobStatus::Failed);
-    assert!(done.error.unwrap().contains("non-zero exit (1)"));
+    let error = done.error.unwrap();
+    assert!(
+        error.contains("update paused") && error.contains("non-zero exit (1)"),
+        "{error}"
+    );
+    assert_eq!(
+        world.state().deployments["web-1"]["redis"],
+        before,
+        "the record still describes the previous version, running"
+    );
+    assert!(log_text(&orch, &job.id).contains("the previous version (1) runs again"));
+    assert_eq!(
+        done.steps_remaining,
+        steps_of(&["redis"]),
+        "a retry deploys again"
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn a_failed_redeploy_whose_rollback_fails_records_the_app_as_failed() {
+    let world = world_with_redis_running();
+    let mut mocks = Mocks::default();
+    failing_redeploy_of_redis(&mut mocks);
+    mocks
+        .platform
+        .expect_rollback_stack()
+        .times(1)
+        .returning(|_, _| Err(service_failed("redis", "redis", "task: non-zero exit (1)")));
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "redis", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
     let record = &world.state().deployments["web-1"]["redis"];
-    assert_eq!(record.status, DeploymentStatus::Running);
-    assert!(log_text(&orch, &job.id).contains("its stack is kept"));
+    assert_eq!(record.status, DeploymentStatus::Failed);
+    assert!(log_text(&orch, &job.id).contains("the rollback to the previous version failed"));
     verify(orch);
 }
 
@@ -656,5 +712,126 @@ async fn deploy_app_refuses_an_app_whose_setting_is_missing_before_the_job_start
     let err = orch.start_deploy_app("web-1", "n8n", &[]).unwrap_err();
     assert!(err.to_string().contains("email"), "{err}");
     assert!(world.state().jobs.is_empty());
+    verify(orch);
+}
+
+/// n8n's names: `n8n.` holds an A record someone else made (`content`), `webhook-n8n.` none.
+fn existing_foreign_record(mocks: &mut Mocks, content: &'static str) {
+    mocks
+        .dns
+        .expect_find_zone()
+        .times(1..)
+        .returning(|_| Ok(zone()));
+    mocks.dns.expect_records_named().returning(move |_, n| {
+        Ok(if n == N8N_HOST {
+            vec![a_record("rec-theirs", n, content)]
+        } else {
+            Vec::new()
+        })
+    });
+}
+
+#[tokio::test]
+async fn deploy_app_refuses_an_existing_a_record_it_did_not_create_pointing_elsewhere() {
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    existing_foreign_record(&mut mocks, "198.51.100.7");
+    mocks.dns.expect_ensure_a_record().never();
+    mocks.dns.expect_delete_record().never();
+    // The clean-up opens the platform; nothing is deployed, so nothing is removed.
+    connects(&mut mocks);
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains(&format!("A {N8N_HOST} -> 198.51.100.7"))
+            && error.contains("--take-over-dns"),
+        "{error}"
+    );
+    assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_with_take_over_dns_repoints_the_record_and_owns_it() {
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    existing_foreign_record(&mut mocks, "198.51.100.7");
+    for (name, id, change) in [
+        (N8N_HOST, "rec-theirs", Change::Updated),
+        (WEBHOOK_HOST, "rec-webhook", Change::Created),
+    ] {
+        mocks
+            .dns
+            .expect_ensure_a_record()
+            .withf(move |_, n, ip, _| n == name && ip.to_string() == IP)
+            .times(1)
+            .returning(move |_, n, ip, _| {
+                Ok(Ensured {
+                    record: a_record(id, n, &ip.to_string()),
+                    change,
+                })
+            });
+    }
+    creates_database(&mut mocks.platform, 0, "");
+    deploys_stack(&mut mocks.platform, "n8n");
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .returning(|name, _| Ok(healthy(name)));
+    let orch = world.build(mocks);
+    let job = orch
+        .start_deploy_app_with("web-1", "n8n", &[], true)
+        .unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let record = &world.state().deployments["web-1"]["n8n"];
+    assert_eq!(record.dns_record_ids, ["rec-theirs", "rec-webhook"]);
+    assert!(log_text(&orch, &job.id).contains("taken over (--take-over-dns)"));
+    verify(orch);
+}
+
+#[tokio::test]
+async fn deploy_app_leaves_a_foreign_record_already_pointing_here_out_of_its_deployment() {
+    // Someone made n8n's record pointing at this server: used, but not livchat's to delete.
+    let world = world_with_databases();
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    existing_foreign_record(&mut mocks, IP);
+    for (name, id, change) in [
+        (N8N_HOST, "rec-theirs", Change::Unchanged),
+        (WEBHOOK_HOST, "rec-webhook", Change::Created),
+    ] {
+        mocks
+            .dns
+            .expect_ensure_a_record()
+            .withf(move |_, n, _, _| n == name)
+            .times(1)
+            .returning(move |_, n, ip, _| {
+                Ok(Ensured {
+                    record: a_record(id, n, &ip.to_string()),
+                    change,
+                })
+            });
+    }
+    creates_database(&mut mocks.platform, 0, "");
+    deploys_stack(&mut mocks.platform, "n8n");
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .returning(|name, _| Ok(healthy(name)));
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let record = &world.state().deployments["web-1"]["n8n"];
+    assert_eq!(
+        record.dns_record_ids,
+        ["rec-webhook"],
+        "undeploy deletes only this one"
+    );
     verify(orch);
 }

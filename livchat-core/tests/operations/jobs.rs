@@ -27,6 +27,11 @@ fn undeploy_world(times: usize) -> (World, Arc<Orchestrator>) {
         .withf(|n| n == "redis")
         .times(times)
         .returning(|_| Ok(()));
+    mocks
+        .platform
+        .expect_remove_secrets()
+        .times(times)
+        .returning(|names| Ok(names.to_vec()));
     let orch = world.build(mocks);
     (world, orch)
 }

@@ -173,6 +173,7 @@ async fn app_deploy_params_are_a_map_checked_against_the_app() {
         server: "web-1".into(),
         app: "redis".into(),
         params: BTreeMap::from([("no_such_param".to_string(), "1".to_string())]),
+        take_over_dns: false,
     };
     let err = op.plan(&orch).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadInput, "{err}");
@@ -189,13 +190,55 @@ async fn app_undeploy_of_an_app_not_deployed_is_refused_before_any_job_exists() 
         server: "web-1".into(),
         app: "redis".into(),
         force: false,
-        delete_volumes: false,
+        delete_data: false,
     }
     .run(&orch)
     .await
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(world.state().jobs.is_empty());
+}
+
+/// `take_over_dns` and `delete_data` are request fields, so REST and MCP callers get what the
+/// CLI's `--take-over-dns` and `--delete-data` do; `delete_volumes` is still read as the old
+/// name of `delete_data`.
+#[tokio::test]
+async fn app_deploy_take_over_dns_and_app_undeploy_delete_data_reach_the_job_from_json() {
+    let world = World::new();
+    world.put_server(hetzner_server("web-1", ServerStatus::Ready, Some("lab")));
+    world.put_deployment("web-1", "redis", &[]);
+    let orch = world.build(Mocks::default());
+    let deploy: ops::AppDeploy = serde_json::from_value(serde_json::json!({
+        "server": "web-1", "app": "redis", "take_over_dns": true
+    }))
+    .unwrap();
+    let job = deploy.run(&orch).await.unwrap();
+    let params = &world.state().jobs[&job.id].params;
+    assert_eq!(params["take_over_dns"], true, "{params}");
+
+    for field in ["delete_data", "delete_volumes"] {
+        let undeploy: ops::AppUndeploy = serde_json::from_value(serde_json::json!({
+            "server": "web-1", "app": "redis", field: true
+        }))
+        .unwrap();
+        assert!(undeploy.delete_data, "{field}");
+        let plan = undeploy.plan(&orch).unwrap();
+        assert!(
+            plan.steps.iter().any(|s| s == "database") && plan.steps.iter().any(|s| s == "volumes"),
+            "{field}: {:?}",
+            plan.steps
+        );
+    }
+    let keep: ops::AppUndeploy = serde_json::from_value(serde_json::json!({
+        "server": "web-1", "app": "redis"
+    }))
+    .unwrap();
+    let plan = keep.plan(&orch).unwrap();
+    assert!(
+        !plan.steps.iter().any(|s| s == "volumes" || s == "database"),
+        "{:?}",
+        plan.steps
+    );
 }
 
 #[tokio::test]
@@ -242,6 +285,7 @@ async fn job_wait_returns_the_job_as_it_is_when_its_time_is_up() {
         server: "web-1".into(),
         app: "redis".into(),
         params: BTreeMap::new(),
+        take_over_dns: false,
     }
     .run(&orch)
     .await
@@ -301,6 +345,7 @@ async fn job_logs_tail_returns_the_last_lines_with_their_indexes() {
         server: "web-1".into(),
         app: "redis".into(),
         params: BTreeMap::new(),
+        take_over_dns: false,
     }
     .run(&orch)
     .await
@@ -337,6 +382,7 @@ async fn a_second_job_on_a_busy_server_is_refused_naming_the_job_in_the_way() {
         server: "web-1".into(),
         app: app.into(),
         params: BTreeMap::new(),
+        take_over_dns: false,
     };
     let first = deploy("redis").run(&orch).await.unwrap();
     let err = deploy("postgres").run(&orch).await.unwrap_err();

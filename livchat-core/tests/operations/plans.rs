@@ -69,7 +69,7 @@ async fn plan_undeploy_app_lists_the_stack_and_records_and_keeps_the_refusals_of
     let orch = world.build(Mocks::default());
     let plan = orch.plan_undeploy_app("web-1", "n8n", false).unwrap();
     assert!(plan.resources[0].contains("remove stack n8n"), "{plan:?}");
-    assert!(plan.resources[0].contains("data volumes kept"));
+    assert!(plan.resources[0].contains("data kept: volumes, database, vault secrets"));
     // postgres is used by n8n: refused, as the job would be, unless forced.
     let err = orch
         .plan_undeploy_app("web-1", "postgres", false)

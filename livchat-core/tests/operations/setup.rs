@@ -310,3 +310,51 @@ async fn start_setup_server_without_a_cloudflare_token_names_the_credential() {
     assert!(world.state().jobs.is_empty());
     verify(orch);
 }
+
+#[tokio::test]
+async fn setup_of_a_server_whose_ssh_is_on_another_port_has_the_firewall_allow_that_port() {
+    let world = World::new();
+    let mut server = new_server();
+    server.ssh_port = 2222;
+    world.put_server(server);
+    let mut mocks = Mocks::default();
+    let (exec, host) = debian_host(None, Arc::default());
+    let exec: Arc<dyn livchat_remote::RemoteExecutor> = Arc::new(exec);
+    mocks
+        .connector
+        .expect_connect()
+        .withf(|target, _, _| target.port == 2222)
+        .times(1)
+        .returning(move |_, _, _| {
+            Ok(livchat_remote::Connected {
+                executor: exec.clone(),
+                host_key_fingerprint: FP.to_string(),
+            })
+        });
+    a_record_for_server(&mut mocks, 1);
+    let orch = world.build(mocks);
+    let job = orch.start_setup_server(params()).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+
+    let mut config = SetupConfig::new("web-1", IP.parse::<IpAddr>().unwrap()).unwrap();
+    config.ssh_port = 2222;
+    let firewall = livchat_remote::plan(&config, &OsRelease::parse(DEBIAN_12).unwrap())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == "firewall")
+        .unwrap();
+    assert!(
+        check_line(&firewall).ends_with(" 2222"),
+        "{}",
+        check_line(&firewall)
+    );
+    assert_eq!(
+        host.count(&check_line(&firewall)),
+        1,
+        "checked with port 2222"
+    );
+    let port_22 = check_line(&plan().into_iter().find(|s| s.id == "firewall").unwrap());
+    assert_eq!(host.count(&port_22), 0, "never with 22");
+    verify(orch);
+}

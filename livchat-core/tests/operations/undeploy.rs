@@ -18,6 +18,7 @@ fn world_with_n8n() -> World {
     world
 }
 
+/// The stack goes, then the app's own Docker secrets (`livchat_<app>_*`).
 fn removes_stack(mocks: &mut Mocks, name: &'static str) {
     connects_pinned(&mut mocks.connector, MockRemoteExecutor::new(), 1);
     mocks
@@ -26,6 +27,16 @@ fn removes_stack(mocks: &mut Mocks, name: &'static str) {
         .withf(move |n| n == name)
         .times(1)
         .returning(|_| Ok(()));
+    mocks
+        .platform
+        .expect_remove_secrets()
+        .withf(move |names| {
+            !names.is_empty()
+                && names
+                    .iter()
+                    .all(|n| n.starts_with(&format!("livchat_{name}_")))
+        })
+        .returning(|names| Ok(names.to_vec()));
 }
 
 #[tokio::test]
@@ -59,7 +70,15 @@ async fn undeploy_app_removes_the_stack_its_dns_records_and_its_record_and_keeps
         world.secret("app.n8n.encryption_key").as_deref(),
         Some("keep-me")
     );
-    assert!(log_text(&orch, &job.id).contains("data volumes kept"));
+    let log = log_text(&orch, &job.id);
+    assert!(
+        log.contains("data kept: volumes, database, vault secrets"),
+        "{log}"
+    );
+    assert!(
+        log.contains("docker secrets removed: livchat_n8n_"),
+        "{log}"
+    );
     verify(orch);
 }
 
@@ -203,7 +222,8 @@ async fn undeploy_app_fails_on_a_dns_record_it_cannot_delete_and_a_retry_deletes
 }
 
 #[tokio::test]
-async fn undeploy_with_delete_volumes_deletes_the_stacks_volumes_after_removing_it() {
+async fn undeploy_with_delete_data_deletes_volumes_database_role_and_vault_secrets_and_plans_them()
+{
     let world = world_with_n8n();
     let mut mocks = Mocks::default();
     removes_stack(&mut mocks, "n8n");
@@ -213,6 +233,21 @@ async fn undeploy_with_delete_volumes_deletes_the_stacks_volumes_after_removing_
         .withf(|n| n == "n8n")
         .times(1)
         .returning(|_| Ok(vec!["n8n_n8n_data".into()]));
+    mocks
+        .platform
+        .expect_exec_in_service()
+        .withf(|e| {
+            e.stack == "postgres"
+                && e.service == "postgres"
+                && e.stdin.as_ref().is_some_and(|s| {
+                    let sql = String::from_utf8_lossy(secrecy::ExposeSecret::expose_secret(s))
+                        .to_string();
+                    sql.contains("DROP DATABASE IF EXISTS \"n8n\"")
+                        && sql.contains("DROP ROLE IF EXISTS \"n8n\"")
+                })
+        })
+        .times(1)
+        .returning(|_| Ok(output(0, "", "")));
     mocks
         .dns
         .expect_find_zone()
@@ -228,22 +263,51 @@ async fn undeploy_with_delete_volumes_deletes_the_stacks_volumes_after_removing_
         server: "web-1".into(),
         app: "n8n".into(),
         force: false,
-        delete_volumes: true,
+        delete_data: true,
     };
     let plan = orch.plan_undeploy(&p).unwrap();
-    assert!(
-        plan.resources
-            .iter()
-            .any(|r| r.contains("DELETE the data volumes"))
+    for lost in [
+        "DELETE the data volumes of stack n8n",
+        "DROP database n8n and role n8n in stack postgres",
+        "DELETE vault secret app.n8n.encryption_key",
+        "remove docker secret livchat_n8n_encryption_key",
+    ] {
+        assert!(
+            plan.resources.iter().any(|r| r.contains(lost)),
+            "{lost}: {:?}",
+            plan.resources
+        );
+    }
+    assert_eq!(
+        world.secret("app.n8n.encryption_key").as_deref(),
+        Some("keep-me"),
+        "the plan touches nothing"
     );
     let job = orch.start_undeploy(p).unwrap();
     assert_eq!(
         job.steps_remaining,
-        ["remove_stack", "volumes", "dns", "record"]
+        [
+            "remove_stack",
+            "docker_secrets",
+            "volumes",
+            "database",
+            "vault_secrets",
+            "dns",
+            "record"
+        ]
     );
     let done = run(&orch, &job.id).await;
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     assert!(log_text(&orch, &job.id).contains("n8n_n8n_data"));
     assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
+    assert_eq!(world.secret("app.n8n.encryption_key"), None);
+    assert!(
+        world
+            .secret_names()
+            .iter()
+            .all(|k| !k.starts_with("app.n8n.")),
+        "{:?}",
+        world.secret_names()
+    );
     verify(orch);
 }
