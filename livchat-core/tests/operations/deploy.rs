@@ -757,6 +757,7 @@ async fn deploy_app_refuses_an_existing_a_record_it_did_not_create_pointing_else
 #[tokio::test]
 async fn deploy_app_with_take_over_dns_repoints_the_record_and_owns_it() {
     let world = world_with_databases();
+    world.set_secret("app.n8n.owner_password", OWNER_PASSWORD);
     let mut mocks = Mocks::default();
     connects(&mut mocks);
     existing_foreign_record(&mut mocks, "198.51.100.7");
@@ -777,7 +778,9 @@ async fn deploy_app_with_take_over_dns_repoints_the_record_and_owns_it() {
             });
     }
     creates_database(&mut mocks.platform, 0, "");
-    deploys_stack(&mut mocks.platform, "n8n");
+    // A first deploy of n8n: routes closed, the owner claimed, then the routes opened.
+    let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 2);
+    claims_owner(&mut mocks.platform, &deployed, "200");
     mocks
         .platform
         .expect_wait_healthy()
@@ -798,6 +801,7 @@ async fn deploy_app_with_take_over_dns_repoints_the_record_and_owns_it() {
 async fn deploy_app_leaves_a_foreign_record_already_pointing_here_out_of_its_deployment() {
     // Someone made n8n's record pointing at this server: used, but not livchat's to delete.
     let world = world_with_databases();
+    world.set_secret("app.n8n.owner_password", OWNER_PASSWORD);
     let mut mocks = Mocks::default();
     connects(&mut mocks);
     existing_foreign_record(&mut mocks, IP);
@@ -818,7 +822,9 @@ async fn deploy_app_leaves_a_foreign_record_already_pointing_here_out_of_its_dep
             });
     }
     creates_database(&mut mocks.platform, 0, "");
-    deploys_stack(&mut mocks.platform, "n8n");
+    // A first deploy of n8n: routes closed, the owner claimed, then the routes opened.
+    let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 2);
+    claims_owner(&mut mocks.platform, &deployed, "200");
     mocks
         .platform
         .expect_wait_healthy()
