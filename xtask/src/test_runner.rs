@@ -19,13 +19,7 @@ use anyhow::{Context, Result, bail};
 
 /// Binaries that start a dockerd, network namespaces or Debian roots: they contend for
 /// iptables, the kernel's namespaces and most of the machine's memory, so never two at once.
-const EXCLUSIVE: &[&str] = &[
-    "e2e",
-    "setup_real_run",
-    "swarm_e2e",
-    "portainer_e2e",
-    "real_peers",
-];
+const EXCLUSIVE: &[&str] = &["setup_real_run", "swarm_e2e", "portainer_e2e", "real_peers"];
 
 /// Binaries that run after every other one, alone: the E2E checks that a cancelled setup leaves
 /// no apt or dpkg behind within a bound, and on a loaded machine dpkg outlives it.
