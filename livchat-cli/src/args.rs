@@ -33,8 +33,11 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Home directory holding state.json and credentials.vault.
-    #[arg(long, global = true, env = "LIVCHAT_HOME", value_name = "DIR")]
+    /// Home directory holding state.json and credentials.vault [default: $LIVCHAT_HOME, else
+    /// ~/.livchat].
+    // Not clap's `env`: an argument filled from the environment shows in every usage line
+    // as if the user had to type it.
+    #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// File holding the vault password.
     #[arg(long, global = true, value_name = "FILE")]
@@ -177,18 +180,40 @@ pub enum ServerCommand {
         #[arg(long)]
         plan: bool,
     },
-    /// Add an existing server (bring your own); its host key is pinned on first contact.
+    /// Add an existing server (bring your own); its host key is pinned once you confirm it.
     Add {
+        /// The server's name here (a-z, 0-9 and '-'); setup also makes it the host name.
         name: String,
+        /// The server's IP address (a DNS name is refused: Swarm advertises an IP and DNS
+        /// records point at it).
         #[arg(long)]
         host: String,
-        #[arg(long, default_value_t = 22)]
+        /// SSH port.
+        #[arg(long, default_value_t = 22, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
+        /// SSH user (`deploy-user` is fine for `server exec`; `server setup` needs root).
         #[arg(long, default_value = "root")]
         user: String,
-        /// Private key file (OpenSSH Ed25519); stored in the vault. Without it a key is generated.
-        #[arg(long, value_name = "FILE")]
+        /// Private key file (OpenSSH or PEM; Ed25519, ECDSA or RSA), stored in the vault. One of
+        /// --key and --ssh-agent is required: no key is generated for a server you bring.
+        #[arg(long, value_name = "FILE", conflicts_with = "ssh_agent")]
         key: Option<PathBuf>,
+        /// File holding the passphrase of --key (kept in the vault). Without it, a terminal
+        /// asks for it when the key has one.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        key_passphrase_file: Option<PathBuf>,
+        /// Authenticate with a key of your running ssh-agent (SSH_AUTH_SOCK); nothing is stored.
+        #[arg(long)]
+        ssh_agent: bool,
+        /// The fingerprint the server's host key must have, checked on its console with
+        /// `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`. Without it, a terminal shows the
+        /// fingerprint and asks.
+        #[arg(long, value_name = "SHA256:...")]
+        host_key_fingerprint: Option<String>,
+        /// Pin whatever host key the server presents on first contact (ssh's accept-new), as
+        /// an explicit choice where nobody can be asked.
+        #[arg(long, conflicts_with = "host_key_fingerprint")]
+        accept_new_host_key: bool,
     },
     /// List servers.
     List,
@@ -228,8 +253,15 @@ pub enum ServerCommand {
         #[arg(last = true, required = true, num_args = 1..)]
         argv: Vec<String>,
     },
-    /// Replace a server's pinned host key with the one it presents now (after a reinstall).
-    RepinHostKey { name: String },
+    /// Replace a server's pinned host key after a reinstall: only with the fingerprint you
+    /// give, or, on a terminal, after showing the old and the new one and asking.
+    RepinHostKey {
+        name: String,
+        /// The fingerprint the server presents now, checked on its console with
+        /// `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`.
+        #[arg(long, value_name = "SHA256:...")]
+        fingerprint: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

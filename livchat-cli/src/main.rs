@@ -23,15 +23,15 @@ use livchat_core::jobs::{JobEvent, is_ended, parse_status, status_name};
 use livchat_core::model::{ExposeSecret, JobRecord, JobStatus, LogLevel, SecretString};
 use livchat_core::ops::Operation;
 use livchat_core::{
-    Config, CoreError, CreateServerParams, Orchestrator, ProviderInfo, ProviderInfoKind,
-    SetupServerParams,
+    AddServer, Config, CoreError, CreateServerParams, HostKeyOffer, HostKeyTrust, Orchestrator,
+    ProviderInfo, ProviderInfoKind, SetupServerParams,
 };
 
 use crate::args::{
     ApiCommand, AppCommand, Cli, Command, DnsCommand, Global, JobCommand, OutputFormat,
     ProviderCommand, SecretsCommand, ServerCommand, SettingsCommand,
 };
-use crate::output::{Table, print};
+use crate::output::{Table, print, stdout, stdoutln, words, write_stdout};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -67,6 +67,9 @@ fn home(global: &Global) -> Result<PathBuf> {
     if let Some(h) = &global.home {
         return Ok(h.clone());
     }
+    if let Some(h) = std::env::var_os("LIVCHAT_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
     let user_home = std::env::var_os("HOME")
         .ok_or_else(|| anyhow!("neither --home, LIVCHAT_HOME nor HOME is set"))?;
     Ok(PathBuf::from(user_home).join(".livchat"))
@@ -88,12 +91,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let out = g.output;
     match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "livchat",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "livchat", &mut script);
+            write_stdout(&script);
         }
         Command::Init => {
             let report = Orchestrator::init(&config(g)?)?;
@@ -251,6 +251,16 @@ fn read_stdin_secret() -> Result<SecretString> {
     Ok(SecretString::from(trimmed.to_string()))
 }
 
+/// A secret kept in a file (one line; a trailing newline is not part of it).
+fn read_secret_file(path: &std::path::Path, flag: &str) -> Result<SecretString> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read {flag} {}", path.display()))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(SecretString::from(
+        line.strip_suffix('\r').unwrap_or(line).to_string(),
+    ))
+}
+
 fn secrets(g: &Global, cmd: SecretsCommand) -> Result<()> {
     if let SecretsCommand::Set { value: Some(_), .. } = cmd {
         return Err(CoreError::invalid(
@@ -281,11 +291,11 @@ fn secrets(g: &Global, cmd: SecretsCommand) -> Result<()> {
         SecretsCommand::Get { key } => {
             let value = orch.secret_get(&key)?;
             match g.output {
-                OutputFormat::Json => println!(
+                OutputFormat::Json => stdoutln!(
                     "{}",
                     serde_json::json!({ "key": key, "value": value.expose_secret() })
                 ),
-                OutputFormat::Table => println!("{}", value.expose_secret()),
+                OutputFormat::Table => stdoutln!("{}", value.expose_secret()),
             }
         }
         SecretsCommand::List => {
@@ -325,9 +335,9 @@ fn settings(g: &Global, cmd: SettingsCommand) -> Result<()> {
             let value = orch.setting_get(&key)?;
             match g.output {
                 OutputFormat::Json => {
-                    println!("{}", serde_json::json!({ "key": key, "value": value }))
+                    stdoutln!("{}", serde_json::json!({ "key": key, "value": value }))
                 }
-                OutputFormat::Table => println!("{}", value.unwrap_or_default()),
+                OutputFormat::Table => stdoutln!("{}", value.unwrap_or_default()),
             }
         }
         SettingsCommand::List => {
@@ -358,8 +368,8 @@ fn server_table(servers: &[livchat_core::model::ServerRecord]) -> Table {
         t.row(vec![
             s.name.clone(),
             format!("{}:{}", s.host, s.ssh_port),
-            format!("{:?}", s.provider).to_lowercase(),
-            format!("{:?}", s.status).to_lowercase(),
+            words(&s.provider),
+            words(&s.status),
             s.dns.as_ref().map_or("-".into(), |d| match &d.subdomain {
                 Some(sub) => format!("{sub}.{}", d.zone_name),
                 None => d.zone_name.clone(),
@@ -411,15 +421,55 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             port,
             user,
             key,
+            key_passphrase_file,
+            ssh_agent,
+            host_key_fingerprint,
+            accept_new_host_key,
         } => {
-            let key = match key {
+            let host_key = match (host_key_fingerprint, accept_new_host_key) {
+                (Some(fp), _) => Some(HostKeyTrust::Expect(fp)),
+                (None, true) => Some(HostKeyTrust::AcceptNew),
+                (None, false) => ask_on_terminal(),
+            };
+            let key_path = key;
+            let key = match &key_path {
                 Some(path) => Some(SecretString::from(
-                    std::fs::read_to_string(&path)
+                    std::fs::read_to_string(path)
                         .with_context(|| format!("could not read --key {}", path.display()))?,
                 )),
                 None => None,
             };
-            let record = orch.server_add(&name, &host, port, &user, key).await?;
+            let key_passphrase = match (&key_passphrase_file, &key) {
+                (Some(file), _) => Some(read_secret_file(file, "--key-passphrase-file")?),
+                (None, Some(k))
+                    if livchat_core::key_needs_passphrase(k)
+                        && std::io::stdin().is_terminal()
+                        && std::io::stderr().is_terminal() =>
+                {
+                    let path = key_path.as_deref().unwrap_or(std::path::Path::new("--key"));
+                    Some(SecretString::from(
+                        rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+                            .context("could not read the passphrase")?,
+                    ))
+                }
+                _ => None,
+            };
+            let added = orch
+                .server_add(AddServer {
+                    name,
+                    host,
+                    port,
+                    user,
+                    private_key: key,
+                    key_passphrase,
+                    ssh_agent,
+                    host_key,
+                })
+                .await?;
+            for note in &added.notes {
+                eprintln!("note: {note}");
+            }
+            let record = added.record;
             print(out, &record, || {
                 Table::pairs(vec![
                     ("added", record.name.clone()),
@@ -442,8 +492,8 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                     ("name", s.name.clone()),
                     ("host", format!("{}:{}", s.host, s.ssh_port)),
                     ("user", s.ssh_user.clone()),
-                    ("provider", format!("{:?}", s.provider).to_lowercase()),
-                    ("status", format!("{:?}", s.status).to_lowercase()),
+                    ("provider", words(&s.provider)),
+                    ("status", words(&s.status)),
                     (
                         "host key",
                         s.host_key_fingerprint.clone().unwrap_or_else(|| "-".into()),
@@ -516,7 +566,7 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             let output = orch.server_exec(&name, &argv, token).await?;
             use std::io::Write;
             match out {
-                OutputFormat::Json => println!(
+                OutputFormat::Json => stdoutln!(
                     "{}",
                     serde_json::json!({
                         "exit_status": output.exit_status,
@@ -525,7 +575,7 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                     })
                 ),
                 OutputFormat::Table => {
-                    std::io::stdout().write_all(&output.stdout)?;
+                    write_stdout(&output.stdout);
                     std::io::stderr().write_all(&output.stderr)?;
                 }
             }
@@ -537,18 +587,29 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        ServerCommand::RepinHostKey { name } => {
-            let (old, new) = orch.repin_host_key(&name).await?;
-            print(
-                out,
-                &serde_json::json!({ "server": name, "old": old, "new": new }),
-                || {
-                    Table::pairs(vec![
-                        ("old", old.clone().unwrap_or_else(|| "-".into())),
-                        ("new", new.clone()),
-                    ])
-                },
-            );
+        ServerCommand::RepinHostKey { name, fingerprint } => {
+            let trust = match fingerprint {
+                Some(fp) => HostKeyTrust::Expect(fp),
+                // Without a terminal the core refuses this, naming --fingerprint.
+                None => ask_on_terminal().unwrap_or(HostKeyTrust::AcceptNew),
+            };
+            let r = orch.repin_host_key(&name, trust).await?;
+            print(out, &r, || {
+                Table::pairs(vec![
+                    ("server", r.server.clone()),
+                    ("old", r.old.clone().unwrap_or_else(|| "-".into())),
+                    ("new", r.new.clone()),
+                    (
+                        "changed",
+                        if r.changed {
+                            "yes"
+                        } else {
+                            "no (already pinned)"
+                        }
+                        .into(),
+                    ),
+                ])
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -619,12 +680,12 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
         } => {
             let stacks = orch.app_render(&app, &zone, subdomain.as_deref(), &set)?;
             match out {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&stacks)?),
+                OutputFormat::Json => stdoutln!("{}", serde_json::to_string_pretty(&stacks)?),
                 OutputFormat::Table => {
                     for s in &stacks {
-                        println!("# app: {} (stack {})", s.app, s.stack);
-                        println!("{}", s.compose.trim_end());
-                        println!("---");
+                        stdoutln!("# app: {} (stack {})", s.app, s.stack);
+                        stdoutln!("{}", s.compose.trim_end());
+                        stdoutln!("---");
                     }
                 }
             }
@@ -671,7 +732,7 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
                     t.row(vec![
                         d.app.clone(),
                         d.version.clone(),
-                        format!("{:?}", d.status).to_lowercase(),
+                        words(&d.status),
                         d.domains.join(", "),
                     ]);
                 }
@@ -682,26 +743,51 @@ async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// On a terminal, a question that shows a host key's fingerprint (and the pinned one, if
+/// any) and pins it only when the user types `yes`, as ssh does; `None` without a terminal.
+fn ask_on_terminal() -> Option<HostKeyTrust> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return None;
+    }
+    Some(HostKeyTrust::Ask(Arc::new(|offer: &HostKeyOffer| {
+        match &offer.pinned {
+            Some(pinned) => eprintln!(
+                "The host key of {} ({}:{}) has changed.\n  pinned:    {pinned}\n  presented: {}\n\
+                 Compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server's console.",
+                offer.server, offer.host, offer.port, offer.presented
+            ),
+            None => eprintln!(
+                "First contact with {} ({}:{}).\n  host key: {}\n\
+                 Compare it with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server's console.",
+                offer.server, offer.host, offer.port, offer.presented
+            ),
+        }
+        eprint!("Pin this key? Type yes to pin it: ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+    })))
+}
+
 /// A dry run: what would change; nothing has been.
 fn print_plan(p: &livchat_core::Plan, out: OutputFormat) -> Result<()> {
     match out {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(p)?),
+        OutputFormat::Json => stdoutln!("{}", serde_json::to_string_pretty(p)?),
         OutputFormat::Table => {
-            println!("plan: {} (nothing has been changed)", p.operation);
-            println!("\nsteps:");
+            stdoutln!("plan: {} (nothing has been changed)", p.operation);
+            stdoutln!("\nsteps:");
             for s in &p.steps {
-                println!("  {s}");
+                stdoutln!("  {s}");
             }
-            println!("\nresources:");
+            stdoutln!("\nresources:");
             for r in &p.resources {
-                println!("  + {r}");
+                stdoutln!("  + {r}");
             }
-            println!("\nDNS records:");
+            stdoutln!("\nDNS records:");
             for r in &p.dns_records {
-                println!("  + {r}");
+                stdoutln!("  + {r}");
             }
             for s in &p.stacks {
-                println!(
+                stdoutln!(
                     "\n# stack {} (secrets redacted)\n{}",
                     s.stack,
                     s.compose.trim_end()
@@ -748,7 +834,7 @@ fn print_log_line(line: &livchat_core::model::LogLine) {
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     };
-    println!(
+    stdoutln!(
         "{} {level:<5} {}",
         line.timestamp.format("%Y-%m-%dT%H:%M:%SZ"),
         line.message
@@ -778,7 +864,7 @@ async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
                 from += lines.len();
                 for l in &lines {
                     match out {
-                        OutputFormat::Json => println!("{}", serde_json::to_string(l)?),
+                        OutputFormat::Json => stdoutln!("{}", serde_json::to_string(l)?),
                         OutputFormat::Table => print_log_line(l),
                     }
                 }
@@ -913,8 +999,8 @@ async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, g: &Global) -> Result
     let record = runner.await.context("the job task panicked")??;
     bar.finish_and_clear();
     match out {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&record)?),
-        OutputFormat::Table => print!("{}", job_pairs(&record).render()),
+        OutputFormat::Json => stdoutln!("{}", serde_json::to_string_pretty(&record)?),
+        OutputFormat::Table => stdout!("{}", job_pairs(&record).render()),
     }
     if record.status == JobStatus::Completed {
         Ok(ExitCode::SUCCESS)
@@ -923,10 +1009,16 @@ async fn run_job(orch: &Arc<Orchestrator>, job: JobRecord, g: &Global) -> Result
             "error: job {id} {}: {}{}",
             status_name(record.status),
             record.error.clone().unwrap_or_default(),
+            // A changed host key fails again on every retry: its error names the command that
+            // fixes it (`server repin-host-key`), which must come first.
             if matches!(
                 record.status,
                 JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted
-            ) {
+            ) && !record
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains(livchat_core::host_key::REPIN_COMMAND))
+            {
                 format!(" (retry with `livchat job retry {id}`)")
             } else {
                 String::new()

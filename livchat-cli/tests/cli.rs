@@ -84,6 +84,60 @@ fn help_lists_every_command_with_examples() {
 }
 
 #[test]
+fn server_add_help_says_what_key_and_host_key_options_do() {
+    let h = Home::new();
+    // Issue #13: the help said a key is generated without --key, which `add` refuses.
+    snapshot("help_server_add", &h.run(&["server", "add", "--help"]));
+    snapshot(
+        "help_server_repin_host_key",
+        &h.run(&["server", "repin-host-key", "--help"]),
+    );
+}
+
+#[test]
+fn usage_does_not_show_home_as_required_when_livchat_home_is_set() {
+    let h = Home::new();
+    let out = h.run(&["server", "add"]);
+    assert!(out.starts_with("exit: 2"), "{out}");
+    assert!(
+        out.contains("Usage: livchat server add --host <HOST> <NAME>"),
+        "{out}"
+    );
+}
+
+#[test]
+fn port_out_of_range_names_the_allowed_range() {
+    let h = Home::initialised();
+    for port in ["0", "70000"] {
+        let out = h.run(&[
+            "server",
+            "add",
+            "web-1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+        ]);
+        assert!(out.starts_with("exit: 2"), "{out}");
+        assert!(out.contains("is not in 1..=65535"), "{out}");
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let h = Home::initialised();
+    // A pipe whose reading end is closed before livchat writes: every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = h.command(&["app", "list", "--output", "json"]);
+    cmd.stdout(writer).stderr(Stdio::piped());
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
 fn unknown_command_is_a_usage_error_with_exit_2() {
     let h = Home::new();
     let out = h.run(&["serverz"]);
@@ -213,6 +267,25 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
                 "example.com",
                 "--set",
                 "nope=1",
+            ],
+        ),
+    );
+    // Issue #13: the same zone rule and exit code as `server setup --zone`.
+    snapshot(
+        "bad_dns_configure_zone",
+        &bad(&h, &["dns", "configure", "Not A Zone!"]),
+    );
+    snapshot(
+        "bad_server_add_dns_name",
+        &bad(
+            &h,
+            &[
+                "server",
+                "add",
+                "web-1",
+                "--host",
+                "web-1.example.com",
+                "--accept-new-host-key",
             ],
         ),
     );

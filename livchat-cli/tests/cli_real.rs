@@ -31,19 +31,51 @@ fn server_add_pins_the_host_key_and_exec_delivers_hostile_arguments_unchanged() 
     let key = cli.scratch().join("id_ed25519");
     std::fs::write(&key, sshd.client_private_key()).unwrap();
     let port = sshd.port().to_string();
-    let record = cli.json(&[
-        "server",
-        "add",
-        "web-1",
-        "--host",
-        &sshd.host(),
-        "--port",
-        &port,
-        "--user",
-        sshd.user(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    let host = sshd.host();
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "server",
+            "add",
+            "web-1",
+            "--host",
+            &host,
+            "--port",
+            &port,
+            "--user",
+            sshd.user(),
+            "--key",
+            key.to_str().unwrap(),
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        cli.output(&args, None).unwrap()
+    };
+    // Issue #19: no terminal to ask and no fingerprint given: refused, nothing stored.
+    let out = add(&[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--host-key-fingerprint") && err.contains("--accept-new-host-key"),
+        "{err}"
+    );
+    // A fingerprint the server does not present: refused, nothing stored.
+    let wrong = "SHA256:AAAAztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+    let out = add(&["--host-key-fingerprint", wrong]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(wrong) && err.contains(sshd.host_key_fingerprint()),
+        "{err}"
+    );
+    let state = std::fs::read_to_string(home.join("state.json")).unwrap();
+    assert!(!state.contains("web-1"), "{state}");
+    let secrets = cli.ok(&["secrets", "list"]);
+    assert!(!secrets.contains("ssh.web-1"), "{secrets}");
+
+    let out = add(&["--host-key-fingerprint", sshd.host_key_fingerprint()]);
+    assert!(out.status.success(), "{}", cli.transcript(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["host_key_fingerprint"], sshd.host_key_fingerprint());
     // The key went into the vault, never into state.json.
     let state = std::fs::read_to_string(home.join("state.json")).unwrap();
@@ -98,21 +130,58 @@ fn server_add_pins_the_host_key_and_exec_delivers_hostile_arguments_unchanged() 
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("status 3"));
 
-    // A changed host key is refused, naming the server and both fingerprints.
+    // A changed host key is refused, naming the server, both fingerprints and the command
+    // that replaces the pin.
     let pinned = sshd.host_key_fingerprint().to_string();
     sshd.restart_with_new_host_key();
+    let presented = sshd.host_key_fingerprint().to_string();
     let out = cli
         .output(&["server", "exec", "web-1", "--", "true"], None)
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("host key changed for web-1"), "{err}");
-    assert!(
-        err.contains(&pinned) && err.contains(sshd.host_key_fingerprint()),
-        "{err}"
-    );
-    // Re-pinning is an explicit action; afterwards commands work again.
-    cli.ok(&["server", "repin-host-key", "web-1"]);
+    assert!(err.contains(&pinned) && err.contains(&presented), "{err}");
+    assert!(err.contains("livchat server repin-host-key web-1"), "{err}");
+    let pin = || {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(home.join("state.json")).unwrap())
+                .unwrap();
+        state["servers"]["web-1"]["host_key_fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Issue #19: re-pinning never accepts a key silently. Without a terminal it needs the
+    // fingerprint, and only the one the server presents now.
+    let out = cli
+        .output(&["server", "repin-host-key", "web-1"], None)
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--fingerprint"));
+    assert_eq!(pin(), pinned);
+    let out = cli
+        .output(
+            &[
+                "server",
+                "repin-host-key",
+                "web-1",
+                "--fingerprint",
+                &pinned,
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(pin(), pinned);
+    cli.ok(&[
+        "server",
+        "repin-host-key",
+        "web-1",
+        "--fingerprint",
+        &presented,
+    ]);
+    assert_eq!(pin(), presented);
     cli.ok(&["server", "exec", "web-1", "--", "true"]);
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     /// A job on a server busy with another job waits for its turn (`--wait-turn`) instead of
     /// being refused.
     pub wait_turn: bool,
+    /// The user's ssh-agent (`SSH_AUTH_SOCK`), for servers added with `--ssh-agent`.
+    pub ssh_agent_socket: Option<PathBuf>,
 }
 
 impl Config {
@@ -44,16 +46,20 @@ impl Config {
             ssh_wait: Duration::from_secs(300),
             health_timeout: Duration::from_secs(600),
             wait_turn: false,
+            ssh_agent_socket: None,
         }
     }
 
-    /// Applies the documented environment variables (`LIVCHAT_APPS_DIR`,
+    /// Applies the documented environment variables (`SSH_AUTH_SOCK`, `LIVCHAT_APPS_DIR`,
     /// `LIVCHAT_ENDPOINT_MODE=dnsrr|vip`, `LIVCHAT_DOCKER_SOURCE=official|distribution`,
     /// `LIVCHAT_HEALTH_TIMEOUT_SECS`, `LIVCHAT_SSH_WAIT_SECS`) through `lookup`.
     pub fn with_env(
         mut self,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, crate::CoreError> {
+        if let Some(sock) = lookup("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
+            self.ssh_agent_socket = Some(PathBuf::from(sock));
+        }
         if let Some(dirs) = lookup("LIVCHAT_APPS_DIR") {
             self.apps_dirs = Some(dirs);
         }

@@ -334,6 +334,7 @@ impl Orchestrator {
                     ssh_port: 22,
                     ssh_user: "root".into(),
                     ssh_key_secret: ssh_key_secret(&p.name),
+                    ssh_agent_key: None,
                     host_key_fingerprint: None,
                     dns: None,
                     server_type: Some(p.server_type.clone()),
@@ -479,15 +480,20 @@ impl Orchestrator {
     // ----- setup server --------------------------------------------------------------------
 
     pub fn start_setup_server(&self, p: SetupServerParams) -> Result<JobRecord> {
-        self.server(&p.name)?;
+        let server = self.server(&p.name)?;
         validate_dns(&p.zone, p.subdomain.as_deref())?;
+        require_root(&server)?;
         self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
+        // The plan's step ids do not depend on the OS (only their arguments do), so the job
+        // starts with its full list and progress keeps one total; `connect` sets the list
+        // again once it has detected the OS.
+        let plan =
+            livchat_remote::plan(&self.setup_config(&server)?, &supported_os("debian", "12")?)?;
         self.create_job(
             JobKind::SetupServer,
             Some(&p.name),
             to_params(&p),
-            // The plan's own steps are known once `connect` has detected the OS.
-            Self::setup_steps(&[]),
+            Self::setup_steps(&plan),
         )
     }
 
@@ -505,6 +511,7 @@ impl Orchestrator {
     pub fn plan_setup_server(&self, p: &SetupServerParams) -> Result<Plan> {
         let server = self.server(&p.name)?;
         validate_dns(&p.zone, p.subdomain.as_deref())?;
+        require_root(&server)?;
         let config = self.setup_config(&server)?;
         let os = supported_os("debian", "12")?;
         let plan = livchat_remote::plan(&config, &os)?;
@@ -586,7 +593,10 @@ impl Orchestrator {
                     .ensure_a_record(&zone, &fqdn, ip, &RecordOptions::default())
                     .await
                     .map_err(dns_err)?;
-                ctx.info(format!("DNS A {fqdn} -> {ip} ({:?})", ensured.change));
+                ctx.info(format!(
+                    "DNS A {fqdn} -> {ip} ({})",
+                    change_words(ensured.change)
+                ));
                 let config = DnsConfig {
                     zone_name: p.zone.clone(),
                     subdomain: p.subdomain.clone(),
@@ -648,8 +658,14 @@ impl Orchestrator {
                         message: other.to_string(),
                     },
                 })?;
-                let state = report.steps.first().map(|(_, st)| *st);
-                ctx.info(format!("{id}: {state:?}"));
+                let name = one.first().map_or(id, |st| st.name);
+                let outcome = match report.steps.first().map(|(_, st)| *st) {
+                    Some(livchat_remote::StepState::Ran) => "done",
+                    Some(livchat_remote::StepState::Skipped) => "already in place",
+                    Some(livchat_remote::StepState::Failed) => "failed",
+                    Some(livchat_remote::StepState::Started) | None => "not run",
+                };
+                ctx.info(format!("{name}: {outcome}"));
                 self.store.update("server setup step", &mut |s| {
                     if let Some(sv) = s.servers.get_mut(&p.name)
                         && !sv.setup.completed_steps.iter().any(|c| c == id)
@@ -791,10 +807,14 @@ impl Orchestrator {
             dns_records: Vec::new(),
             stacks: Vec::new(),
         };
+        // A dependency's secret is needed by every app that uses it: list it once.
+        let mut listed = BTreeSet::new();
         for a in &p.apps {
             let (secrets, missing) = self.load_app_secrets(a, false)?;
-            for m in &missing {
-                plan.resources.push(format!("vault secret {m} (generated)"));
+            for m in missing {
+                if listed.insert(m.clone()) {
+                    plan.resources.push(format!("vault secret {m} (generated)"));
+                }
             }
             let stack = self.render_app(&record, a, &p, &secrets)?;
             plan.resources
@@ -1116,7 +1136,7 @@ impl Orchestrator {
                             return Err(dns_err(err));
                         }
                     };
-                    ctx.info(format!("DNS A {name} -> {ip} ({:?})", e.change));
+                    ctx.info(format!("DNS A {name} -> {ip} ({})", change_words(e.change)));
                     if e.change == livchat_providers::Change::Created {
                         created.push(e.record.id.clone());
                     }
@@ -2059,7 +2079,28 @@ async fn delete_records(
     }
 }
 
-fn validate_dns(zone: &str, subdomain: Option<&str>) -> Result<()> {
+/// Setup installs packages, writes /etc and runs Docker and ufw: its steps run as the SSH
+/// user, without sudo, so a server reached as another user is refused before anything runs.
+fn require_root(server: &ServerRecord) -> Result<()> {
+    if server.ssh_user == "root" {
+        return Ok(());
+    }
+    Err(CoreError::Refused(format!(
+        "server {} is reached as {}, and setup needs root (apt, Docker, ufw; its steps do not use sudo); add the server again with --user root",
+        server.name, server.ssh_user
+    )))
+}
+
+/// What happened to a DNS record, in words for the job log.
+fn change_words(change: livchat_providers::Change) -> &'static str {
+    match change {
+        livchat_providers::Change::Created => "created",
+        livchat_providers::Change::Updated => "updated",
+        livchat_providers::Change::Unchanged => "already there",
+    }
+}
+
+pub(crate) fn validate_dns(zone: &str, subdomain: Option<&str>) -> Result<()> {
     livchat_apps::DnsConfig::new(zone, subdomain).map_err(apps_err)?;
     Ok(())
 }

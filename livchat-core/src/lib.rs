@@ -11,6 +11,7 @@
 
 pub mod api_token;
 pub mod error;
+pub mod host_key;
 pub mod jobs;
 pub mod redact;
 
@@ -28,9 +29,10 @@ pub use flows::{
     CreateServerParams, DeleteServerParams, DeployParams, Plan, PlannedStack, SetupServerParams,
     UndeployParams,
 };
+pub use host_key::{HostKeyOffer, HostKeyQuestion, HostKeyTrust, Repinned};
 pub use orchestrator::{
-    CLOUDFLARE_TOKEN, HETZNER_TOKEN, Orchestrator, OrchestratorBuilder, ProviderInfo,
-    ProviderInfoKind,
+    AddServer, AddedServer, CLOUDFLARE_TOKEN, HETZNER_TOKEN, Orchestrator, OrchestratorBuilder,
+    ProviderInfo, ProviderInfoKind, key_needs_passphrase,
 };
 
 /// Vocabulary frontends need from the leaf crates, re-exported so they depend on the core only.

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{CoreError, Result};
+use crate::host_key::{HostKeyOffer, HostKeyTrust, Repinned};
 use crate::jobs::{JobKind, JobManager};
 
 /// The vault key of the Hetzner API token.
@@ -36,6 +37,16 @@ pub const CLOUDFLARE_TOKEN: &str = "cloudflare_api_token";
 /// The vault key of a server's SSH private key.
 pub fn ssh_key_secret(server: &str) -> String {
     format!("ssh.{server}.private_key")
+}
+
+/// Whether a private key the user brings is protected by a passphrase (so a frontend can ask).
+pub fn key_needs_passphrase(private_key: &SecretString) -> bool {
+    livchat_remote::private_key_is_encrypted(private_key)
+}
+
+/// The vault key of the passphrase of a server's SSH private key (when it has one).
+pub fn ssh_key_passphrase_secret(server: &str) -> String {
+    format!("ssh.{server}.key_passphrase")
 }
 
 /// Builds a `Provider` from a token (real: Hetzner; tests: a mock or a client of a fake).
@@ -61,6 +72,33 @@ pub enum ProviderInfo {
     Locations(Vec<Location>),
     ServerTypes(Vec<ServerType>),
     Images(Vec<Image>),
+}
+
+/// What `server add` is given.
+#[derive(Debug, Clone)]
+pub struct AddServer {
+    pub name: String,
+    /// An IP address or a DNS name.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The private key the user brings (OpenSSH or PEM text; Ed25519, ECDSA or RSA); `None`
+    /// uses the ssh-agent when `ssh_agent` is set, else a key already in the vault.
+    pub private_key: Option<SecretString>,
+    /// The passphrase of `private_key`, when it has one; kept in the vault beside the key.
+    pub key_passphrase: Option<SecretString>,
+    /// Authenticate with a key of the user's ssh-agent (`SSH_AUTH_SOCK`); no key is stored.
+    pub ssh_agent: bool,
+    /// How the host key presented on first contact is trusted; `None` (no fingerprint given
+    /// and nobody to ask) is refused.
+    pub host_key: Option<HostKeyTrust>,
+}
+
+/// What `server add` did: the record, and notes the user should read (warnings).
+#[derive(Debug, Clone)]
+pub struct AddedServer {
+    pub record: ServerRecord,
+    pub notes: Vec<String>,
 }
 
 /// Everything an orchestrator is made of; [`OrchestratorBuilder`] fills it.
@@ -335,7 +373,7 @@ impl Orchestrator {
         provider
             .list_locations()
             .await
-            .map_err(|e| CoreError::Provider(e.to_string()))?;
+            .map_err(|e| CoreError::Provider(given_token_error(e)))?;
         self.secrets.set(HETZNER_TOKEN, token)?;
         *self
             .provider_cache
@@ -346,10 +384,12 @@ impl Orchestrator {
 
     /// Checks a Cloudflare token against the API (it must see `zone`), then stores it.
     pub async fn configure_cloudflare(&self, token: SecretString, zone: &str) -> Result<()> {
+        // The same rule and exit code as `server setup --zone`.
+        crate::flows::validate_dns(zone, None)?;
         let dns = (self.dns_factory)(token.clone())?;
         dns.find_zone(zone)
             .await
-            .map_err(|e| CoreError::Dns(e.to_string()))?;
+            .map_err(|e| CoreError::Dns(given_token_error(e)))?;
         self.secrets.set(CLOUDFLARE_TOKEN, token)?;
         *self.dns_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(dns);
         Ok(())
@@ -413,16 +453,22 @@ impl Orchestrator {
             return Ok(Evicting::wrap(e, name, &self.connections));
         }
         let server = self.server(name)?;
-        let key = self.require_secret(&server.ssh_key_secret)?;
         let Some(pinned) = server.host_key_fingerprint.clone() else {
             return Err(CoreError::Refused(format!(
-                "server {name} has no pinned host key yet; run `livchat server repin-host-key {name}` after checking the server"
+                "server {name} has no pinned host key yet; run `livchat server repin-host-key {name} --fingerprint SHA256:...` after checking the server"
             )));
         };
-        let connected = self
-            .connector
-            .connect(&Self::target(&server), &key, &HostKeyPolicy::Pinned(pinned))
-            .await?;
+        let connected = match self
+            .connect_server(&server, &HostKeyPolicy::Pinned(pinned))
+            .await
+        {
+            Err(CoreError::Remote(livchat_remote::RemoteError::HostKeyChanged {
+                pinned,
+                offered,
+                ..
+            })) => return Err(crate::host_key::host_key_changed(name, &pinned, &offered)),
+            other => other?,
+        };
         // Another task may have connected meanwhile: keep one connection per server.
         let executor = self
             .connections
@@ -434,6 +480,42 @@ impl Orchestrator {
         Ok(Evicting::wrap(executor, name, &self.connections))
     }
 
+    /// Opens a connection to a recorded server the way it authenticates: a key of the user's
+    /// ssh-agent, or the key in the vault (opened with its passphrase from the vault, in
+    /// memory only, when it has one).
+    async fn connect_server(
+        &self,
+        server: &ServerRecord,
+        policy: &HostKeyPolicy,
+    ) -> std::result::Result<livchat_remote::Connected, CoreError> {
+        let target = Self::target(server);
+        if let Some(fingerprint) = &server.ssh_agent_key {
+            let socket = self.agent_socket()?;
+            let (connected, _) = self
+                .connector
+                .connect_agent(&target, &socket, Some(fingerprint.clone()), policy)
+                .await?;
+            return Ok(connected);
+        }
+        let key = self.require_secret(&server.ssh_key_secret)?;
+        let key = match self.secrets.get(&ssh_key_passphrase_secret(&server.name))? {
+            Some(passphrase) => {
+                livchat_remote::decrypt_private_key(&key, Some(&passphrase))?.private_openssh
+            }
+            None => key,
+        };
+        Ok(self.connector.connect(&target, &key, policy).await?)
+    }
+
+    fn agent_socket(&self) -> Result<std::path::PathBuf> {
+        self.config.ssh_agent_socket.clone().ok_or_else(|| {
+            CoreError::invalid(
+                "--ssh-agent",
+                "SSH_AUTH_SOCK is not set: start ssh-agent and add the key with `ssh-add`",
+            )
+        })
+    }
+
     pub(crate) async fn forget_connection(&self, name: &str) {
         self.connections.lock().await.remove(name);
     }
@@ -442,62 +524,176 @@ impl Orchestrator {
         Ok((self.platform_factory)(self.executor(name).await?))
     }
 
-    /// Adds an existing server: stores its key in the vault, connects once (trust on first
-    /// use) and pins the host key it presents. Nothing is recorded if the connection fails.
-    pub async fn server_add(
-        &self,
-        name: &str,
-        host: &str,
-        port: u16,
-        user: &str,
-        private_key: Option<SecretString>,
-    ) -> Result<ServerRecord> {
+    /// Adds an existing server: checks every field, connects once, has the host key trusted
+    /// as `req.host_key` says (never silently), then stores the key in the vault and pins the
+    /// host key. Nothing is recorded or stored if any of it fails or the key is declined.
+    pub async fn server_add(&self, req: AddServer) -> Result<AddedServer> {
+        let AddServer {
+            name,
+            host,
+            port,
+            user,
+            private_key,
+            key_passphrase,
+            ssh_agent,
+            host_key,
+        } = req;
+        let name = name.as_str();
         livchat_store::validate_server_name(name)
             .map_err(|r| CoreError::invalid("server name", r))?;
-        livchat_remote::validate_name(livchat_remote::NameKind::User, user)
-            .map_err(|e| CoreError::invalid("user", e.to_string()))?;
-        validate_host(host)?;
+        // The state's own rule, so whatever is accepted here can be stored and read back.
+        livchat_store::validate_unix_user(&user).map_err(|r| CoreError::invalid("user", r))?;
+        validate_host(&host)?;
+        // Swarm advertises an IP address and the A records point at one: a DNS name would be
+        // resolved by each step on its own, and could change between them.
+        if host.parse::<IpAddr>().is_err() {
+            return Err(CoreError::invalid(
+                "host",
+                format!(
+                    "`{host}` is a DNS name; give the server's IP address (`getent ahostsv4 {host}` shows it): Swarm advertises an IP and the DNS records point at it"
+                ),
+            ));
+        }
         if port == 0 {
             return Err(CoreError::invalid("port", "must be 1-65535"));
         }
-        if self.store.load()?.servers.contains_key(name) {
+        let host_key = match host_key {
+            Some(HostKeyTrust::Expect(fp)) => HostKeyTrust::Expect(
+                crate::host_key::validate_fingerprint("--host-key-fingerprint", &fp)?,
+            ),
+            Some(other) => other,
+            None => {
+                return Err(CoreError::invalid(
+                    "--host-key-fingerprint",
+                    "the host key cannot be confirmed without a terminal; give --host-key-fingerprint SHA256:... (see `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server) or, to trust the key presented on first contact, --accept-new-host-key",
+                ));
+            }
+        };
+        let state = self.store.load()?;
+        if state.servers.contains_key(name) {
             return Err(CoreError::Refused(format!(
                 "server {name} already exists; delete it first or choose another name"
             )));
         }
+        let mut notes = Vec::new();
+        for other in state.servers.values().filter(|s| s.host == host) {
+            notes.push(format!(
+                "server {} already points at {host}: both records manage the same machine, and setting up one renames its host and Swarm node for the other",
+                other.name
+            ));
+        }
+        if user != "root" {
+            notes.push(format!(
+                "{user} is not root: `server exec` works as {user}, but `server setup` needs root (apt, Docker, ufw) and refuses this server; add it with --user root to set it up"
+            ));
+        }
         let secret_name = ssh_key_secret(name);
-        let key = match private_key {
-            Some(k) => {
-                livchat_remote::parse_private_key(&k)?;
-                k
+        let passphrase_name = ssh_key_passphrase_secret(name);
+        let key = match (private_key, ssh_agent) {
+            (Some(_), true) => {
+                return Err(CoreError::invalid(
+                    "--ssh-agent",
+                    "give either --key FILE or --ssh-agent, not both",
+                ));
             }
-            None => self.secrets.get(&secret_name)?.ok_or_else(|| {
+            (None, true) => None,
+            (Some(k), false) => Some(k),
+            (None, false) => Some(self.secrets.get(&secret_name)?.ok_or_else(|| {
                 CoreError::invalid(
                     "key",
-                    "--key FILE is required for a server LivChat did not create (an unencrypted Ed25519 private key)",
+                    "give --key FILE (an OpenSSH or PEM private key: Ed25519, ECDSA or RSA, with or without a passphrase) or --ssh-agent",
                 )
-            })?,
+            })?),
+        };
+        // The key as the connection uses it (decrypted in memory), and the passphrase to keep.
+        let (usable_key, passphrase) = match &key {
+            Some(k) if livchat_remote::private_key_is_encrypted(k) => {
+                let Some(p) = key_passphrase else {
+                    return Err(CoreError::invalid(
+                        "--key-passphrase-file",
+                        "the key is protected by a passphrase; give it on the terminal prompt or with --key-passphrase-file FILE",
+                    ));
+                };
+                let opened = livchat_remote::decrypt_private_key(k, Some(&p))?;
+                (Some(opened.private_openssh), Some(p))
+            }
+            Some(k) => {
+                livchat_remote::parse_private_key(k)?;
+                (Some(k.clone()), None)
+            }
+            None => (None, None),
         };
         let target = SshTarget {
             name: name.to_string(),
-            host: host.to_string(),
+            host: host.clone(),
             port,
-            user: user.to_string(),
+            user: user.clone(),
         };
-        let connected = self
-            .connector
-            .connect(&target, &key, &HostKeyPolicy::TrustOnFirstUse)
-            .await?;
-        self.secrets.set(&secret_name, key)?;
+        let policy = match &host_key {
+            HostKeyTrust::Expect(fp) => HostKeyPolicy::Pinned(fp.clone()),
+            HostKeyTrust::AcceptNew | HostKeyTrust::Ask(_) => HostKeyPolicy::TrustOnFirstUse,
+        };
+        let opened = match &usable_key {
+            Some(k) => self
+                .connector
+                .connect(&target, k, &policy)
+                .await
+                .map(|c| (c, None)),
+            None => {
+                let socket = self.agent_socket()?;
+                self.connector
+                    .connect_agent(&target, &socket, None, &policy)
+                    .await
+                    .map(|(c, fp)| (c, Some(fp)))
+            }
+        };
+        let (connected, agent_key) = match opened {
+            Err(livchat_remote::RemoteError::HostKeyChanged {
+                pinned, offered, ..
+            }) => {
+                return Err(CoreError::Refused(format!(
+                    "{host} presents host key {offered}, not the expected {pinned}; nothing was added. \
+                     Check the fingerprint on the server's console"
+                )));
+            }
+            other => other?,
+        };
+        let fingerprint = connected.host_key_fingerprint.clone();
+        if let HostKeyTrust::Ask(question) = &host_key {
+            let offer = HostKeyOffer {
+                server: name.to_string(),
+                host: host.clone(),
+                port,
+                pinned: None,
+                presented: fingerprint.clone(),
+            };
+            if !question(&offer) {
+                return Err(CoreError::Refused(format!(
+                    "host key {fingerprint} of {host} not accepted; nothing was added"
+                )));
+            }
+        }
+        if let Some(key) = key {
+            self.secrets.set(&secret_name, key)?;
+            match passphrase {
+                Some(p) => self.secrets.set(&passphrase_name, p)?,
+                // A passphrase left from an earlier server of this name must not be applied
+                // to this key.
+                None => {
+                    self.secrets.delete(&passphrase_name)?;
+                }
+            }
+        }
         let record = ServerRecord {
             name: name.to_string(),
             provider: ProviderKind::Manual,
             provider_id: None,
-            host: host.to_string(),
+            host: host.clone(),
             ssh_port: port,
-            ssh_user: user.to_string(),
+            ssh_user: user.clone(),
             ssh_key_secret: secret_name,
-            host_key_fingerprint: Some(connected.host_key_fingerprint.clone()),
+            ssh_agent_key: agent_key,
+            host_key_fingerprint: Some(fingerprint),
             dns: None,
             server_type: None,
             location: None,
@@ -522,34 +718,79 @@ impl Orchestrator {
             .lock()
             .await
             .insert(name.to_string(), connected.executor);
-        Ok(record)
+        Ok(AddedServer { record, notes })
     }
 
-    /// Replaces a server's pinned host key with the one it presents now: the explicit user
-    /// action after a reinstall. Returns (old, new).
-    pub async fn repin_host_key(&self, name: &str) -> Result<(Option<String>, String)> {
+    /// Replaces a server's pinned host key with the one it presents now, the explicit user
+    /// action after a reinstall: only a key whose fingerprint the user gave (`Expect`) or
+    /// confirmed after seeing the old and the new one (`Ask`). `AcceptNew` is refused.
+    pub async fn repin_host_key(&self, name: &str, trust: HostKeyTrust) -> Result<Repinned> {
         let server = self.server(name)?;
-        let key = self.require_secret(&server.ssh_key_secret)?;
-        let connected = self
-            .connector
-            .connect(
-                &Self::target(&server),
-                &key,
-                &HostKeyPolicy::TrustOnFirstUse,
-            )
-            .await?;
-        let new = connected.host_key_fingerprint.clone();
-        self.store.update("server repin", &mut |s| {
-            if let Some(sv) = s.servers.get_mut(name) {
-                sv.host_key_fingerprint = Some(new.clone());
+        let trust = match trust {
+            HostKeyTrust::Expect(fp) => {
+                HostKeyTrust::Expect(crate::host_key::validate_fingerprint("--fingerprint", &fp)?)
             }
-            Ok(())
-        })?;
+            HostKeyTrust::AcceptNew => {
+                return Err(CoreError::invalid(
+                    "--fingerprint",
+                    "a changed host key is never accepted unchecked; give --fingerprint SHA256:... as `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints it on the server's console, or run on a terminal to compare and confirm",
+                ));
+            }
+            ask @ HostKeyTrust::Ask(_) => ask,
+        };
+        let policy = match &trust {
+            HostKeyTrust::Expect(fp) => HostKeyPolicy::Pinned(fp.clone()),
+            _ => HostKeyPolicy::TrustOnFirstUse,
+        };
+        let connected = match self.connect_server(&server, &policy).await {
+            Err(CoreError::Remote(livchat_remote::RemoteError::HostKeyChanged {
+                pinned,
+                offered,
+                ..
+            })) => {
+                return Err(CoreError::Refused(format!(
+                    "server {name} presents host key {offered}, not the given {pinned}; the pin was not changed"
+                )));
+            }
+            other => other?,
+        };
+        let new = connected.host_key_fingerprint.clone();
+        let old = server.host_key_fingerprint.clone();
+        let changed = old.as_deref() != Some(new.as_str());
+        if let HostKeyTrust::Ask(question) = &trust
+            && changed
+        {
+            let offer = HostKeyOffer {
+                server: name.to_string(),
+                host: server.host.clone(),
+                port: server.ssh_port,
+                pinned: old.clone(),
+                presented: new.clone(),
+            };
+            if !question(&offer) {
+                return Err(CoreError::Refused(format!(
+                    "host key {new} of {name} not accepted; the pin was not changed"
+                )));
+            }
+        }
+        if changed {
+            self.store.update("server repin", &mut |s| {
+                if let Some(sv) = s.servers.get_mut(name) {
+                    sv.host_key_fingerprint = Some(new.clone());
+                }
+                Ok(())
+            })?;
+        }
         self.connections
             .lock()
             .await
             .insert(name.to_string(), connected.executor);
-        Ok((server.host_key_fingerprint, new))
+        Ok(Repinned {
+            server: name.to_string(),
+            old,
+            new,
+            changed,
+        })
     }
 
     /// Runs `argv` on the server; the arguments arrive byte for byte.
@@ -840,6 +1081,27 @@ impl Orchestrator {
         .buffered(concurrency.max(1))
         .collect()
         .await
+    }
+}
+
+/// A token being configured is not in the vault yet: a refusal says so instead of the
+/// usual advice to check the stored one.
+fn given_token_error(e: livchat_providers::CloudError) -> String {
+    match e {
+        livchat_providers::CloudError::InvalidToken {
+            service,
+            code,
+            message,
+        } => format!(
+            "{service} rejected the token given ({code}): {message}; nothing was stored{}",
+            match service {
+                livchat_providers::Service::Cloudflare => {
+                    " (Cloudflare needs a scoped token with Zone:Read and DNS:Edit)"
+                }
+                _ => " (Hetzner Cloud needs a project token with Read & Write)",
+            }
+        ),
+        other => other.to_string(),
     }
 }
 

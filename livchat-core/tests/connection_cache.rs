@@ -51,10 +51,7 @@ async fn a_server_hanging_in_the_handshake_does_not_hold_up_another_server() {
     let key = || Some(SecretString::from(sshd.client_private_key().to_string()));
     let adder = orchestrator(store.clone(), secrets.clone());
     for name in ["fast", "slow"] {
-        adder
-            .server_add(name, &sshd.host(), sshd.port(), sshd.user(), key())
-            .await
-            .unwrap();
+        adder.server_add(add(name, &sshd, key())).await.unwrap();
     }
     // "slow" now points at a listener that accepts TCP and never says a word.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -101,7 +98,7 @@ async fn a_dead_connection_is_dropped_and_the_next_command_reconnects() {
     };
     let orch = orchestrator(Arc::new(MemoryStore::new()), Arc::new(MemorySecrets::new()));
     let key = SecretString::from(sshd.client_private_key().to_string());
-    orch.server_add("web-1", &sshd.host(), sshd.port(), sshd.user(), Some(key))
+    orch.server_add(add("web-1", &sshd, Some(key)))
         .await
         .unwrap();
     assert_eq!(echo(&orch, "web-1", "one").await.unwrap(), b"one\n");
@@ -128,4 +125,22 @@ async fn a_dead_connection_is_dropped_and_the_next_command_reconnects() {
             .all(|r| r.as_deref() == Ok(&b"two\n"[..])),
         "{results:?}"
     );
+}
+
+/// A server added over the test sshd, its host key accepted as an explicit choice.
+fn add(
+    name: &str,
+    sshd: &fixtures::sshd::Sshd,
+    key: Option<SecretString>,
+) -> livchat_core::AddServer {
+    livchat_core::AddServer {
+        name: name.into(),
+        host: sshd.host(),
+        port: sshd.port(),
+        user: sshd.user().into(),
+        private_key: key,
+        key_passphrase: None,
+        ssh_agent: false,
+        host_key: Some(livchat_core::HostKeyTrust::AcceptNew),
+    }
 }

@@ -359,15 +359,9 @@ async fn ten_thousand_hostile_strings_are_refused_or_arrive_unchanged_and_never_
     .connector(connector.clone())
     .build();
     let key = SecretString::from(sshd.client_private_key().to_string());
-    orch.server_add(
-        "web-1",
-        &sshd.host(),
-        sshd.port(),
-        sshd.user(),
-        Some(key.clone()),
-    )
-    .await
-    .unwrap();
+    orch.server_add(add("web-1", &sshd.host(), sshd.port(), sshd.user(), &key))
+        .await
+        .unwrap();
     let h = Harness {
         orch: orch.clone(),
         store: store.clone(),
@@ -522,10 +516,7 @@ async fn ten_thousand_hostile_strings_are_refused_or_arrive_unchanged_and_never_
                 ("host", "probe-host", s, "root"),
             ];
             for (field, name, host, user) in fields {
-                let r = h
-                    .orch
-                    .server_add(name, host, 22, user, Some(h.key.clone()))
-                    .await;
+                let r = h.orch.server_add(add(name, host, 22, user, &h.key)).await;
                 match r {
                     Err(e) if e.is_bad_input() => count(field, false),
                     Err(_) => {
@@ -573,4 +564,24 @@ async fn ten_thousand_hostile_strings_are_refused_or_arrive_unchanged_and_never_
         "{n_cases} hostile strings (full run: {FULL_CASES}) in {:.1} s; per field (accepted and arrived unchanged, refused as bad input): {counts:?}",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A `server add` request whose host key is accepted as an explicit choice.
+fn add(
+    name: &str,
+    host: &str,
+    port: u16,
+    user: &str,
+    key: &SecretString,
+) -> livchat_core::AddServer {
+    livchat_core::AddServer {
+        name: name.into(),
+        host: host.into(),
+        port,
+        user: user.into(),
+        private_key: Some(key.clone()),
+        key_passphrase: None,
+        ssh_agent: false,
+        host_key: Some(livchat_core::HostKeyTrust::AcceptNew),
+    }
 }

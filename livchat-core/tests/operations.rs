@@ -11,6 +11,7 @@
 mod operations {
     pub mod support;
 
+    mod byo;
     mod create;
     mod delete;
     mod deploy;

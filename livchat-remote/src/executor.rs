@@ -107,6 +107,8 @@ pub enum RemoteError {
     Connect { server: String, reason: String },
     #[error("authentication failed for {user}@{server}")]
     Auth { server: String, user: String },
+    #[error("could not authenticate to {server} with the ssh-agent: {reason}")]
+    Agent { server: String, reason: String },
     #[error("command timed out after {0:?}")]
     Timeout(Duration),
     #[error("command cancelled")]
@@ -163,4 +165,21 @@ pub trait Connector: Send + Sync {
         private_key_openssh: &SecretString,
         host_key: &HostKeyPolicy,
     ) -> Result<Connected, RemoteError>;
+
+    /// Opens a connection authenticated by a running ssh-agent listening on `socket` (the
+    /// user's `SSH_AUTH_SOCK`): with its key whose fingerprint is `identity`, or the first key
+    /// the server accepts. Also returns the fingerprint of the key that was accepted.
+    async fn connect_agent(
+        &self,
+        target: &SshTarget,
+        socket: &std::path::Path,
+        identity: Option<String>,
+        host_key: &HostKeyPolicy,
+    ) -> Result<(Connected, String), RemoteError> {
+        let _ = (socket, identity, host_key);
+        Err(RemoteError::Agent {
+            server: target.name.clone(),
+            reason: "this connector cannot use an ssh-agent".into(),
+        })
+    }
 }

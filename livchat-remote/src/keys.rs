@@ -1,10 +1,11 @@
 //! SSH client keys: generating the Ed25519 key a created server is given, and reading a key the
-//! user brings (`livchat server add --key FILE`), so the core never handles key formats.
+//! user brings (`livchat server add --key FILE`: OpenSSH or PEM, Ed25519, ECDSA or RSA, with or
+//! without a passphrase), so the core never handles key formats.
 
 use rand::RngCore;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::Ed25519Keypair;
-use russh::keys::{Algorithm, HashAlg, PrivateKey};
+use russh::keys::{HashAlg, PrivateKey};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroize;
 
@@ -60,23 +61,53 @@ pub fn generate_ed25519(comment: &str) -> Result<KeyPair, RemoteError> {
     pair(&key)
 }
 
-/// Reads a private key the user brings (OpenSSH format, unencrypted, Ed25519). The error says
-/// what is accepted; it never echoes the key.
-pub fn parse_private_key(private_openssh: &SecretString) -> Result<KeyPair, RemoteError> {
-    let key = PrivateKey::from_openssh(private_openssh.expose_secret().as_bytes())
-        .map_err(|e| invalid(format!("not an OpenSSH private key ({e}); use an unencrypted Ed25519 key, e.g. from `ssh-keygen -t ed25519 -N ''`")))?;
-    if key.is_encrypted() {
-        return Err(invalid(
-            "the key is encrypted with a passphrase; use an unencrypted key (it is stored encrypted in the vault)",
-        ));
-    }
-    if key.algorithm() != Algorithm::Ed25519 {
-        return Err(invalid(format!(
-            "the key is {}, only Ed25519 keys are supported",
-            key.algorithm()
-        )));
-    }
+/// Whether a private key needs a passphrase before it can be used.
+pub fn private_key_is_encrypted(private_key: &SecretString) -> bool {
+    matches!(
+        russh::keys::decode_secret_key(private_key.expose_secret(), None),
+        Err(russh::keys::Error::KeyIsEncrypted)
+    )
+}
+
+/// Reads a private key the user brings: OpenSSH (`ssh-keygen`'s default) or PEM (PKCS#1 RSA,
+/// PKCS#8), Ed25519, ECDSA or RSA, decrypted with `passphrase` when it is protected by one.
+/// The returned pair holds the key as unencrypted OpenSSH text: a secret kept in memory for
+/// one connection, never written anywhere. Errors say what is accepted and never echo the key.
+pub fn decrypt_private_key(
+    private_key: &SecretString,
+    passphrase: Option<&SecretString>,
+) -> Result<KeyPair, RemoteError> {
+    let key = russh::keys::decode_secret_key(
+        private_key.expose_secret(),
+        passphrase.map(|p| p.expose_secret()),
+    )
+    .map_err(|e| match e {
+        russh::keys::Error::KeyIsEncrypted => invalid(
+            "the key is protected by a passphrase; give it (a prompt on a terminal, or --key-passphrase-file FILE)",
+        ),
+        russh::keys::Error::UnsupportedKeyType {
+            key_type_string, ..
+        } => invalid(format!(
+            "{key_type_string} keys are not supported; use an Ed25519, ECDSA or RSA key"
+        )),
+        other if passphrase.is_some() && !private_key_is_plain_text(private_key) => invalid(format!(
+            "the passphrase does not open the key ({other})"
+        )),
+        other => invalid(format!(
+            "not a private key in OpenSSH or PEM format ({other}); use a key from `ssh-keygen`"
+        )),
+    })?;
     pair(&key)
+}
+
+/// A key that decodes without a passphrase: a passphrase given for it is not the problem.
+fn private_key_is_plain_text(private_key: &SecretString) -> bool {
+    russh::keys::decode_secret_key(private_key.expose_secret(), None).is_ok()
+}
+
+/// Reads an unencrypted private key (see [`decrypt_private_key`] for the formats).
+pub fn parse_private_key(private_key: &SecretString) -> Result<KeyPair, RemoteError> {
+    decrypt_private_key(private_key, None)
 }
 
 #[cfg(test)]

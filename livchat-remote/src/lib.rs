@@ -28,7 +28,9 @@ pub use executor::{
     Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, OutputLine, OutputStream,
     RemoteError, RemoteExecutor, SshTarget,
 };
-pub use keys::{KeyPair, generate_ed25519, parse_private_key};
+pub use keys::{
+    KeyPair, decrypt_private_key, generate_ed25519, parse_private_key, private_key_is_encrypted,
+};
 pub use platform::{
     ContainerPlatform, NetworkSpec, PlatformError, ProgressSink, SecretDelivery, ServiceExec,
     ServiceMode, ServiceStatus, StackSecret, StackSpec, StackStatus, WaitOptions,

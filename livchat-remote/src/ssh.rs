@@ -3,8 +3,9 @@
 //! One [`SshExecutor`] is one authenticated SSH connection; every command opens its own
 //! session channel on it, so a job reuses the connection and runs several commands at once.
 //!
-//! - Authentication: public key only, the private key handed over as OpenSSH PEM text in a
-//!   [`SecretString`] (from the vault), never read from a path.
+//! - Authentication: public key only: the private key handed over as OpenSSH or PEM text in
+//!   a [`SecretString`] (from the vault), never read from a path; or the keys of a running
+//!   ssh-agent, which signs the server's challenge so the private key never leaves it.
 //! - Host keys: [`HostKeyPolicy::TrustOnFirstUse`] accepts and reports the key's `SHA256:`
 //!   fingerprint; [`HostKeyPolicy::Pinned`] refuses any other key with
 //!   [`RemoteError::HostKeyChanged`] naming both fingerprints. Replacing a pin is the caller's
@@ -28,12 +29,15 @@
 //!   with its mode, the mode is set again before the first byte (the file may have existed),
 //!   then written. Content never appears in a command line.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use russh::client::{self, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate, decode_secret_key};
 use russh::{ChannelMsg, Sig};
 use russh_sftp::client::SftpSession;
@@ -105,6 +109,16 @@ impl client::Handler for ClientHandler {
     }
 }
 
+/// How a connection proves who it is.
+enum Auth<'a> {
+    Key(russh::keys::PrivateKey),
+    /// The keys of a running ssh-agent: the one with this fingerprint, or each in turn.
+    Agent {
+        socket: &'a Path,
+        identity: Option<&'a str>,
+    },
+}
+
 impl SshConnector {
     /// Like [`Connector::connect`], returning the concrete executor (which counts round trips).
     pub async fn connect_ssh(
@@ -117,9 +131,33 @@ impl SshConnector {
             // The decoder's message names the format problem, never key material.
             RemoteError::Invalid {
                 field: "ssh private key".into(),
-                reason: format!("not a usable unencrypted OpenSSH private key ({e})"),
+                reason: format!("not a usable unencrypted private key ({e})"),
             }
         })?;
+        let (executor, fingerprint, _) = self.open(target, Auth::Key(key), host_key).await?;
+        Ok((executor, fingerprint))
+    }
+
+    /// Like [`Connector::connect_agent`], returning the concrete executor.
+    pub async fn connect_agent_ssh(
+        &self,
+        target: &SshTarget,
+        socket: &Path,
+        identity: Option<&str>,
+        host_key: &HostKeyPolicy,
+    ) -> Result<(Arc<SshExecutor>, String, String), RemoteError> {
+        self.open(target, Auth::Agent { socket, identity }, host_key)
+            .await
+    }
+
+    /// Connects, checks the host key against `host_key`, authenticates; returns the executor,
+    /// the host key's fingerprint and the fingerprint of the client key that was accepted.
+    async fn open(
+        &self,
+        target: &SshTarget,
+        auth: Auth<'_>,
+        host_key: &HostKeyPolicy,
+    ) -> Result<(Arc<SshExecutor>, String, String), RemoteError> {
         let config = Arc::new(client::Config {
             inactivity_timeout: None,
             keepalive_interval: Some(self.keepalive_interval),
@@ -159,32 +197,47 @@ impl SshConnector {
                 }
                 Err(e) => return Err(connect_error(e.to_string())),
             };
-            let hash_alg = if key.algorithm().is_rsa() {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(|e| connect_error(e.to_string()))?
-                    .flatten()
-            } else {
-                None
+            let client_key = match auth {
+                Auth::Key(key) => {
+                    let fingerprint = key.public_key().fingerprint(HashAlg::Sha256).to_string();
+                    let hash_alg = if key.algorithm().is_rsa() {
+                        handle
+                            .best_supported_rsa_hash()
+                            .await
+                            .map_err(|e| connect_error(e.to_string()))?
+                            .flatten()
+                    } else {
+                        None
+                    };
+                    let auth = handle
+                        .authenticate_publickey(
+                            target.user.clone(),
+                            PrivateKeyWithHashAlg::new(Arc::new(key), hash_alg),
+                        )
+                        .await
+                        .map_err(|e| connect_error(e.to_string()))?;
+                    auth.success().then_some(fingerprint)
+                }
+                Auth::Agent { socket, identity } => {
+                    authenticate_with_agent(&mut handle, &target.user, socket, identity)
+                        .await
+                        .map_err(|reason| RemoteError::Agent {
+                            server: server.clone(),
+                            reason,
+                        })?
+                }
             };
-            let auth = handle
-                .authenticate_publickey(
-                    target.user.clone(),
-                    PrivateKeyWithHashAlg::new(Arc::new(key), hash_alg),
-                )
-                .await
-                .map_err(|e| connect_error(e.to_string()))?;
-            if !auth.success() {
+            let Some(client_key) = client_key else {
                 return Err(RemoteError::Auth {
                     server: server.clone(),
                     user: target.user.clone(),
                 });
-            }
-            Ok(handle)
+            };
+            Ok((handle, client_key))
         })
         .await
         .map_err(|_| connect_error(format!("timed out after {:?}", self.connect_timeout)))??;
+        let (handle, client_key) = opened;
         let fingerprint = offered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -192,14 +245,67 @@ impl SshConnector {
             .ok_or_else(|| connect_error("the server presented no host key".into()))?;
         Ok((
             Arc::new(SshExecutor {
-                handle: opened,
+                handle,
                 server: target.name.clone(),
                 round_trips: AtomicU64::new(0),
                 max_output: AtomicUsize::new(MAX_CAPTURE),
             }),
             fingerprint,
+            client_key,
         ))
     }
+}
+
+/// Offers the agent's keys (only the one with fingerprint `identity` when given) until the
+/// server accepts one; returns its fingerprint, `None` when none was accepted. The private
+/// keys never leave the agent: it signs the server's challenge.
+async fn authenticate_with_agent(
+    handle: &mut Handle<ClientHandler>,
+    user: &str,
+    socket: &Path,
+    identity: Option<&str>,
+) -> Result<Option<String>, String> {
+    let mut agent = AgentClient::connect_uds(socket)
+        .await
+        .map_err(|e| format!("could not reach the ssh-agent at {}: {e}", socket.display()))?;
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|e| format!("the ssh-agent did not list its keys: {e}"))?;
+    let keys: Vec<_> = identities
+        .into_iter()
+        .filter_map(|id| match id {
+            AgentIdentity::PublicKey { key, .. } => Some(key),
+            AgentIdentity::Certificate { .. } => None,
+        })
+        .map(|key| (key.fingerprint(HashAlg::Sha256).to_string(), key))
+        .filter(|(fp, _)| identity.is_none_or(|wanted| wanted == fp))
+        .collect();
+    if keys.is_empty() {
+        return Err(match identity {
+            Some(fp) => format!("the ssh-agent holds no key {fp}; add it with `ssh-add`"),
+            None => "the ssh-agent holds no keys; add one with `ssh-add`".into(),
+        });
+    }
+    for (fingerprint, key) in keys {
+        let hash_alg = if key.algorithm().is_rsa() {
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(|e| e.to_string())?
+                .flatten()
+        } else {
+            None
+        };
+        let auth = handle
+            .authenticate_publickey_with(user.to_string(), key, hash_alg, &mut agent)
+            .await
+            .map_err(|e| format!("the ssh-agent could not sign: {e}"))?;
+        if auth.success() {
+            return Ok(Some(fingerprint));
+        }
+    }
+    Ok(None)
 }
 
 #[async_trait]
@@ -217,6 +323,25 @@ impl Connector for SshConnector {
             executor,
             host_key_fingerprint,
         })
+    }
+
+    async fn connect_agent(
+        &self,
+        target: &SshTarget,
+        socket: &Path,
+        identity: Option<String>,
+        host_key: &HostKeyPolicy,
+    ) -> Result<(Connected, String), RemoteError> {
+        let (executor, host_key_fingerprint, client_key) = self
+            .connect_agent_ssh(target, socket, identity.as_deref(), host_key)
+            .await?;
+        Ok((
+            Connected {
+                executor,
+                host_key_fingerprint,
+            },
+            client_key,
+        ))
     }
 }
 

@@ -14,6 +14,7 @@ fn server(i: usize) -> ServerRecord {
     let name = format!("server-{i:04}");
     ServerRecord {
         ssh_key_secret: format!("server.{name}.ssh_key"),
+        ssh_agent_key: None,
         name,
         provider: ProviderKind::Hetzner,
         provider_id: Some(40_000_000 + i as u64),

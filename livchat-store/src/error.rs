@@ -31,7 +31,7 @@ pub enum StoreError {
     },
 
     /// `state.json` is truncated, not JSON, or does not match the schema. It is left untouched.
-    #[error("{} is not a valid LivChat state file ({detail}); the file was left untouched. {}", path.display(), BackupHint { path, backup: backup.as_deref() })]
+    #[error("{} is not a valid LivChat state file ({detail}); the file was left untouched. {}", path.display(), BackupHint { path, backup: backup.as_deref(), backup_serial: *backup_serial })]
     CorruptState {
         /// The state file.
         path: PathBuf,
@@ -39,6 +39,9 @@ pub enum StoreError {
         detail: String,
         /// `state.json.bak`, when it exists.
         backup: Option<PathBuf>,
+        /// The serial in `state.json.bak`, when it can be read: the backup is the version
+        /// before the last write, so restoring it loses that write.
+        backup_serial: Option<u64>,
     },
 
     /// `state.json` was written by a newer LivChat; this build refuses to read or overwrite it.
@@ -167,18 +170,25 @@ impl StoreError {
 struct BackupHint<'a> {
     path: &'a Path,
     backup: Option<&'a Path>,
+    backup_serial: Option<u64>,
 }
 
 impl fmt::Display for BackupHint<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.backup {
-            Some(backup) => write!(
+        match (self.backup, self.backup_serial) {
+            (Some(backup), Some(serial)) => write!(
                 f,
-                "The previous version is kept in {backup}; to restore it, inspect it and run `cp {backup} {path}`",
+                "{backup} holds the version before the last write (serial {serial}): restoring it loses the last change. To restore it, inspect it and run `cp {backup} {path}`",
                 backup = backup.display(),
                 path = self.path.display()
             ),
-            None => write!(f, "No backup (state.json.bak) exists; fix the file by hand"),
+            (Some(backup), None) => write!(
+                f,
+                "{backup} holds the version before the last write, but it cannot be read as a state file either; fix {path} by hand",
+                backup = backup.display(),
+                path = self.path.display()
+            ),
+            (None, _) => write!(f, "No backup (state.json.bak) exists; fix the file by hand"),
         }
     }
 }

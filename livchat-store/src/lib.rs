@@ -53,6 +53,7 @@ pub use settings::{SettingKey, Settings};
 pub use state::{
     DeploymentRecord, DeploymentStatus, DnsConfig, JobOwner, JobRecord, JobStatus, ProviderKind,
     STATE_VERSION, ServerRecord, ServerStatus, SetupRecord, State, validate_server_name,
+    validate_unix_user,
 };
 #[cfg(feature = "mock")]
 pub use store::MockStore;

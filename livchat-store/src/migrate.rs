@@ -74,6 +74,7 @@ pub(crate) fn parse_state_with(
         path: path.to_path_buf(),
         detail,
         backup: existing_backup(path),
+        backup_serial: backup_serial(path),
     };
     // Read only the version first (skipping the rest without building it), so the common
     // case, a file of the current version, deserializes straight into `State` instead of
@@ -140,6 +141,18 @@ fn describe_json_error(e: &serde_json::Error, bytes: &[u8]) -> String {
 pub(crate) fn existing_backup(path: &Path) -> Option<std::path::PathBuf> {
     let backup = backup_path_for(path);
     backup.is_file().then_some(backup)
+}
+
+/// The serial of `state.json.bak`, read without validating the rest of it.
+fn backup_serial(path: &Path) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Serial {
+        serial: u64,
+    }
+    let bytes = std::fs::read(backup_path_for(path)).ok()?;
+    serde_json::from_slice::<Serial>(&bytes)
+        .ok()
+        .map(|s| s.serial)
 }
 
 /// `state.json` -> `state.json.bak`.

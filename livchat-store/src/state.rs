@@ -156,7 +156,9 @@ pub fn validate_server_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn validate_unix_user(user: &str) -> Result<(), String> {
+/// Allowlist for SSH (Unix) user names, as Debian's `adduser` accepts them by default:
+/// `deploy-user`, `ci_bot`, `ubuntu`.
+pub fn validate_unix_user(user: &str) -> Result<(), String> {
     let ok = (1..=32).contains(&user.len())
         && user
             .bytes()
@@ -260,6 +262,10 @@ pub struct ServerRecord {
     pub ssh_user: String,
     /// Name of the vault secret holding the SSH private key (the name, never the key).
     pub ssh_key_secret: String,
+    /// Set when the server is reached with a key of the user's ssh-agent instead of a key in
+    /// the vault: that key's fingerprint (`SHA256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_agent_key: Option<String>,
     /// Pinned host key fingerprint (`SHA256:...`), set on first contact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key_fingerprint: Option<String>,

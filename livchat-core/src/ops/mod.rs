@@ -37,7 +37,8 @@ pub use jobs::{
     JobCancel, JobCleanup, JobCleanupResult, JobList, JobLogs, JobRetry, JobShow, JobWait,
 };
 pub use servers::{
-    ServerAdd, ServerCreate, ServerDelete, ServerDnsUpdate, ServerExec, ServerList, ServerShow,
+    ServerAdd, ServerAdded, ServerCreate, ServerDelete, ServerDnsUpdate, ServerExec, ServerList,
+    ServerShow,
 };
 pub use system::{
     DnsList, ProviderInfoRequest, SecretDelete, SecretName, SecretNames, SecretSet, SettingsGet,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ExecResult, JobOperation, JobView, Operation, Plan, ServerView, op_info};
 use crate::flows::{CreateServerParams, SetupServerParams};
-use crate::{CoreError, Orchestrator, Result};
+use crate::{AddServer, CoreError, HostKeyTrust, Orchestrator, Result};
 
 /// The image a created server gets when none is named.
 pub const DEFAULT_IMAGE: &str = "debian-12";
@@ -53,8 +53,9 @@ impl Operation for ServerShow {
     }
 }
 
-/// Add a server you already have (bring your own): its key goes to the vault, its host key is
-/// pinned on first contact.
+/// Add a server you already have (bring your own): its key goes to the vault, and its host
+/// key is pinned only as the request says (a fingerprint checked out of band, or accepting
+/// the first key as an explicit choice); with neither, nothing is stored.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerAdd {
@@ -68,29 +69,64 @@ pub struct ServerAdd {
     /// SSH user (default root).
     #[serde(default)]
     pub user: Option<String>,
-    /// The SSH private key (OpenSSH format). Write-only: stored in the vault, never returned.
+    /// The SSH private key (OpenSSH or PEM; Ed25519, ECDSA or RSA). Write-only: stored in the
+    /// vault, never returned.
     #[serde(default, skip_serializing)]
     #[schemars(with = "Option<String>")]
     pub private_key: Option<SecretString>,
+    /// The private key's passphrase, when it has one. Write-only: kept in the vault.
+    #[serde(default, skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub key_passphrase: Option<SecretString>,
+    /// Authenticate with a key of the ssh-agent of the process serving this request.
+    #[serde(default)]
+    pub ssh_agent: bool,
+    /// The host key fingerprint (`SHA256:...`) checked out of band; any other key is refused.
+    #[serde(default)]
+    pub host_key_fingerprint: Option<String>,
+    /// Pin whatever host key the server presents (ssh's `accept-new`), as an explicit choice.
+    #[serde(default)]
+    pub accept_new_host_key: bool,
+}
+
+/// What `server add` answers: the server, and notes the user should read.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ServerAdded {
+    #[serde(flatten)]
+    pub server: ServerView,
+    /// Warnings about the server as added (another record for the same host, the address a
+    /// DNS name resolved to).
+    pub notes: Vec<String>,
 }
 
 #[async_trait]
 impl Operation for ServerAdd {
     const INFO: super::OperationInfo = op_info!(ServerAdd, "server_add", "server add", Change,
         job: false, idempotent: false, open_world: true, "Add an existing server over SSH");
-    type Output = ServerView;
+    type Output = ServerAdded;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
-        let user = self.user.unwrap_or_else(|| "root".into());
-        Ok(orch
-            .server_add(
-                &self.name,
-                &self.host,
-                self.port.unwrap_or(22),
-                &user,
-                self.private_key,
-            )
-            .await?
-            .into())
+        // A remote caller cannot be asked: without a fingerprint or accept-new, core refuses.
+        let host_key = match (self.host_key_fingerprint, self.accept_new_host_key) {
+            (Some(fp), _) => Some(HostKeyTrust::Expect(fp)),
+            (None, true) => Some(HostKeyTrust::AcceptNew),
+            (None, false) => None,
+        };
+        let added = orch
+            .server_add(AddServer {
+                name: self.name,
+                host: self.host,
+                port: self.port.unwrap_or(22),
+                user: self.user.unwrap_or_else(|| "root".into()),
+                private_key: self.private_key,
+                key_passphrase: self.key_passphrase,
+                ssh_agent: self.ssh_agent,
+                host_key,
+            })
+            .await?;
+        Ok(ServerAdded {
+            server: added.record.into(),
+            notes: added.notes,
+        })
     }
 }
 

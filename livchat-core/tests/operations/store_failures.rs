@@ -123,7 +123,16 @@ async fn server_add_whose_vault_refuses_the_key_records_no_server() {
         .unwrap()
         .private_openssh;
     let err = orch
-        .server_add("db-1", "198.51.100.7", 22, "root", Some(key))
+        .server_add(livchat_core::AddServer {
+            name: "db-1".into(),
+            host: "198.51.100.7".into(),
+            port: 22,
+            user: "root".into(),
+            private_key: Some(key),
+            key_passphrase: None,
+            ssh_agent: false,
+            host_key: Some(livchat_core::HostKeyTrust::AcceptNew),
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, CoreError::Store(_)), "{err:?}");

@@ -188,6 +188,7 @@ pub fn hetzner_server(name: &str, status: ServerStatus, dns: Option<&str>) -> Se
         ssh_port: 22,
         ssh_user: "root".into(),
         ssh_key_secret: format!("ssh.{name}.private_key"),
+        ssh_agent_key: None,
         host_key_fingerprint: Some(FP.to_string()),
         dns: dns.map(|sub| DnsConfig {
             zone_name: ZONE.to_string(),

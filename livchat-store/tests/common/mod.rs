@@ -22,6 +22,7 @@ pub fn server(name: &str) -> ServerRecord {
         ssh_port: 22,
         ssh_user: "root".to_string(),
         ssh_key_secret: format!("server.{name}.ssh_key"),
+        ssh_agent_key: None,
         host_key_fingerprint: None,
         dns: None,
         server_type: None,
