@@ -143,6 +143,14 @@ fn bad_state_file_is_a_clear_error_that_offers_the_backup_and_is_never_overwritt
     add(&store, "a");
     add(&store, "b");
     let good = std::fs::read(store.path()).unwrap();
+    let serial = |bytes: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["serial"]
+            .as_u64()
+            .unwrap()
+    };
+    // The backup is one write behind: the error says so and names its serial.
+    let backup_serial = serial(&std::fs::read(store.backup_path()).unwrap());
+    assert_eq!(backup_serial + 1, serial(&good));
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("truncated", good[..good.len() / 2].to_vec()),
         ("garbage", b"\x00\xff\x13garbage{".to_vec()),
@@ -186,6 +194,11 @@ fn bad_state_file_is_a_clear_error_that_offers_the_backup_and_is_never_overwritt
             );
             assert!(
                 text.contains("state.json.bak") && text.contains("cp "),
+                "{what}: {text}"
+            );
+            assert!(
+                text.contains(&format!("serial {backup_serial}"))
+                    && text.contains("loses the last change"),
                 "{what}: {text}"
             );
             assert_eq!(
