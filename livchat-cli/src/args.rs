@@ -235,6 +235,11 @@ pub enum ServerCommand {
         zone: String,
         #[arg(long)]
         subdomain: Option<String>,
+        /// Who creates the DNS records: cloudflare (through its API, with the token from `dns
+        /// configure`) or manual (you create them at any DNS host; livchat prints them and,
+        /// before deploying an app, checks that its names resolve to the server).
+        #[arg(long, value_enum, default_value_t = DnsModeArg::Cloudflare)]
+        dns: DnsModeArg,
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,
@@ -262,6 +267,12 @@ pub enum ServerCommand {
         #[arg(long, value_name = "SHA256:...")]
         fingerprint: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DnsModeArg {
+    Cloudflare,
+    Manual,
 }
 
 #[derive(Debug, Subcommand)]

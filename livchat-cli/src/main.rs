@@ -527,12 +527,17 @@ async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             name,
             zone,
             subdomain,
+            dns,
             plan,
         } => {
             let params = SetupServerParams {
                 name,
                 zone,
                 subdomain,
+                dns: match dns {
+                    args::DnsModeArg::Cloudflare => livchat_core::model::DnsMode::Cloudflare,
+                    args::DnsModeArg::Manual => livchat_core::model::DnsMode::Manual,
+                },
             };
             if plan {
                 print_plan(&orch.plan_setup_server(&params)?, out)?;

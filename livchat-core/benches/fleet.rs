@@ -318,6 +318,7 @@ fn run_round(
                 let orch = orch.clone();
                 async move {
                     let job = orch.start_setup_server(SetupServerParams {
+                        dns: Default::default(),
                         name,
                         zone: ZONE.into(),
                         subdomain: None,

@@ -32,6 +32,9 @@ pub struct Config {
     pub wait_turn: bool,
     /// The user's ssh-agent (`SSH_AUTH_SOCK`), for servers added with `--ssh-agent`.
     pub ssh_agent_socket: Option<PathBuf>,
+    /// The DNS server that checks names of servers with manual DNS
+    /// (`LIVCHAT_DNS_RESOLVER=IP:PORT`; default: the first nameserver of /etc/resolv.conf).
+    pub dns_resolver: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -47,10 +50,12 @@ impl Config {
             health_timeout: Duration::from_secs(600),
             wait_turn: false,
             ssh_agent_socket: None,
+            dns_resolver: None,
         }
     }
 
-    /// Applies the documented environment variables (`SSH_AUTH_SOCK`, `LIVCHAT_APPS_DIR`,
+    /// Applies the documented environment variables (`SSH_AUTH_SOCK`, `LIVCHAT_DNS_RESOLVER`,
+    /// `LIVCHAT_APPS_DIR`,
     /// `LIVCHAT_ENDPOINT_MODE=dnsrr|vip`, `LIVCHAT_DOCKER_SOURCE=official|distribution`,
     /// `LIVCHAT_HEALTH_TIMEOUT_SECS`, `LIVCHAT_SSH_WAIT_SECS`) through `lookup`.
     pub fn with_env(
@@ -59,6 +64,14 @@ impl Config {
     ) -> Result<Self, crate::CoreError> {
         if let Some(sock) = lookup("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
             self.ssh_agent_socket = Some(PathBuf::from(sock));
+        }
+        if let Some(addr) = lookup("LIVCHAT_DNS_RESOLVER") {
+            self.dns_resolver = Some(addr.parse().map_err(|_| {
+                crate::CoreError::invalid(
+                    "LIVCHAT_DNS_RESOLVER",
+                    format!("`{addr}` is not IP:PORT (e.g. 127.0.0.1:53)"),
+                )
+            })?);
         }
         if let Some(dirs) = lookup("LIVCHAT_APPS_DIR") {
             self.apps_dirs = Some(dirs);

@@ -17,7 +17,7 @@ use livchat_remote::{
     WaitOptions,
 };
 use livchat_store::{
-    DeploymentRecord, DeploymentStatus, DnsConfig, JobRecord, ProviderKind, ServerRecord,
+    DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, JobRecord, ProviderKind, ServerRecord,
     ServerStatus,
 };
 use secrecy::{ExposeSecret, SecretBox};
@@ -102,6 +102,9 @@ pub struct SetupServerParams {
     pub zone: String,
     #[serde(default)]
     pub subdomain: Option<String>,
+    /// Who creates the DNS records: Cloudflare through its API (default), or the user by hand.
+    #[serde(default)]
+    pub dns: DnsMode,
 }
 
 /// Parameters of a deploy job; `apps` is the resolved install order, fixed when the job is
@@ -483,7 +486,9 @@ impl Orchestrator {
         let server = self.server(&p.name)?;
         validate_dns(&p.zone, p.subdomain.as_deref())?;
         require_root(&server)?;
-        self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
+        if p.dns == DnsMode::Cloudflare {
+            self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
+        }
         // The plan's step ids do not depend on the OS (only their arguments do), so the job
         // starts with its full list and progress keeps one total; `connect` sets the list
         // again once it has detected the OS.
@@ -517,14 +522,34 @@ impl Orchestrator {
         let plan = livchat_remote::plan(&config, &os)?;
         let steps = Self::setup_steps(&plan);
         let fqdn = Self::server_fqdn(&p.name, &p.zone, p.subdomain.as_deref());
+        let mut resources: Vec<String> = plan
+            .iter()
+            .map(|s| format!("{}: {}", s.id, s.name))
+            .collect();
+        let record = format!("A {fqdn} -> {}", server.host);
+        let dns_records = match p.dns {
+            DnsMode::Cloudflare => {
+                // The job would stop at its first step without it: the plan says so.
+                if let Err(CoreError::MissingCredential { name }) =
+                    self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)
+                {
+                    resources.insert(
+                        0,
+                        format!(
+                            "MISSING credential {name}: store it with `livchat dns configure {}`, or set up with --dns manual and create the records yourself",
+                            p.zone
+                        ),
+                    );
+                }
+                vec![record]
+            }
+            DnsMode::Manual => vec![format!("{record} (create it yourself at your DNS host)")],
+        };
         Ok(Plan {
             operation: format!("set up server {} (steps shown for Debian 12)", p.name),
             steps,
-            resources: plan
-                .iter()
-                .map(|s| format!("{}: {}", s.id, s.name))
-                .collect(),
-            dns_records: vec![format!("A {fqdn} -> {}", server.host)],
+            resources,
+            dns_records,
             stacks: Vec::new(),
         })
     }
@@ -584,6 +609,29 @@ impl Orchestrator {
                     "os_codename": os.codename,
                 }))
             }
+            "dns_record" if p.dns == DnsMode::Manual => {
+                let ip = server_ipv4(&server)?;
+                let fqdn = Self::server_fqdn(&p.name, &p.zone, p.subdomain.as_deref());
+                let apps = match &p.subdomain {
+                    Some(sub) => format!("<app>.{sub}.{}", p.zone),
+                    None => format!("<app>.{}", p.zone),
+                };
+                ctx.warn(format!(
+                    "manual DNS: create these records at your DNS host: A {fqdn} -> {ip}, and for each app A {apps} -> {ip} (`livchat app deploy --plan` lists them); a deploy checks that they resolve"
+                ));
+                let config = DnsConfig {
+                    zone_name: p.zone.clone(),
+                    subdomain: p.subdomain.clone(),
+                    mode: DnsMode::Manual,
+                };
+                self.store.update("server dns", &mut |s| {
+                    if let Some(sv) = s.servers.get_mut(&p.name) {
+                        sv.dns = Some(config.clone());
+                    }
+                    Ok(())
+                })?;
+                Ok(json!({ "dns": fqdn, "dns_mode": "manual" }))
+            }
             "dns_record" => {
                 let ip = server_ipv4(&server)?;
                 let fqdn = Self::server_fqdn(&p.name, &p.zone, p.subdomain.as_deref());
@@ -600,6 +648,7 @@ impl Orchestrator {
                 let config = DnsConfig {
                     zone_name: p.zone.clone(),
                     subdomain: p.subdomain.clone(),
+                    mode: p.dns,
                 };
                 self.store.update("server dns", &mut |s| {
                     if let Some(sv) = s.servers.get_mut(&p.name) {
@@ -699,6 +748,7 @@ impl Orchestrator {
         let config = DnsConfig {
             zone_name: zone.to_string(),
             subdomain: subdomain.map(str::to_string),
+            mode: DnsMode::Cloudflare,
         };
         self.store.update("server dns", &mut |s| {
             if let Some(sv) = s.servers.get_mut(name) {
@@ -783,7 +833,9 @@ impl Orchestrator {
     ) -> Result<JobRecord> {
         let mut p = self.resolve_deploy(server, app, set)?;
         p.take_over_dns = take_over_dns;
-        self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
+        if !is_manual_dns(&self.server(server)?) {
+            self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
+        }
         // A `--set` value the app does not allow, or a setting it needs, must be refused now:
         // found mid-job, it would fail after secrets were generated and stored.
         let record = self.server(server)?;
@@ -830,8 +882,14 @@ impl Orchestrator {
                     ));
                 }
             }
+            let by_hand = if is_manual_dns(&record) {
+                " (create it yourself; the deploy checks that it resolves)"
+            } else {
+                ""
+            };
             for n in &stack.dns_names {
-                plan.dns_records.push(format!("A {n} -> {}", record.host));
+                plan.dns_records
+                    .push(format!("A {n} -> {}{by_hand}", record.host));
             }
             plan.stacks.push(PlannedStack {
                 app: stack.app.clone(),
@@ -1086,6 +1144,10 @@ impl Orchestrator {
                     CoreError::Refused(format!("server {} has no DNS configuration", server.name))
                 })?;
                 let ip = server_ipv4(&server)?;
+                if dns_config.mode == DnsMode::Manual {
+                    self.check_names_resolve(ctx, &stack.dns_names, ip).await?;
+                    return Ok(Value::Null);
+                }
                 let dns = self.dns()?;
                 let zone = dns
                     .find_zone(&dns_config.zone_name)
@@ -1952,6 +2014,13 @@ impl Orchestrator {
                 let Some(cfg) = server.dns.clone() else {
                     return Ok(Value::Null);
                 };
+                if cfg.mode == DnsMode::Manual {
+                    ctx.warn(format!(
+                        "manual DNS: delete the records of {} under {} at your DNS host",
+                        p.name, cfg.zone_name
+                    ));
+                    return Ok(Value::Null);
+                }
                 let dns = self.dns()?;
                 let zone = dns.find_zone(&cfg.zone_name).await.map_err(dns_err)?;
                 let mut ids: Vec<String> = self
@@ -2075,6 +2144,51 @@ async fn delete_records(
         Err(CoreError::Dns(format!(
             "could not delete DNS record(s) {}; retry the job to delete them",
             failed.join(", ")
+        )))
+    }
+}
+
+fn is_manual_dns(server: &ServerRecord) -> bool {
+    server
+        .dns
+        .as_ref()
+        .is_some_and(|d| d.mode == DnsMode::Manual)
+}
+
+impl Orchestrator {
+    /// Manual DNS: every name must already resolve to the server, or the deploy stops before
+    /// anything is deployed, listing the records still to create.
+    async fn check_names_resolve(
+        &self,
+        ctx: &JobContext,
+        names: &[String],
+        ip: Ipv4Addr,
+    ) -> Result<()> {
+        let resolver = self.resolver()?;
+        let mut missing = Vec::new();
+        for name in names {
+            let found = resolver
+                .resolve_a(name)
+                .await
+                .map_err(|e| CoreError::Dns(e.to_string()))?;
+            if found.contains(&ip) {
+                ctx.info(format!("DNS A {name} -> {ip} resolves"));
+            } else if found.is_empty() {
+                missing.push(format!("A {name} -> {ip} (does not resolve yet)"));
+            } else {
+                let seen: Vec<String> = found.iter().map(ToString::to_string).collect();
+                missing.push(format!(
+                    "A {name} -> {ip} (resolves to {} now)",
+                    seen.join(", ")
+                ));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(CoreError::Refused(format!(
+            "manual DNS: create or fix these records at your DNS host, wait until they resolve, then retry the job: {}",
+            missing.join("; ")
         )))
     }
 }

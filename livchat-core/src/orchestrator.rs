@@ -112,6 +112,8 @@ pub struct Orchestrator {
     pub(crate) dns_factory: DnsFactory,
     pub(crate) connector: Arc<dyn Connector>,
     pub(crate) platform_factory: PlatformFactory,
+    /// Checks names of servers with manual DNS; `None`: a UDP resolver from the configuration.
+    pub(crate) resolver: Option<Arc<dyn livchat_providers::NameResolver>>,
     /// One SSH connection per server, reused by every command of every job of this process.
     pub(crate) connections: Arc<crate::connections::ConnectionMap>,
     pub(crate) provider_cache: Mutex<Option<Arc<dyn Provider>>>,
@@ -137,6 +139,7 @@ pub struct OrchestratorBuilder {
     dns_factory: DnsFactory,
     connector: Arc<dyn Connector>,
     platform_factory: PlatformFactory,
+    resolver: Option<Arc<dyn livchat_providers::NameResolver>>,
 }
 
 impl OrchestratorBuilder {
@@ -169,7 +172,13 @@ impl OrchestratorBuilder {
             platform_factory: Arc::new(|executor| {
                 Arc::new(livchat_remote::SwarmOverSsh::new(executor)) as Arc<dyn ContainerPlatform>
             }),
+            resolver: None,
         }
+    }
+
+    pub fn resolver(mut self, r: Arc<dyn livchat_providers::NameResolver>) -> Self {
+        self.resolver = Some(r);
+        self
     }
 
     pub fn provider_factory(mut self, f: ProviderFactory) -> Self {
@@ -203,6 +212,7 @@ impl OrchestratorBuilder {
             dns_factory: self.dns_factory,
             connector: self.connector,
             platform_factory: self.platform_factory,
+            resolver: self.resolver,
             connections: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             provider_cache: Mutex::new(None),
             dns_cache: Mutex::new(None),
@@ -365,6 +375,20 @@ impl Orchestrator {
         let d = (self.dns_factory)(self.require_secret(CLOUDFLARE_TOKEN)?)?;
         *cache = Some(d.clone());
         Ok(d)
+    }
+
+    /// The resolver that checks names of servers with manual DNS: the one built in, else one
+    /// asking `LIVCHAT_DNS_RESOLVER`, else the first nameserver of `/etc/resolv.conf`.
+    pub(crate) fn resolver(&self) -> Result<Arc<dyn livchat_providers::NameResolver>> {
+        if let Some(r) = &self.resolver {
+            return Ok(r.clone());
+        }
+        let udp = match self.config.dns_resolver {
+            Some(addr) => livchat_providers::UdpResolver::new(addr),
+            None => livchat_providers::UdpResolver::system()
+                .map_err(|e| CoreError::Dns(e.to_string()))?,
+        };
+        Ok(Arc::new(udp))
     }
 
     /// Checks a Hetzner token against the API, then stores it in the vault.

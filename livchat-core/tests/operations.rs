@@ -16,6 +16,7 @@ mod operations {
     mod delete;
     mod deploy;
     mod jobs;
+    mod manual_dns;
     mod ops_layer;
     mod plans;
     mod quick;

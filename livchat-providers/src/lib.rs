@@ -1,5 +1,6 @@
-//! Cloud providers and DNS: `Provider` (Hetzner Cloud, on the `hcloud` crate) and `DnsClient`
-//! (Cloudflare, on the `cloudflare` crate).
+//! Cloud providers and DNS: `Provider` (Hetzner Cloud, on the `hcloud` crate), `DnsClient`
+//! (Cloudflare, on the `cloudflare` crate) and `NameResolver` (a minimal DNS client asking one
+//! configured server whether names resolve, for records the user creates by hand).
 //!
 //! Owns: the provider and DNS vocabularies, the real clients, their retry policy (connection
 //! errors, 429 and 5xx except 501, `Retry-After`, capped exponential backoff, bounded attempts)
@@ -31,6 +32,7 @@ pub mod error;
 pub mod hetzner;
 mod http;
 pub mod provider;
+pub mod resolve;
 pub mod retry;
 pub mod validate;
 
@@ -43,7 +45,11 @@ pub use provider::{
     MANAGED_BY_LABEL, Price, ProgressFn, Provider, ProviderServer, ServerId, ServerSpec,
     ServerStatus, ServerType, SshKey,
 };
+pub use resolve::{NameResolver, ResolveError, UdpResolver};
 pub use retry::RetryPolicy;
+
+#[cfg(feature = "mock")]
+pub use resolve::MockNameResolver;
 
 #[cfg(feature = "mock")]
 pub use dns::MockDnsClient;

@@ -467,3 +467,204 @@ async fn extra_sshd_config_lines_reach_the_session_environment() {
         .unwrap();
     assert_eq!(out.stdout, b"from-sshd-config");
 }
+
+// ----- keys the user brings (issue #13) -------------------------------------------------------
+
+/// Makes a client key with the real `ssh-keygen`, authorizes it on `sshd`, returns its text.
+fn authorized_key(sshd: &Sshd, name: &str, args: &[&str]) -> SecretString {
+    let path = sshd.dir().join(name);
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-C", name, "-f"])
+        .arg(&path)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen {args:?}");
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let mut authorized = std::fs::OpenOptions::new()
+        .append(true)
+        .open(sshd.dir().join("authorized_keys"))
+        .unwrap();
+    std::io::Write::write_all(&mut authorized, public.as_bytes()).unwrap();
+    SecretString::from(std::fs::read_to_string(&path).unwrap())
+}
+
+#[tokio::test]
+async fn rsa_ecdsa_pem_and_passphrase_protected_keys_authenticate() {
+    let Some(sshd) = Sshd::start() else { return };
+    let cases: Vec<(&str, Vec<&str>, Option<&str>)> = vec![
+        (
+            "rsa_openssh",
+            vec!["-t", "rsa", "-b", "2048", "-N", ""],
+            None,
+        ),
+        (
+            "rsa_pem",
+            vec!["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", ""],
+            None,
+        ),
+        ("ecdsa", vec!["-t", "ecdsa", "-N", ""], None),
+        (
+            "ed25519_pass",
+            vec!["-t", "ed25519", "-N", "s3cret pass"],
+            Some("s3cret pass"),
+        ),
+        (
+            "rsa_pass",
+            vec!["-t", "rsa", "-b", "2048", "-N", "s3cret pass"],
+            Some("s3cret pass"),
+        ),
+    ];
+    for (name, args, passphrase) in cases {
+        let text = authorized_key(&sshd, name, &args);
+        assert_eq!(
+            livchat_remote::private_key_is_encrypted(&text),
+            passphrase.is_some(),
+            "{name}"
+        );
+        let passphrase = passphrase.map(|p| SecretString::from(p.to_owned()));
+        let opened = livchat_remote::decrypt_private_key(&text, passphrase.as_ref())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Unprotected keys go to the connection as the user gave them; protected ones opened.
+        let usable = if passphrase.is_some() {
+            opened.private_openssh.clone()
+        } else {
+            text.clone()
+        };
+        let connected = SshConnector::default()
+            .connect(&target(&sshd), &usable, &HostKeyPolicy::TrustOnFirstUse)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = connected
+            .executor
+            .exec(&Command::new("true"), opts(60))
+            .await
+            .unwrap();
+        assert_eq!(out.exit_status, 0, "{name}");
+        if passphrase.is_some() {
+            for wrong in [None, Some(SecretString::from("wrong".to_owned()))] {
+                let err = livchat_remote::decrypt_private_key(&text, wrong.as_ref())
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("passphrase"), "{name}: {err}");
+                assert!(!err.contains("s3cret"), "{name}: {err}");
+            }
+        }
+    }
+}
+
+/// A real `ssh-agent` on a socket in `dir`; killed on drop.
+struct Agent {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &std::path::Path) -> Self {
+        let socket = dir.join("agent.sock");
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (package openssh-client)");
+        for _ in 0..100 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(socket.exists(), "ssh-agent did not create its socket");
+        Agent { child, socket }
+    }
+
+    fn add(&self, key_file: &std::path::Path) {
+        let status = std::process::Command::new("ssh-add")
+            .arg("-q")
+            .arg(key_file)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "ssh-add {}", key_file.display());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn public_fingerprint(key: &SecretString) -> String {
+    livchat_remote::parse_private_key(key).unwrap().fingerprint
+}
+
+#[tokio::test]
+async fn ssh_agent_keys_authenticate_and_a_named_identity_is_the_only_one_offered() {
+    let Some(sshd) = Sshd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir.path());
+    // The agent holds a key the server refuses, then the authorized one.
+    let stranger = dir.path().join("stranger");
+    std::fs::write(&stranger, sshd.unauthorized_private_key()).unwrap();
+    std::fs::set_permissions(
+        &stranger,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    agent.add(&stranger);
+    agent.add(&sshd.dir().join("client_key"));
+    let authorized = public_fingerprint(&key(&sshd));
+    let refused = public_fingerprint(&SecretString::from(sshd.unauthorized_private_key()));
+
+    let connector = SshConnector::default();
+    let (exec, host_key, client_key) = connector
+        .connect_agent_ssh(
+            &target(&sshd),
+            &agent.socket,
+            None,
+            &HostKeyPolicy::TrustOnFirstUse,
+        )
+        .await
+        .unwrap();
+    assert_eq!(host_key, sshd.host_key_fingerprint());
+    assert_eq!(client_key, authorized, "the key the server accepted");
+    let out = exec.exec(&Command::new("true"), opts(60)).await.unwrap();
+    assert_eq!(out.exit_status, 0);
+
+    let pinned = HostKeyPolicy::Pinned(host_key);
+    connector
+        .connect_agent_ssh(&target(&sshd), &agent.socket, Some(&authorized), &pinned)
+        .await
+        .unwrap();
+    let err = connector
+        .connect_agent_ssh(&target(&sshd), &agent.socket, Some(&refused), &pinned)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RemoteError::Auth { .. }), "{err}");
+    let missing = "SHA256:AAAAztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+    let err = connector
+        .connect_agent_ssh(&target(&sshd), &agent.socket, Some(missing), &pinned)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RemoteError::Agent { reason, .. } if reason.contains(missing)),
+        "{err}"
+    );
+    let err = connector
+        .connect_agent_ssh(
+            &target(&sshd),
+            &dir.path().join("no-agent.sock"),
+            None,
+            &pinned,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("could not reach the ssh-agent"),
+        "{err}"
+    );
+}

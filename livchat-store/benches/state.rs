@@ -25,6 +25,7 @@ fn server(i: usize) -> ServerRecord {
         dns: Some(DnsConfig {
             zone_name: "example.com".into(),
             subdomain: Some(format!("c{i}")),
+            mode: Default::default(),
         }),
         server_type: Some("cx22".into()),
         location: Some("fsn1".into()),

@@ -228,6 +228,29 @@ pub struct DnsConfig {
     /// Optional subdomain inside the zone, e.g. `lab`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subdomain: Option<String>,
+    /// Who creates the records: LivChat at Cloudflare (default) or the user by hand.
+    #[serde(default, skip_serializing_if = "DnsMode::is_cloudflare")]
+    pub mode: DnsMode,
+}
+
+/// How a server's DNS records come to exist.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsMode {
+    /// LivChat creates and deletes them through the Cloudflare API.
+    #[default]
+    Cloudflare,
+    /// The user creates them at any DNS host; LivChat prints them and, before deploying an
+    /// app, checks that its names resolve to the server.
+    Manual,
+}
+
+impl DnsMode {
+    pub fn is_cloudflare(&self) -> bool {
+        *self == DnsMode::Cloudflare
+    }
 }
 
 /// Which setup steps of a server have completed (steps are idempotent; this lets a retry skip

