@@ -583,13 +583,13 @@ impl Orchestrator {
         }
         let host_key = match host_key {
             Some(HostKeyTrust::Expect(fp)) => HostKeyTrust::Expect(
-                crate::host_key::validate_fingerprint("--host-key-fingerprint", &fp)?,
+                crate::host_key::validate_fingerprint("host_key_fingerprint", &fp)?,
             ),
             Some(other) => other,
             None => {
                 return Err(CoreError::invalid(
-                    "--host-key-fingerprint",
-                    "the host key cannot be confirmed without a terminal; give --host-key-fingerprint SHA256:... (see `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server) or, to trust the key presented on first contact, --accept-new-host-key",
+                    "host_key_fingerprint",
+                    "the host key cannot be confirmed without a terminal; give its fingerprint, SHA256:... (`--host-key-fingerprint`, or `host_key_fingerprint` over REST and MCP; `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server prints it) or, to trust the key presented on first contact, `--accept-new-host-key` (`accept_new_host_key: true`)",
                 ));
             }
         };

@@ -210,22 +210,32 @@ fn server_exec_delivers_hostile_argv_unchanged_over_a_real_sshd() {
     let add = json!({
         "name": "web-1", "host": sshd.host(), "port": sshd.port(), "user": sshd.user(),
         "private_key": sshd.client_private_key(),
+        "host_key_fingerprint": sshd.host_key_fingerprint(),
     });
+    // A remote caller cannot be asked about the host key: without a fingerprint (or an
+    // explicit accept-new) the server is refused and nothing is stored.
+    let mut unpinned = add.clone();
+    unpinned
+        .as_object_mut()
+        .unwrap()
+        .remove("host_key_fingerprint");
     let calls = json!([
+        ["server_add", unpinned, "error", ["host_key_fingerprint"]],
+        ["server_show", {"server": "web-1"}, "error", ["web-1"]],
         ["server_add", add, "ok", []],
         ["server_exec", {"server": "web-1", "argv": argv, "timeout_secs": 30}, "ok", []],
         ["server_exec", {"server": "web-1", "argv": ["sh", "-c", "exit 3"]}, "ok", []],
     ]);
     let cfg = with(&home.stdio(&[]), "calls", calls);
     let report = client(&python, "calls", &cfg);
-    let added = &report["outputs"][0]["result"];
+    let added = &report["outputs"][2]["result"];
     assert_eq!(added["host_key_fingerprint"], sshd.host_key_fingerprint());
-    let exec = &report["outputs"][1]["result"];
+    let exec = &report["outputs"][3]["result"];
     assert_eq!(exec["exit_code"], 0, "{exec}");
     let expected: String = payloads.iter().map(|p| format!("{p}\n--\n")).collect();
     assert_eq!(exec["stdout"], expected, "every argument arrives unchanged");
     assert!(!canary.exists(), "a payload reached a shell");
-    assert_eq!(report["outputs"][2]["result"]["exit_code"], 3);
+    assert_eq!(report["outputs"][4]["result"]["exit_code"], 3);
     // The private key went into the vault, never into a result.
     assert!(!report["results"].to_string().contains("PRIVATE KEY"));
 }

@@ -88,10 +88,13 @@ impl NameResolver for UdpResolver {
             .map_err(|e| self.error(name, e.to_string()))?;
         let mut last = String::from("no answer");
         for _ in 0..self.attempts.max(1) {
-            socket
-                .send(&query)
-                .await
-                .map_err(|e| self.error(name, e.to_string()))?;
+            // A refusal (ICMP port unreachable from an earlier attempt) surfaces on the next
+            // send or recv: a server that is starting is asked again after a pause.
+            if let Err(e) = socket.send(&query).await {
+                last = e.to_string();
+                tokio::time::sleep(self.timeout).await;
+                continue;
+            }
             let mut buf = [0u8; 1500];
             match tokio::time::timeout(self.timeout, socket.recv(&mut buf)).await {
                 Ok(Ok(n)) => match decode_answer(id, &buf[..n]) {
@@ -100,7 +103,10 @@ impl NameResolver for UdpResolver {
                     Ok(None) => continue,
                     Err(reason) => return Err(self.error(name, reason)),
                 },
-                Ok(Err(e)) => last = e.to_string(),
+                Ok(Err(e)) => {
+                    last = e.to_string();
+                    tokio::time::sleep(self.timeout).await;
+                }
                 Err(_) => last = format!("no answer within {:?}", self.timeout),
             }
         }

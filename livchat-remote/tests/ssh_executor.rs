@@ -609,7 +609,9 @@ async fn ssh_agent_keys_authenticate_and_a_named_identity_is_the_only_one_offere
     let agent = Agent::start(dir.path());
     // The agent holds a key the server refuses, then the authorized one.
     let stranger = dir.path().join("stranger");
-    std::fs::write(&stranger, sshd.unauthorized_private_key()).unwrap();
+    // Each call makes a new key: read it once for the agent and the fingerprint.
+    let stranger_key = sshd.unauthorized_private_key();
+    std::fs::write(&stranger, &stranger_key).unwrap();
     std::fs::set_permissions(
         &stranger,
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
@@ -618,7 +620,7 @@ async fn ssh_agent_keys_authenticate_and_a_named_identity_is_the_only_one_offere
     agent.add(&stranger);
     agent.add(&sshd.dir().join("client_key"));
     let authorized = public_fingerprint(&key(&sshd));
-    let refused = public_fingerprint(&SecretString::from(sshd.unauthorized_private_key()));
+    let refused = public_fingerprint(&SecretString::from(stranger_key));
 
     let connector = SshConnector::default();
     let (exec, host_key, client_key) = connector

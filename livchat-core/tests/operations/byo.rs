@@ -247,7 +247,7 @@ async fn server_add_without_a_host_key_decision_is_refused_before_connecting() {
         .unwrap_err();
     assert!(
         matches!(&err, CoreError::Invalid { field, reason }
-            if field == "--host-key-fingerprint" && reason.contains("--accept-new-host-key")),
+            if field == "host_key_fingerprint" && reason.contains("--accept-new-host-key")),
         "{err:?}"
     );
     assert!(world.state().servers.is_empty());
@@ -317,7 +317,7 @@ async fn server_add_with_bad_input_names_the_field_and_changes_nothing() {
                 "198.51.100.7",
                 Some(HostKeyTrust::Expect("MD5:12:34".into())),
             ),
-            "--host-key-fingerprint",
+            "host_key_fingerprint",
         ),
     ];
     for (req, field) in cases {
