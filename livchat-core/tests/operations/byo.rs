@@ -585,6 +585,9 @@ async fn server_add_with_a_protected_key_and_no_or_a_wrong_passphrase_stores_not
     verify(orch);
 }
 
+/// The (socket, requested key) of each ssh-agent connection the mock saw.
+type AgentCalls = Arc<Mutex<Vec<(std::path::PathBuf, Option<String>)>>>;
+
 #[tokio::test]
 async fn server_add_with_the_ssh_agent_records_the_agent_key_and_stores_no_key() {
     let mut world = World::new();
@@ -592,7 +595,7 @@ async fn server_add_with_the_ssh_agent_records_the_agent_key_and_stores_no_key()
     let names_before = world.secret_names();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let agent =
-        |seen: Arc<Mutex<Vec<(std::path::PathBuf, Option<String>)>>>| {
+        |seen: AgentCalls| {
             let mut mocks = Mocks::default();
             let mut exec = MockRemoteExecutor::new();
             exec.expect_exec()
