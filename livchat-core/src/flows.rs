@@ -859,7 +859,8 @@ impl Orchestrator {
             dns_records: Vec::new(),
             stacks: Vec::new(),
         };
-        // A dependency's secret is needed by every app that uses it: list it once.
+        // A dependency's secret (in the vault and as a Docker secret) is needed by every app
+        // that uses it: list it once.
         let mut listed = BTreeSet::new();
         for a in &p.apps {
             let (secrets, missing) = self.load_app_secrets(a, false)?;
@@ -872,7 +873,10 @@ impl Orchestrator {
             plan.resources
                 .push(format!("stack {} on {server}", stack.stack));
             for d in &stack.docker_secrets {
-                plan.resources.push(format!("docker secret {}", d.name));
+                let line = format!("docker secret {}", d.name);
+                if listed.insert(line.clone()) {
+                    plan.resources.push(line);
+                }
             }
             for step in &stack.pre_deploy {
                 if let DeployStep::CreateDatabase { spec, .. } = step {

@@ -588,6 +588,27 @@ async fn plan_deploy_app_shows_records_databases_and_redacted_stacks_and_touches
     verify(orch);
 }
 
+#[tokio::test]
+async fn plan_deploy_app_lists_a_secret_shared_by_two_apps_once() {
+    // Nothing but the infrastructure runs: the plan installs postgres and redis with n8n, and
+    // n8n reads redis's password too (issue #13: it was listed twice).
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world.put_deployment("web-1", "infrastructure", &["rec-portainer"]);
+    let orch = world.build(Mocks::default());
+    let plan = orch.plan_deploy_app("web-1", "n8n", &[]).unwrap();
+    let resources = plan.resources.join("\n");
+    assert!(
+        resources.contains("vault secret app.redis.password (generated)"),
+        "{resources}"
+    );
+    let mut unique = plan.resources.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), plan.resources.len(), "{resources}");
+    verify(orch);
+}
+
 /// redis runs (version "1"); its redeploy is sent and then fails the health check with the
 /// swarm's paused update.
 fn failing_redeploy_of_redis(mocks: &mut Mocks) {
