@@ -22,8 +22,8 @@ use crate::definition::{
 use crate::names;
 use crate::postgres::CreateDatabase;
 use crate::render::{
-    self, DeployStep, DockerSecret, HttpRequestStep, PreviewRequest, PreviewStack, Redactions,
-    RenderContext, RenderedStack,
+    self, DeployStep, DockerSecret, ExecClaimStep, HttpRequestStep, PreviewRequest, PreviewStack,
+    Redactions, RenderContext, RenderedStack,
 };
 use crate::resolver;
 use crate::secrets::{self, AppSecrets, SecretRef, SecretsByApp};
@@ -710,30 +710,7 @@ impl Catalog {
                         field: "init_admin_http.domain".into(),
                         message: "the app has no such domain".into(),
                     })?;
-                    let mut json_body = Map::new();
-                    for (key, value) in body {
-                        let v = match value {
-                            BodyValue::Value(v) => v.clone(),
-                            BodyValue::Setting { name, default } => ctx
-                                .settings
-                                .get(name)
-                                .cloned()
-                                .or_else(|| default.clone())
-                                .ok_or_else(|| AppsError::MissingSetting {
-                                    app: app.to_string(),
-                                    setting: name.clone(),
-                                })?,
-                            BodyValue::Secret(name) => own
-                                .and_then(|s| s.get(name))
-                                .ok_or_else(|| AppsError::MissingSecret {
-                                    app: app.to_string(),
-                                    secret: name.clone(),
-                                })?
-                                .expose_secret()
-                                .to_string(),
-                        };
-                        json_body.insert(key.clone(), Json::String(v));
-                    }
+                    let json_body = json_object(app, body, ctx, own)?;
                     DeployStep::HttpRequest(HttpRequestStep {
                         method: *method,
                         url: format!("https://{host}{path}"),
@@ -741,10 +718,22 @@ impl Catalog {
                         service: service.clone(),
                         port: *port,
                         path: path.clone(),
-                        body: SecretString::from(Json::Object(json_body).to_string()),
+                        body: json_body,
                         expect_status: expect_status.clone(),
                     })
                 }
+                StepSpec::InitAdminExec {
+                    service,
+                    argv,
+                    input,
+                    timeout_secs,
+                } => DeployStep::ExecClaim(ExecClaimStep {
+                    stack: app.to_string(),
+                    service: service.clone(),
+                    argv: argv.clone(),
+                    stdin: json_object(app, input, ctx, own)?,
+                    timeout_secs: *timeout_secs,
+                }),
             });
         }
         Ok(out)
@@ -1074,4 +1063,39 @@ fn read_user_dir(dir: &Path) -> Result<Vec<Loaded>, AppsError> {
         });
     }
     Ok(out)
+}
+
+/// A first-run claim's JSON object: literals, settings (or their defaults) and this app's own
+/// secrets. It holds secrets, so it is a [`SecretString`].
+fn json_object(
+    app: &str,
+    fields: &BTreeMap<String, BodyValue>,
+    ctx: &RenderContext,
+    own: Option<&AppSecrets>,
+) -> Result<SecretString, AppsError> {
+    let mut object = Map::new();
+    for (key, value) in fields {
+        let v = match value {
+            BodyValue::Value(v) => v.clone(),
+            BodyValue::Setting { name, default } => ctx
+                .settings
+                .get(name)
+                .cloned()
+                .or_else(|| default.clone())
+                .ok_or_else(|| AppsError::MissingSetting {
+                    app: app.to_string(),
+                    setting: name.clone(),
+                })?,
+            BodyValue::Secret(name) => own
+                .and_then(|s| s.get(name))
+                .ok_or_else(|| AppsError::MissingSecret {
+                    app: app.to_string(),
+                    secret: name.clone(),
+                })?
+                .expose_secret()
+                .to_string(),
+        };
+        object.insert(key.clone(), Json::String(v));
+    }
+    Ok(SecretString::from(Json::Object(object).to_string()))
 }

@@ -248,6 +248,10 @@ pub enum Alphabet {
     Alphanumeric,
     /// `[0-9a-f]`.
     Hex,
+    /// `[A-Za-z0-9]` and `-_.!@#%^*`, with at least one of each class (apps such as Chatwoot
+    /// want a special character in a password). None of them needs quoting in a URL's
+    /// userinfo except `@` and `#`, so never put such a secret in a URL.
+    Symbols,
 }
 
 /// A user-settable key (`--set key=value`).
@@ -355,6 +359,20 @@ pub enum StepSpec {
         /// Statuses meaning success (default: any 2xx).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         expect_status: Vec<u16>,
+    },
+    /// Claim the app's first-run page (its first admin) with a command run inside `service`'s
+    /// container, `input` as a JSON object on its stdin (it holds the admin password; argv
+    /// never does), while the stack's public routes are still closed (see `first_run`). Exit
+    /// status 0 means claimed; anything else fails the deploy with the routes still closed.
+    InitAdminExec {
+        /// The stack's service to run the command in.
+        service: String,
+        /// The command (argv, no shell).
+        argv: Vec<String>,
+        /// Fields of the JSON object written to the command's stdin.
+        input: BTreeMap<String, BodyValue>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_secs: Option<u64>,
     },
 }
 

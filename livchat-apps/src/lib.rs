@@ -48,8 +48,8 @@ pub use error::AppsError;
 pub use postgres::{CreateDatabase, PsqlCommand, create_database_command, drop_database_command};
 pub use query::{AppQuery, catalog_markdown_table};
 pub use render::{
-    DEFAULT_NETWORK, DeployStep, DnsConfig, DockerSecret, EndpointMode, HttpRequestStep,
-    ImageOverrides, PreviewRequest, PreviewStack, RenderContext, RenderOptions, RenderedStack,
-    ServerInfo, parse_set, validate_stack_text,
+    DEFAULT_NETWORK, DeployStep, DnsConfig, DockerSecret, EndpointMode, ExecClaimStep,
+    HttpRequestStep, ImageOverrides, PreviewRequest, PreviewStack, RenderContext, RenderOptions,
+    RenderedStack, ServerInfo, parse_set, validate_stack_text,
 };
 pub use secrets::{AppSecrets, SecretRef, SecretsByApp};

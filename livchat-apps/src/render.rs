@@ -173,6 +173,29 @@ pub enum DeployStep {
     /// A first-run claim: a JSON request (which holds a secret) sent from inside a service's
     /// container while the stack's public routes are closed.
     HttpRequest(HttpRequestStep),
+    /// A first-run claim: a command run in a service's container with a JSON object (which
+    /// holds a secret) on its stdin, while the stack's public routes are closed.
+    ExecClaim(ExecClaimStep),
+}
+
+pub struct ExecClaimStep {
+    pub stack: String,
+    pub service: String,
+    /// The command; never holds a secret.
+    pub argv: Vec<String>,
+    /// The JSON object for its stdin; it holds secrets (an admin password).
+    pub stdin: SecretString,
+    pub timeout_secs: Option<u64>,
+}
+
+impl fmt::Debug for ExecClaimStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecClaimStep")
+            .field("service", &format!("{}/{}", self.stack, self.service))
+            .field("argv", &self.argv)
+            .field("stdin", &"[REDACTED]")
+            .finish()
+    }
 }
 
 pub struct HttpRequestStep {

@@ -78,10 +78,13 @@ pub fn complete(definition: &AppDefinition, existing: &AppSecrets) -> AppSecrets
 pub fn generate(spec: &SecretSpec) -> SecretString {
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     const HEX: &[u8] = b"0123456789abcdef";
+    const SYMBOLS: &[u8] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!@#%^*";
     let length = usize::from(spec.length);
     let alphabet = match spec.alphabet {
         Alphabet::Alphanumeric => ALNUM,
         Alphabet::Hex => HEX,
+        Alphabet::Symbols => SYMBOLS,
     };
     let mut rng = OsRng;
     loop {
@@ -97,6 +100,12 @@ pub fn generate(spec: &SecretSpec) -> SecretString {
                     && value.bytes().any(|b| b.is_ascii_digit())
             }
             Alphabet::Hex => true,
+            Alphabet::Symbols => {
+                value.bytes().any(|b| b.is_ascii_uppercase())
+                    && value.bytes().any(|b| b.is_ascii_lowercase())
+                    && value.bytes().any(|b| b.is_ascii_digit())
+                    && value.bytes().any(|b| !b.is_ascii_alphanumeric())
+            }
         };
         if ok {
             return SecretString::from(value);
@@ -131,6 +140,24 @@ mod tests {
                 h.expose_secret()
                     .bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
+        }
+    }
+
+    #[test]
+    fn symbol_secrets_hold_every_class_and_nothing_outside_the_alphabet() {
+        for _ in 0..200 {
+            let v = generate(&spec("c", 12, Alphabet::Symbols));
+            let v = v.expose_secret();
+            assert_eq!(v.len(), 12);
+            assert!(v.bytes().any(|b| b.is_ascii_uppercase()), "{v}");
+            assert!(v.bytes().any(|b| b.is_ascii_lowercase()), "{v}");
+            assert!(v.bytes().any(|b| b.is_ascii_digit()), "{v}");
+            assert!(v.bytes().any(|b| b"-_.!@#%^*".contains(&b)), "{v}");
+            assert!(
+                v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!@#%^*".contains(&b)),
+                "{v}"
             );
         }
     }

@@ -205,20 +205,23 @@ pub(crate) fn validate_definition(def: &AppDefinition) -> Result<(), AppsError> 
                             "the app has no such domain (set dns_prefix or an additional_dns key)",
                         ));
                     }
-                    for (key, value) in body {
-                        match value {
-                            BodyValue::Secret(s) if def.secret(s).is_none() => {
-                                return Err(bad(
-                                    format!("{field}.init_admin_http.body.{key}"),
-                                    format!("{s:?} is not one of this app's `secrets`"),
-                                ));
-                            }
-                            BodyValue::Setting { name, .. } => {
-                                validate_key(&format!("{field}.init_admin_http.body.{key}"), name)?
-                            }
-                            _ => {}
-                        }
+                    validate_claim_fields(def, &format!("{field}.init_admin_http.body"), body)?;
+                }
+                StepSpec::InitAdminExec {
+                    service,
+                    argv,
+                    input,
+                    ..
+                } => {
+                    validate_service_name(&format!("{field}.init_admin_exec.service"), service)?;
+                    let field = format!("{field}.init_admin_exec");
+                    if argv.first().is_none_or(|a| a.is_empty()) {
+                        return Err(bad(format!("{field}.argv"), "needs a program"));
                     }
+                    if argv.iter().any(|a| a.contains('\0')) {
+                        return Err(bad(format!("{field}.argv"), "must not contain NUL"));
+                    }
+                    validate_claim_fields(def, &format!("{field}.input"), input)?;
                 }
             }
         }
@@ -252,6 +255,27 @@ pub(crate) fn validate_definition(def: &AppDefinition) -> Result<(), AppsError> 
     }
     if let Some(r) = &def.tls_resolver {
         validate_key("tls_resolver", r)?;
+    }
+    Ok(())
+}
+
+/// The fields of a first-run claim name only this app's secrets and well-formed settings.
+fn validate_claim_fields(
+    def: &AppDefinition,
+    field: &str,
+    fields: &std::collections::BTreeMap<String, BodyValue>,
+) -> Result<(), AppsError> {
+    for (key, value) in fields {
+        match value {
+            BodyValue::Secret(s) if def.secret(s).is_none() => {
+                return Err(bad(
+                    format!("{field}.{key}"),
+                    format!("{s:?} is not one of this app's `secrets`"),
+                ));
+            }
+            BodyValue::Setting { name, .. } => validate_key(&format!("{field}.{key}"), name)?,
+            _ => {}
+        }
     }
     Ok(())
 }

@@ -288,12 +288,16 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
             .position(|m| m.contains(needle))
             .unwrap_or_else(|| panic!("no {needle:?} in the job log: {messages:#?}"))
     };
-    let (closed, accepted, opened) = (
+    let (closed, accepted, by_command, opened) = (
         at("deploying stack claimable with its public routes closed"),
         at("first-run claim of claimable accepted (HTTP 200)"),
+        at("first-run claim of claimable done"),
         at("opening the public routes of claimable"),
     );
-    assert!(closed < accepted && accepted < opened, "{messages:#?}");
+    assert!(
+        closed < accepted && accepted < by_command && by_command < opened,
+        "{messages:#?}"
+    );
     // Docker keeps the spec before the last update: the service was created with its router
     // off, and only the update after the claim turned it on.
     let labels = demo
@@ -328,6 +332,13 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
         .unwrap();
     assert_eq!(owner["password"].as_str(), Some(password.trim()));
     assert_eq!(owner["email"], "admin@example.com");
+    // The console was claimed by a command in the container, its input on stdin.
+    let console: Value = serde_json::from_str(&in_task("cat /data/console")).unwrap();
+    let console_password = demo
+        .ok(&["secrets", "get", "app.claimable.console_password"], None)
+        .unwrap();
+    assert_eq!(console["password"].as_str(), Some(console_password.trim()));
+    assert_eq!(console["user"], "root");
     let second = in_task(
         "wget -S -O /dev/null --post-data={} http://127.0.0.1:8080/cgi-bin/setup 2>&1; true",
     );

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use livchat_apps::HttpRequestStep;
 use livchat_apps::first_run::{claim_accepted, claim_command, claim_status};
+use livchat_apps::{ExecClaimStep, HttpRequestStep};
 use livchat_remote::{ContainerPlatform, ServiceExec};
 use secrecy::{ExposeSecret, SecretBox};
 
@@ -87,6 +87,54 @@ pub(crate) async fn claim(
     Err(CoreError::Step {
         step: what,
         message: format!("the setup page did not answer ({last}); the public routes stay closed"),
+    })
+}
+
+/// Runs `step`'s claim command once, its JSON input on stdin. It runs after the health step,
+/// so the container is up; a command that fails is not retried, since a partial claim (an
+/// account made, the onboarding flag still set) must be looked at, not repeated.
+pub(crate) async fn claim_exec(
+    ctx: &JobContext,
+    platform: &dyn ContainerPlatform,
+    step: &ExecClaimStep,
+) -> Result<()> {
+    let what = format!("first-run claim of {}", step.stack);
+    ctx.info(format!(
+        "claiming the first-run page of {} with {:?} inside {}/{}, before any public route exists",
+        step.stack, step.argv, step.stack, step.service
+    ));
+    let out = platform
+        .exec_in_service(ServiceExec {
+            stack: step.stack.clone(),
+            service: step.service.clone(),
+            argv: step.argv.clone(),
+            stdin: Some(SecretBox::new(
+                step.stdin
+                    .expose_secret()
+                    .as_bytes()
+                    .to_vec()
+                    .into_boxed_slice(),
+            )),
+            user: None,
+            timeout: Duration::from_secs(step.timeout_secs.unwrap_or(300)),
+            cancel: ctx.cancel_token(),
+        })
+        .await
+        .map_err(|e| match e {
+            livchat_remote::PlatformError::Cancelled => CoreError::Cancelled,
+            other => CoreError::Platform(other.to_string()),
+        })?;
+    if out.success() {
+        ctx.info(format!("{what} done"));
+        return Ok(());
+    }
+    Err(CoreError::Step {
+        step: what,
+        message: format!(
+            "exit status {}: {}; the public routes stay closed. If an earlier attempt claimed it, the admin password is in the vault",
+            out.exit_status,
+            ctx.redact(&livchat_remote::setup::tail(&out.stderr, 5))
+        ),
     })
 }
 

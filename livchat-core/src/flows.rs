@@ -55,7 +55,7 @@ fn has_claim(stack: &RenderedStack) -> bool {
     stack
         .post_deploy
         .iter()
-        .any(|s| matches!(s, DeployStep::HttpRequest(_)))
+        .any(|s| matches!(s, DeployStep::HttpRequest(_) | DeployStep::ExecClaim(_)))
 }
 
 /// The stack to send: `compose` (the rendered text, or it with the routes closed) and the
@@ -1085,7 +1085,10 @@ impl Orchestrator {
                 DeployStep::HttpRequest(req) if claim => {
                     crate::first_run::claim(ctx, platform.as_ref(), req).await?;
                 }
-                DeployStep::HttpRequest(_) => {}
+                DeployStep::ExecClaim(step) if claim => {
+                    crate::first_run::claim_exec(ctx, platform.as_ref(), step).await?;
+                }
+                DeployStep::HttpRequest(_) | DeployStep::ExecClaim(_) => {}
             }
         }
         Ok(())
