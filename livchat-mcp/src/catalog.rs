@@ -164,28 +164,25 @@ pub fn input_schema(shape: &Shape) -> JsonObject {
 
 /// The envelope every tool answers with: `{result}` when it ran, `{plan, confirm_required}`
 /// when it only planned, and for job tools `log_tail` with the job's last log lines.
+///
+/// Output schemas are for validating `structuredContent`, not for the model, and every tool
+/// carries one, so they are cut to the top level of `result`: each of its fields keeps only
+/// its JSON type. The same job and plan structure repeated in six job tools would otherwise
+/// make most of `tools/list` (issue #15 keeps it under 40 KB).
 pub fn output_schema(shape: &Shape) -> JsonObject {
     let mut generator = generator(true);
     let result = (shape.info.output_schema)(&mut generator).to_value();
+    let defs = generator.take_definitions(true);
     let mut props = serde_json::Map::new();
-    props.insert("result".into(), result);
+    props.insert("result".into(), shallow(&result, &defs, 1));
     let mut one_of = vec![json!({"required": ["result"]})];
     if shape.plannable {
-        let plan = generator
-            .subschema_for::<livchat_core::ops::Plan>()
-            .to_value();
-        props.insert("plan".into(), plan);
-        props.insert(
-            "confirm_required".into(),
-            json!({"type": "boolean", "description": "The tool needs confirm: true to act."}),
-        );
+        props.insert("plan".into(), json!({"type": "object"}));
+        props.insert("confirm_required".into(), json!({"type": "boolean"}));
         one_of.push(json!({"required": ["plan"]}));
     }
     if shape.info.job {
-        let tail = generator
-            .subschema_for::<Vec<livchat_core::ops::LogLineView>>()
-            .to_value();
-        props.insert("log_tail".into(), tail);
+        props.insert("log_tail".into(), json!({"type": "array"}));
     }
     let mut root = JsonObject::new();
     root.insert("type".into(), json!("object"));
@@ -195,34 +192,78 @@ pub fn output_schema(shape: &Shape) -> JsonObject {
     } else {
         root.insert("required".into(), json!(["result"]));
     }
-    let defs = generator.take_definitions(true);
-    if !defs.is_empty() {
-        root.insert("$defs".into(), Value::Object(defs));
+    root
+}
+
+/// `schema` down to `depth` levels of object properties (or array items), `$ref`s resolved;
+/// below that, a schema is only its JSON type.
+fn shallow(schema: &Value, defs: &serde_json::Map<String, Value>, depth: usize) -> Value {
+    let schema = resolve(schema, defs);
+    let only_type = || match json_type(schema, defs) {
+        Some(t) => json!({ "type": t }),
+        None => json!({}),
+    };
+    if depth == 0 {
+        return only_type();
     }
-    // Output schemas are for validation, not for the model: their prose only costs tokens
-    // (tools/list must stay small).
-    let mut value = Value::Object(root);
-    strip_prose(&mut value);
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("built as an object above"),
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        let mut out = JsonObject::new();
+        out.insert("type".into(), json!("object"));
+        let props = props
+            .iter()
+            .map(|(k, v)| (k.clone(), shallow(v, defs, depth - 1)))
+            .collect();
+        out.insert("properties".into(), Value::Object(props));
+        if let Some(required) = schema.get("required") {
+            out.insert("required".into(), required.clone());
+        }
+        return Value::Object(out);
+    }
+    if let Some(items) = schema.get("items") {
+        return json!({"type": "array", "items": shallow(items, defs, depth - 1)});
+    }
+    only_type()
+}
+
+fn resolve<'a>(schema: &'a Value, defs: &'a serde_json::Map<String, Value>) -> &'a Value {
+    let name = schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"));
+    match name.and_then(|n| defs.get(n)) {
+        Some(def) => resolve(def, defs),
+        None => schema,
     }
 }
 
-fn strip_prose(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            // Only schema keywords: a property *named* description stays (it sits under
-            // `properties`, whose values are schemas, not strings).
-            if map.get("description").is_some_and(Value::is_string) {
-                map.remove("description");
-            }
-            if map.get("title").is_some_and(Value::is_string) {
-                map.remove("title");
-            }
-            map.values_mut().for_each(strip_prose);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_prose),
-        _ => {}
+/// The JSON type(s) a schema allows: its `type`, or the union of its alternatives' types
+/// (`Option<T>` is `anyOf [T, null]`; enums are `oneOf` of typed constants). `None` when it
+/// cannot tell, and then the field is left unconstrained.
+fn json_type(schema: &Value, defs: &serde_json::Map<String, Value>) -> Option<Value> {
+    let schema = resolve(schema, defs);
+    if let Some(t) = schema.get("type") {
+        return Some(t.clone());
     }
+    let alternatives = ["oneOf", "anyOf"]
+        .iter()
+        .find_map(|k| schema.get(*k).and_then(Value::as_array))?;
+    let mut types = std::collections::BTreeSet::new();
+    for alternative in alternatives {
+        match json_type(alternative, defs)? {
+            Value::String(t) => {
+                types.insert(t);
+            }
+            Value::Array(ts) => {
+                for t in ts {
+                    types.insert(t.as_str()?.to_owned());
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(match types.len() {
+        0 => return None,
+        1 => json!(types.pop_first()),
+        _ => json!(types),
+    })
 }
