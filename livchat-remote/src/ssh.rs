@@ -21,7 +21,9 @@
 //!   closing a channel does not stop a quiet process, so every command line starts with
 //!   `printf "LIVCHAT_PID=%s\n" "$$" >&2; exec`, which reports the pid as the first stderr line
 //!   (stripped from the output) before `sh` becomes the command; an abort runs
-//!   `kill -KILL -PGID` for that pid's process group on a second channel. After the exit
+//!   `kill -KILL -PGID` for that pid's process group on a second channel, then kills every
+//!   process whose environment holds the command's random `LIVCHAT_RUN` marker (exported
+//!   first by the same line), which catches what moved to a session of its own. After the exit
 //!   status, output is read until the channel closes.
 //! - Output is bounded (see [`crate::capture`]): each stream keeps its first and last 8 MiB
 //!   with a marker where it was cut, and a line callback gets lines of at most 64 KiB.
@@ -383,13 +385,26 @@ fn signal_exit_status(signal: &Sig) -> u32 {
 }
 
 /// Reports the pid as the first stderr line, then becomes the command (see the module docs).
-/// `$$` is the pid of the `sh` that runs this, which `exec` turns into the command.
-const PID_PREFIX: &str = r#"printf "LIVCHAT_PID=%s\n" "$$" >&2; exec "#;
+/// `$$` is the pid of the `sh` that runs this, which `exec` turns into the command. Before
+/// that it exports the command's marker (`LIVCHAT_RUN`, a random value per command), which
+/// every process it starts inherits, whatever process group or session it moves to.
+fn pid_prefix(marker: &str) -> String {
+    format!(
+        r#"LIVCHAT_RUN={marker}; export LIVCHAT_RUN; printf "LIVCHAT_PID=%s\n" "$$" >&2; exec "#
+    )
+}
 
-/// Kills the process group of the pid in `$1` (the wrapper's, which is the command's).
+/// Kills the process group of the pid in `$1` (the wrapper's, which is the command's), then
+/// every process whose environment holds `$2` (`LIVCHAT_RUN=marker`): what left the group,
+/// as dpkg under apt-get does with a session of its own.
 const KILL_GROUP: &str = r#"pgid=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f3)
 if [ -n "$pgid" ] && [ "$pgid" -gt 1 ]; then kill -KILL "-$pgid" 2>/dev/null; fi
 kill -KILL "$1" 2>/dev/null
+for f in /proc/[0-9]*/environ; do
+  if grep -qzx -- "$2" "$f" 2>/dev/null; then
+    p=${f#/proc/}; kill -KILL "${p%/environ}" 2>/dev/null
+  fi
+done
 exit 0
 "#;
 
@@ -441,11 +456,14 @@ impl SshExecutor {
             .map_err(|e| self.lost(format!("could not open a channel: {e}")))
     }
 
+    /// Runs `line`; on a timeout or cancel, kills what it started (`marker`: the command's
+    /// `LIVCHAT_RUN` value; `None` for the kill command itself).
     async fn run(
         &self,
         line: String,
         options: ExecOptions,
         deadline: Instant,
+        marker: Option<&str>,
     ) -> Result<ExecOutput, RemoteError> {
         let ExecOptions {
             stdin,
@@ -535,7 +553,9 @@ impl SshExecutor {
                     None => break,
                 },
                 a = &mut abort => {
-                    self.kill_remote(&mut read, &mut pid_line).await;
+                    if let Some(marker) = marker {
+                        self.kill_remote(&mut read, &mut pid_line, marker).await;
+                    }
                     let _ = write.close().await;
                     return Err(to_error(a));
                 }
@@ -560,7 +580,12 @@ impl SshExecutor {
 
     /// Kills an aborted command's process group through a second channel. When its pid has
     /// not arrived yet, waits for it briefly: the command may be starting.
-    async fn kill_remote(&self, read: &mut russh::ChannelReadHalf, pid_line: &mut PidLine) {
+    async fn kill_remote(
+        &self,
+        read: &mut russh::ChannelReadHalf,
+        pid_line: &mut PidLine,
+        marker: &str,
+    ) {
         let wait_for_pid = async {
             while pid_line.pid.is_none() && !pid_line.done {
                 match read.wait().await {
@@ -574,7 +599,12 @@ impl SshExecutor {
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), wait_for_pid).await;
         let Some(pid) = pid_line.pid else { return };
-        let kill = Command::new("sh").args(["-s", "--", &pid.to_string()]);
+        let kill = Command::new("sh").args([
+            "-s".to_string(),
+            "--".into(),
+            pid.to_string(),
+            format!("LIVCHAT_RUN={marker}"),
+        ]);
         let Ok(line) = quote_command(&kill) else {
             return;
         };
@@ -590,6 +620,7 @@ impl SshExecutor {
                 ..Default::default()
             },
             Instant::now() + Duration::from_secs(10),
+            None,
         ));
         if let Err(e) = killed.await {
             tracing::warn!(server = %self.server, "could not kill an aborted command: {e}");
@@ -644,10 +675,12 @@ impl RemoteExecutor for SshExecutor {
         let line = quote_command(command)?;
         let deadline = Instant::now() + options.timeout;
         tracing::debug!(server = %self.server, command = %line, "exec");
+        let marker = format!("{:016x}", rand::random::<u64>());
         self.run(
-            for_any_login_shell(&format!("{PID_PREFIX}{line}")),
+            for_any_login_shell(&format!("{}{line}", pid_prefix(&marker))),
             options,
             deadline,
+            Some(&marker),
         )
         .await
     }

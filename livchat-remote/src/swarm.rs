@@ -25,7 +25,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::{Command, NameKind, validate_name};
-use crate::executor::{ExecOptions, ExecOutput, RemoteExecutor};
+use crate::executor::{ExecOptions, ExecOutput, RemoteError, RemoteExecutor};
 use crate::platform::{
     ContainerPlatform, NetworkSpec, PlatformError, SecretDelivery, ServiceExec, ServiceMode,
     ServiceStatus, StackSecret, StackSpec, StackStatus, UpdateState, UpdateStatus, WaitOptions,
@@ -473,14 +473,37 @@ impl ContainerPlatform for SwarmOverSsh {
         let container = self
             .running_container(stack.as_str(), service.as_str())
             .await?;
+        // Killing the `docker exec` client does not stop what it started in the container
+        // (moby#9098), so the command carries a marker in its environment, inherited by its
+        // children, by which a cancel or timeout finds and kills it from the host.
+        let marker = format!("{:016x}", rand::random::<u64>());
         let cmd = commands::exec(
             &container,
             user.as_ref().map(|u| u.as_str()),
             exec.stdin.is_some(),
+            &marker,
             &exec.argv,
         );
-        self.run(&cmd, exec.stdin, Some(exec.timeout), Some(exec.cancel))
-            .await
+        let result = self
+            .run(&cmd, exec.stdin, Some(exec.timeout), Some(exec.cancel))
+            .await;
+        if let Err(PlatformError::Remote(RemoteError::Cancelled | RemoteError::Timeout(_))) =
+            &result
+        {
+            let kill = commands::kill_marked(&marker);
+            match self
+                .run(&kill, None, Some(Duration::from_secs(30)), None)
+                .await
+            {
+                Ok(out) if out.success() => {}
+                Ok(out) => tracing::warn!(
+                    "could not stop an aborted exec in {container}: {}",
+                    command_failed(&kill, &out)
+                ),
+                Err(e) => tracing::warn!("could not stop an aborted exec in {container}: {e}"),
+            }
+        }
+        result
     }
 
     async fn service_logs(
@@ -628,7 +651,17 @@ pub mod commands {
         ])
     }
 
-    pub fn exec(container: &str, user: Option<&str>, stdin: bool, argv: &[String]) -> Command {
+    /// The environment variable that marks a command started by `docker exec` (see
+    /// [`kill_marked`]).
+    pub const EXEC_MARKER: &str = "LIVCHAT_EXEC";
+
+    pub fn exec(
+        container: &str,
+        user: Option<&str>,
+        stdin: bool,
+        marker: &str,
+        argv: &[String],
+    ) -> Command {
         let mut cmd = docker().arg("exec");
         if stdin {
             cmd = cmd.arg("-i");
@@ -636,7 +669,23 @@ pub mod commands {
         if let Some(user) = user {
             cmd = cmd.args(["--user", user]);
         }
-        cmd.arg(container).args(argv.iter().cloned())
+        cmd.args(["--env".to_string(), format!("{EXEC_MARKER}={marker}")])
+            .arg(container)
+            .args(argv.iter().cloned())
+    }
+
+    /// Kills, from the host, every process whose environment holds `marker` (a command
+    /// [`exec`] started, and its children): the host sees the containers' processes.
+    pub fn kill_marked(marker: &str) -> Command {
+        const SCRIPT: &str = r#"for f in /proc/[0-9]*/environ; do
+  if grep -qzx -- "$1" "$f" 2>/dev/null; then
+    p=${f#/proc/}; kill -KILL "${p%/environ}" 2>/dev/null
+  fi
+done
+exit 0"#;
+        Command::new("sh")
+            .args(["-c", SCRIPT, "livchat-kill"])
+            .arg(format!("{EXEC_MARKER}={marker}"))
     }
 
     pub fn service_logs(full_service: &str, tail: usize) -> Command {
@@ -1100,9 +1149,10 @@ mod tests {
                     "abc123",
                     Some("postgres"),
                     true,
+                    "00ff",
                     &["psql".into(), "-v".into(), "ON_ERROR_STOP=1".into()],
                 ),
-                "docker exec -i --user postgres abc123 psql -v ON_ERROR_STOP=1",
+                "docker exec -i --user postgres --env LIVCHAT_EXEC=00ff abc123 psql -v ON_ERROR_STOP=1",
             ),
             (
                 commands::service_logs("app_db", 50),

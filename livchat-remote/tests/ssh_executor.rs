@@ -391,6 +391,48 @@ async fn cancellation_aborts_a_running_sleep_and_kills_it() {
     assert_eq!(out.stdout, b"ok\n");
 }
 
+/// Issue #12: what a command starts in a session of its own (dpkg under apt-get) leaves its
+/// process group, so a group kill alone would leave it running after a cancel.
+#[tokio::test]
+async fn cancellation_also_kills_what_the_command_moved_to_a_session_of_its_own() {
+    let Some(sshd) = Sshd::start() else { return };
+    let exec = connect(&sshd).await;
+    let (own, child) = (
+        format!("100.{}3", std::process::id()),
+        format!("100.{}4", std::process::id()),
+    );
+    let needles = [format!("sleep\0{own}"), format!("sleep\0{child}")];
+    let cancel = CancellationToken::new();
+    let running = {
+        let exec = exec.clone();
+        let cancel = cancel.clone();
+        let line = format!("setsid sleep {child} & sleep {own}");
+        tokio::spawn(async move {
+            exec.exec(
+                &sh(&line),
+                ExecOptions {
+                    cancel,
+                    ..opts(120)
+                },
+            )
+            .await
+        })
+    };
+    for _ in 0..250 {
+        if needles.iter().all(|n| in_any_cmdline(n.as_bytes())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(needles.iter().all(|n| in_any_cmdline(n.as_bytes())));
+    cancel.cancel();
+    let err = running.await.unwrap().unwrap_err();
+    assert!(matches!(err, RemoteError::Cancelled), "{err}");
+    for needle in &needles {
+        wait_gone(needle.as_bytes()).await;
+    }
+}
+
 #[tokio::test]
 async fn a_quiet_command_outlives_the_keepalive_interval() {
     let Some(sshd) = Sshd::start() else { return };

@@ -465,3 +465,99 @@ async fn a_crashing_redeploy_fails_and_rolls_back_and_the_fixed_version_then_com
     assert_eq!(serving_version(&platform).await, "3");
     platform.remove_stack("redeploy").await.unwrap();
 }
+
+/// The processes of the `execkill` stack's task, as busybox `ps` lists them.
+async fn task_processes(platform: &livchat_remote::SwarmOverSsh) -> String {
+    let out = platform
+        .exec_in_service(ServiceExec {
+            stack: "execkill".into(),
+            service: "app".into(),
+            argv: vec!["ps".into()],
+            stdin: None,
+            user: None,
+            timeout: Duration::from_secs(30),
+            cancel: CancellationToken::new(),
+        })
+        .await
+        .expect("a running task");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue #12: killing the `docker exec` client leaves its command running in the container,
+/// so a cancelled or timed-out step would go on working on the server. Both must stop it,
+/// children included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_or_timed_out_exec_leaves_no_process_in_the_container() {
+    let Some(rig) = rig().await else { return };
+    let Some(busybox) = image(rig.engine, fixtures::images::busybox).await else {
+        return;
+    };
+    let platform = rig.platform();
+    let spec = StackSpec {
+        name: "execkill".into(),
+        compose_yaml: format!(
+            r#"version: "3.8"
+services:
+  app:
+    image: {busybox}
+    command: ["sh", "-c", "exec sleep 3600"]
+    stop_grace_period: 1s
+    deploy:
+      endpoint_mode: dnsrr
+"#
+        ),
+        secrets: Vec::new(),
+    };
+    platform.deploy_stack(&spec).await.unwrap();
+    platform
+        .wait_healthy("execkill", patient(Duration::from_secs(120)))
+        .await
+        .expect("the stack is healthy");
+    let exec = |argv: &str, timeout: u64, cancel: CancellationToken| ServiceExec {
+        stack: "execkill".into(),
+        service: "app".into(),
+        argv: ["sh", "-c", argv].map(String::from).to_vec(),
+        stdin: None,
+        user: None,
+        timeout: Duration::from_secs(timeout),
+        cancel,
+    };
+
+    // Cancelled once the command and its child run.
+    let cancel = CancellationToken::new();
+    let running = {
+        let platform = rig.platform();
+        let exec = exec("sleep 603 & sleep 601; wait", 300, cancel.clone());
+        tokio::spawn(async move { platform.exec_in_service(exec).await })
+    };
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = task_processes(&platform).await;
+        if seen.contains("sleep 601") && seen.contains("sleep 603") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen.contains("sleep 601"), "the command never ran: {seen}");
+    cancel.cancel();
+    let err = running.await.unwrap().expect_err("a cancelled exec fails");
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    let left = task_processes(&platform).await;
+    assert!(
+        !left.contains("sleep 601") && !left.contains("sleep 603"),
+        "the cancelled command still runs in the container: {left}"
+    );
+
+    // Timed out.
+    let err = platform
+        .exec_in_service(exec("sleep 602", 2, CancellationToken::new()))
+        .await
+        .expect_err("the exec times out");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    let left = task_processes(&platform).await;
+    assert!(
+        !left.contains("sleep 602"),
+        "the timed-out command still runs in the container: {left}"
+    );
+    platform.remove_stack("execkill").await.unwrap();
+}
