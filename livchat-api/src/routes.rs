@@ -119,6 +119,9 @@ pub fn routes() -> Vec<Route> {
         quick::<AppShow>(M::GET, "/api/apps/{app}"),
         quick::<AppRender>(M::POST, "/api/apps/{app}/render"),
         quick::<AppDeployed>(M::GET, "/api/servers/{server}/apps"),
+        // `/apps/status` would shadow an app named `status` in `/apps/{app}`.
+        quick::<AppStatus>(M::GET, "/api/servers/{server}/status"),
+        quick::<AppLogs>(M::GET, "/api/servers/{server}/apps/{app}/logs"),
         job::<AppDeploy>(M::POST, "/api/servers/{server}/apps"),
         job::<AppUndeploy>(M::DELETE, "/api/servers/{server}/apps/{app}"),
         quick::<JobList>(M::GET, "/api/jobs"),

@@ -155,6 +155,30 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_on_disk_changes() {
         ("GET", "/api/servers?verbose=true", None, "verbose"),
         ("GET", "/api/provider/prices", None, "kind"),
         ("DELETE", "/api/servers/web-1?force=perhaps", None, "force"),
+        (
+            "GET",
+            "/api/servers/web-1/apps/n8n/logs?tail=0",
+            None,
+            "tail",
+        ),
+        (
+            "GET",
+            "/api/servers/web-1/apps/n8n/logs?tail=10001",
+            None,
+            "tail",
+        ),
+        (
+            "GET",
+            "/api/servers/web-1/apps/n8n/logs?service=db%3Brm%20-rf%20%2F",
+            None,
+            "service",
+        ),
+        (
+            "GET",
+            "/api/servers/web-1/apps/n8n/logs?follow=true",
+            None,
+            "follow",
+        ),
     ];
     for (method, path, body, field) in &cases {
         let mut request = http

@@ -16,14 +16,14 @@ use tera::Tera;
 
 use crate::AppsError;
 use crate::definition::{
-    AppDefinition, BodyValue, Category, Dependency, ParameterKind, ProvidedKind, StepSpec,
-    TemplateSource,
+    AppDefinition, BodyValue, Category, Dependency, ParameterKind, ProvidedKind, SecretSpec,
+    StepSpec, TemplateSource,
 };
 use crate::names;
 use crate::postgres::CreateDatabase;
 use crate::render::{
-    self, DeployStep, DockerSecret, ExecClaimStep, HttpRequestStep, PreviewRequest, PreviewStack,
-    Redactions, RenderContext, RenderedStack,
+    self, DeployStep, DockerSecret, ExecClaimStep, HttpRequestStep, OwnInstance, PreviewRequest,
+    PreviewStack, Redactions, RenderContext, RenderedStack,
 };
 use crate::resolver;
 use crate::secrets::{self, AppSecrets, SecretRef, SecretsByApp};
@@ -161,6 +161,8 @@ impl Catalog {
             );
         }
 
+        declare_own_instance_secrets(&mut entries)?;
+
         let mut tera = Tera::default();
         tera.autoescape_on(vec![".yml"]);
         tera.set_escape_fn(crate::escape::yaml_scalar);
@@ -215,6 +217,15 @@ impl Catalog {
     fn validate_cross_references(&self) -> Result<(), AppsError> {
         for entry in self.entries.values() {
             let def = &entry.definition;
+            if runs_per_dependent(def) && !def.dependencies.is_empty() {
+                // Its instances live in their dependents' stacks, where nothing would deploy
+                // what it needs.
+                return Err(AppsError::InvalidDefinition {
+                    origin: origin_of(entry),
+                    field: "dependencies".into(),
+                    message: "a `redis` provider runs inside each dependent's stack, so it can have no dependencies".into(),
+                });
+            }
             for dep in &def.dependencies {
                 // A dependency without a definition is reported by the resolver, naming it,
                 // when someone installs this app.
@@ -227,21 +238,43 @@ impl Catalog {
                     message,
                 };
                 match provider.provides.as_ref().map(|p| p.kind) {
-                    Some(ProvidedKind::Postgres) if dep.database.is_none() => {
-                        return Err(bad(
-                            "a postgres dependency needs `database` (name, user, password_secret)"
-                                .into(),
-                        ));
+                    Some(kind) if kind.per_app_credentials() && dep.database.is_none() => {
+                        return Err(bad(format!(
+                            "a {} dependency needs `database` (name, user, password_secret)",
+                            kind.as_str()
+                        )));
                     }
                     Some(ProvidedKind::Redis) if dep.database.is_some() => {
                         return Err(bad(
                             "a redis dependency takes `redis_db`, not `database`".into()
                         ));
                     }
-                    Some(ProvidedKind::Postgres) if dep.redis_db.is_some() => {
-                        return Err(bad(
-                            "a postgres dependency takes `database`, not `redis_db`".into(),
-                        ));
+                    Some(kind) if kind.per_app_credentials() && dep.redis_db.is_some() => {
+                        return Err(bad(format!(
+                            "a {} dependency takes `database`, not `redis_db`",
+                            kind.as_str()
+                        )));
+                    }
+                    Some(kind) if kind.per_app_credentials() => {
+                        let db = dep.database.as_ref().expect("checked above");
+                        let spec = CreateDatabase {
+                            kind,
+                            database: db.name.clone(),
+                            user: db.user.clone(),
+                            extensions: db.extensions.clone(),
+                        };
+                        // The kind's own rules (bucket names, name lengths, extensions only
+                        // for postgres), checked at load rather than at the first deploy.
+                        crate::credentials::drop_database_command(&spec).map_err(|e| {
+                            bad(format!("`database` for a {} provider: {e}", kind.as_str()))
+                        })?;
+                        if crate::credentials::is_server_account(kind, &db.user) {
+                            return Err(bad(format!(
+                                "`database.user` {:?} is an account of the {} server itself; each app gets its own least-privilege user",
+                                db.user,
+                                kind.as_str()
+                            )));
+                        }
                     }
                     None if dep.database.is_some() || dep.redis_db.is_some() => {
                         return Err(bad(format!(
@@ -313,9 +346,15 @@ impl Catalog {
 
     /// Direct requirements of `app`: its dependencies plus, for every app that is not
     /// infrastructure, the `required_by_all` apps. `None` if `app` is unknown.
+    /// A dependency on a `redis` provider is not a requirement: the app runs its own instance.
     pub fn requirements_of(&self, app: &str) -> Option<Vec<String>> {
         let def = self.get(app)?;
-        let mut reqs: Vec<String> = def.dependencies.iter().map(|d| d.app.clone()).collect();
+        let mut reqs: Vec<String> = def
+            .dependencies
+            .iter()
+            .filter(|d| self.own_instance_of(d).is_none())
+            .map(|d| d.app.clone())
+            .collect();
         if def.category != Category::Infrastructure {
             for r in self.required_by_all() {
                 if !reqs.contains(&r) {
@@ -378,8 +417,14 @@ impl Catalog {
         })
     }
 
-    /// The secrets a render of `app` needs: its own, and the shared ones of its providers
-    /// (Redis's password). Load these from the vault and pass them to [`Catalog::render`].
+    /// The provider of `dep` when the dependent runs its own instance of it (a `redis` provider).
+    fn own_instance_of(&self, dep: &Dependency) -> Option<&AppDefinition> {
+        self.get(&dep.app).filter(|p| runs_per_dependent(p))
+    }
+
+    /// The secrets a render of `app` needs: its own (including those of the Redis it runs,
+    /// `redis_password`), and the shared ones of the providers it uses. Load these from the
+    /// vault and pass them to [`Catalog::render`].
     pub fn secrets_needed(&self, app: &str) -> Result<Vec<SecretRef>, AppsError> {
         let def = self.require(app)?;
         let mut refs: Vec<SecretRef> = def
@@ -394,6 +439,9 @@ impl Catalog {
                     app: app.to_string(),
                     dependency: dep.app.clone(),
                 })?;
+            if runs_per_dependent(provider) {
+                continue;
+            }
             if let Some(secret) = provider
                 .provides
                 .as_ref()
@@ -464,53 +512,26 @@ impl Catalog {
             }
         }
 
-        let mut images = Map::new();
-        for (key, image) in &def.images {
-            images.insert(
-                key.clone(),
-                Json::String(override_image(image, &ctx.options.images)?),
-            );
-        }
-        let mut domains = Map::new();
-        for extra in &def.additional_dns {
-            domains.insert(extra.key.clone(), Json::String(ctx.dns.fqdn(&extra.prefix)));
-        }
-        let mut context = json!({
-            "app": app,
-            "stack": app,
-            "version": def.version,
-            "server": { "name": ctx.server.name, "address": ctx.server.address },
-            "zone": ctx.dns.zone,
-            "domains": domains,
-            "network": ctx.options.network,
-            "images": images,
-            "env": def.environment,
-            "params": params,
-            "settings": ctx.settings,
-            "secrets": secret_values,
-            "docker_secrets": docker_by_key,
-            "deps": deps,
-        });
-        if let Some(prefix) = &def.dns_prefix {
-            context["domain"] = Json::String(ctx.dns.fqdn(prefix));
-        }
-        if let Some(r) = &self.tls_resolver {
-            context["tls_resolver"] = Json::String(r.clone());
-        }
-        let tera_ctx = tera::Context::from_value(context).map_err(|e| AppsError::Template {
-            app: app.to_string(),
-            message: tera_message(&e),
-        })?;
-        let text = self
-            .tera
-            .render(&template_name(app), &tera_ctx)
-            .map_err(|e| AppsError::Template {
-                app: app.to_string(),
-                message: tera_message(&e),
-            })?;
+        let context = self.template_context(
+            def,
+            app,
+            ctx,
+            &params,
+            TemplateSecrets {
+                values: secret_values,
+                docker_names: docker_by_key,
+            },
+            deps,
+        )?;
+        let mut doc = self.render_document(app, &context)?;
 
-        let mut doc = render::parse_stack(app, &text)?;
-        self.refuse_values_in_shell_strings(app, &doc, &tera_ctx)?;
+        let mut own_instances = Vec::new();
+        for dep in &def.dependencies {
+            if let Some(provider) = self.own_instance_of(dep) {
+                own_instances.push(self.add_own_instance(def, provider, ctx, own, &mut doc)?);
+            }
+        }
+
         render::apply_endpoint_mode(app, &mut doc, ctx.options.endpoint_mode)?;
         render::validate_stack(app, &doc)?;
         let docker_secrets = collect_docker_secrets(app, &doc, &docker_names)?;
@@ -533,7 +554,140 @@ impl Catalog {
             post_deploy,
             dns_names: def.dns_names(&ctx.dns),
             health_check: def.health_check.clone(),
+            own_instances,
         })
+    }
+
+    /// The tera context of `def`'s template, rendered into stack `stack`.
+    fn template_context(
+        &self,
+        def: &AppDefinition,
+        stack: &str,
+        ctx: &RenderContext,
+        params: &BTreeMap<String, String>,
+        secrets: TemplateSecrets,
+        deps: Map<String, Json>,
+    ) -> Result<tera::Context, AppsError> {
+        let mut images = Map::new();
+        for (key, image) in &def.images {
+            images.insert(
+                key.clone(),
+                Json::String(override_image(image, &ctx.options.images)?),
+            );
+        }
+        let mut domains = Map::new();
+        for extra in &def.additional_dns {
+            domains.insert(extra.key.clone(), Json::String(ctx.dns.fqdn(&extra.prefix)));
+        }
+        let mut context = json!({
+            "app": def.name,
+            "stack": stack,
+            "version": def.version,
+            "server": { "name": ctx.server.name, "address": ctx.server.address },
+            "zone": ctx.dns.zone,
+            "domains": domains,
+            "network": ctx.options.network,
+            "images": images,
+            "env": def.environment,
+            "params": params,
+            "settings": ctx.settings,
+            "secrets": secrets.values,
+            "docker_secrets": secrets.docker_names,
+            "deps": deps,
+        });
+        if let Some(prefix) = &def.dns_prefix {
+            context["domain"] = Json::String(ctx.dns.fqdn(prefix));
+        }
+        if let Some(r) = &self.tls_resolver {
+            context["tls_resolver"] = Json::String(r.clone());
+        }
+        tera::Context::from_value(context).map_err(|e| AppsError::Template {
+            app: def.name.clone(),
+            message: tera_message(&e),
+        })
+    }
+
+    /// Renders `template_app`'s template with `context` into a checked stack document.
+    fn render_document(
+        &self,
+        template_app: &str,
+        context: &tera::Context,
+    ) -> Result<serde_yaml::Mapping, AppsError> {
+        let text = self
+            .tera
+            .render(&template_name(template_app), context)
+            .map_err(|e| AppsError::Template {
+                app: template_app.to_string(),
+                message: tera_message(&e),
+            })?;
+        let doc = render::parse_stack(template_app, &text)?;
+        self.refuse_values_in_shell_strings(template_app, &doc, context)?;
+        Ok(doc)
+    }
+
+    /// Renders `provider`'s template into `dependent`'s stack (`doc`) as the dependent's own
+    /// instance: the template's `stack` is the dependent's, and its `secrets.<s>` /
+    /// `docker_secrets.<s>` are the dependent's `<provider>_<s>` secrets, so the instance's
+    /// password is the dependent's alone and goes away with the dependent's data.
+    fn add_own_instance(
+        &self,
+        dependent: &AppDefinition,
+        provider: &AppDefinition,
+        ctx: &RenderContext,
+        own: Option<&AppSecrets>,
+        doc: &mut serde_yaml::Mapping,
+    ) -> Result<OwnInstance, AppsError> {
+        let app = dependent.name.as_str();
+        let mut values = Map::new();
+        let mut docker_names = Map::new();
+        let mut refs = Vec::new();
+        for spec in &provider.secrets {
+            let name = own_instance_secret(&provider.name, &spec.name);
+            let value = own
+                .and_then(|s| s.get(&name))
+                .ok_or_else(|| AppsError::MissingSecret {
+                    app: app.to_string(),
+                    secret: name.clone(),
+                })?;
+            let r = SecretRef::new(app, &name);
+            values.insert(
+                spec.name.clone(),
+                Json::String(value.expose_secret().to_string()),
+            );
+            docker_names.insert(spec.name.clone(), Json::String(r.docker_secret_name()));
+            refs.push(r);
+        }
+        let params = resolve_params(provider, &BTreeMap::new())?;
+        let context = self.template_context(
+            provider,
+            app,
+            ctx,
+            &params,
+            TemplateSecrets {
+                values,
+                docker_names,
+            },
+            Map::new(),
+        )?;
+        let part = self.render_document(&provider.name, &context)?;
+        let keys = |section: &str| -> Vec<String> {
+            part.get(section)
+                .and_then(|v| v.as_mapping())
+                .map(|m| {
+                    m.keys()
+                        .filter_map(|k| k.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let instance = OwnInstance {
+            provider: provider.name.clone(),
+            services: keys("services"),
+            volumes: keys("volumes"),
+            secrets: refs,
+        };
+        merge_own_instance(app, &provider.name, doc, part)?;
+        Ok(instance)
     }
 
     /// Refuses a render that puts a printed value into a string a shell in the container parses
@@ -586,24 +740,41 @@ impl Catalog {
             })?;
         let mut out = Map::new();
         let mut extra = Vec::new();
-        out.insert("stack".into(), Json::String(dep.app.clone()));
+        // The app's own instance of a `redis` provider lives in the app's stack, with the app's
+        // own copy of the password; other providers run in their own stack.
+        let per_dependent = runs_per_dependent(provider);
+        let stack = if per_dependent { app } else { dep.app.as_str() };
+        out.insert("stack".into(), Json::String(stack.to_string()));
         if let Some(p) = &provider.provides {
             out.insert("service".into(), Json::String(p.service.clone()));
-            // Swarm resolves `<stack>_<service>` on every network the service joins.
+            // Swarm resolves `<stack>_<service>` on every network the service joins. Never the
+            // bare service name: every stack shares one overlay network, where `redis` would
+            // resolve to several apps' instances.
             out.insert(
                 "host".into(),
-                Json::String(format!("{}_{}", dep.app, p.service)),
+                Json::String(format!("{stack}_{}", p.service)),
             );
             out.insert("port".into(), Json::from(p.port));
             if let Some(secret) = &p.password_secret {
-                let value = secrets
-                    .get(&dep.app)
-                    .and_then(|s| s.get(secret))
-                    .ok_or_else(|| AppsError::MissingSecret {
-                        app: dep.app.clone(),
-                        secret: secret.clone(),
-                    })?;
-                let r = SecretRef::new(&dep.app, secret);
+                let (r, value) = if per_dependent {
+                    let name = own_instance_secret(&dep.app, secret);
+                    let value =
+                        own.and_then(|s| s.get(&name))
+                            .ok_or_else(|| AppsError::MissingSecret {
+                                app: app.to_string(),
+                                secret: name.clone(),
+                            })?;
+                    (SecretRef::new(app, &name), value)
+                } else {
+                    let value = secrets
+                        .get(&dep.app)
+                        .and_then(|s| s.get(secret))
+                        .ok_or_else(|| AppsError::MissingSecret {
+                            app: dep.app.clone(),
+                            secret: secret.clone(),
+                        })?;
+                    (SecretRef::new(&dep.app, secret), value)
+                };
                 out.insert(
                     "password".into(),
                     Json::String(value.expose_secret().to_string()),
@@ -612,7 +783,10 @@ impl Catalog {
                     "password_docker_secret".into(),
                     Json::String(r.docker_secret_name()),
                 );
-                extra.push((r, value.clone()));
+                // The app's own secrets are redacted and delivered with the others already.
+                if !per_dependent {
+                    extra.push((r, value.clone()));
+                }
             }
         }
         if let Some(db) = &dep.database {
@@ -634,7 +808,7 @@ impl Catalog {
                 Json::String(r.docker_secret_name()),
             );
         }
-        if let Some(index) = dep.redis_db {
+        if let Some(index) = dep.redis_db.or(per_dependent.then_some(0)) {
             out.insert("db_index".into(), Json::from(index));
         }
         Ok((Json::Object(out), extra))
@@ -659,7 +833,7 @@ impl Catalog {
                             origin: app.to_string(),
                             field: "create_database.dependency".into(),
                             message: format!(
-                                "`{dependency}` is not a postgres dependency of this app"
+                                "`{dependency}` is not a dependency of this app with `database`"
                             ),
                         });
                     };
@@ -667,6 +841,7 @@ impl Catalog {
                         stack: dependency.clone(),
                         service: provider.service.clone(),
                         spec: CreateDatabase {
+                            kind: provider.kind,
                             database: db.name.clone(),
                             user: db.user.clone(),
                             extensions: db.extensions.clone(),
@@ -884,6 +1059,7 @@ fn collect_docker_secrets(
     let Some(serde_yaml::Value::Mapping(declared)) = doc.get("secrets") else {
         return Ok(out);
     };
+    let mut seen = BTreeSet::new();
     for (key, spec) in declared {
         let key = key.as_str().unwrap_or("?");
         let name = spec.get("name").and_then(|v| v.as_str());
@@ -896,6 +1072,11 @@ fn collect_docker_secrets(
                 )],
             });
         };
+        // Two keys may name one Docker secret (the app's and its own Redis's key for the
+        // Redis password): it is created once.
+        if !seen.insert(r.docker_secret_name()) {
+            continue;
+        }
         out.push(DockerSecret {
             name: r.docker_secret_name(),
             secret: r.clone(),
@@ -957,6 +1138,129 @@ fn lint_template(text: &str) -> Result<(), String> {
             return Err(format!(
                 "`{tag}` blocks are not allowed: they bypass YAML escaping"
             ));
+        }
+    }
+    Ok(())
+}
+
+/// What a template sees of its app's secrets: values (`secrets.<name>`) and Swarm secret
+/// names (`docker_secrets.<name>`).
+struct TemplateSecrets {
+    values: Map<String, Json>,
+    docker_names: Map<String, Json>,
+}
+
+/// Whether dependents run their own instance of `def` instead of sharing one (a `redis`
+/// provider; see [`ProvidedKind::Redis`]).
+fn runs_per_dependent(def: &AppDefinition) -> bool {
+    def.provides
+        .as_ref()
+        .is_some_and(|p| p.kind == ProvidedKind::Redis)
+}
+
+/// The dependent's own copy of `provider`'s secret `secret`: `redis_password`.
+pub(crate) fn own_instance_secret(provider: &str, secret: &str) -> String {
+    format!("{}_{secret}", provider.replace('-', "_"))
+}
+
+/// Declares, in every app that depends on a `redis` provider, its own copy of each of the
+/// provider's secrets (`<provider>_<secret>`, same length and alphabet). As the app's own
+/// secrets they are generated, stored (`app.<app>.redis_password`), delivered as Docker
+/// secrets and deleted with `--delete-data` like any other, with no special case in callers.
+fn declare_own_instance_secrets(
+    entries: &mut BTreeMap<String, (CatalogEntry, String)>,
+) -> Result<(), AppsError> {
+    let providers: BTreeMap<String, Vec<SecretSpec>> = entries
+        .iter()
+        .filter(|(_, (e, _))| runs_per_dependent(&e.definition))
+        .map(|(name, (e, _))| (name.clone(), e.definition.secrets.clone()))
+        .collect();
+    for (entry, _) in entries.values_mut() {
+        let origin = origin_of(entry);
+        let def = &mut entry.definition;
+        let used: Vec<String> = def
+            .dependencies
+            .iter()
+            .filter(|d| providers.contains_key(&d.app))
+            .map(|d| d.app.clone())
+            .collect();
+        for provider in used {
+            for spec in &providers[&provider] {
+                let name = own_instance_secret(&provider, &spec.name);
+                let bad = |message: String| AppsError::InvalidDefinition {
+                    origin: origin.clone(),
+                    field: format!("dependencies.{provider}"),
+                    message,
+                };
+                names::validate_key("secret", &name)
+                    .map_err(|e| bad(format!("its own instance's secret: {e}")))?;
+                if def.secret(&name).is_some() {
+                    return Err(bad(format!(
+                        "the app runs its own `{provider}`, whose password is the app's secret {name:?}; rename the app's own {name:?}"
+                    )));
+                }
+                def.secrets.push(SecretSpec {
+                    name,
+                    description: format!(
+                        "This app's own `{provider}` instance: its `{}` secret.",
+                        spec.name
+                    ),
+                    ..spec.clone()
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds the sections of an own instance's document (`part`) to the dependent's stack. A key
+/// the stack already has is refused (a service or volume of the same name would be the
+/// app's, not the instance's), unless both declare the very same thing: the shared external
+/// network, or the same external secret under the same key.
+fn merge_own_instance(
+    app: &str,
+    provider: &str,
+    doc: &mut serde_yaml::Mapping,
+    part: serde_yaml::Mapping,
+) -> Result<(), AppsError> {
+    use serde_yaml::Value;
+    let refuse = |message: String| AppsError::InvalidStack {
+        app: app.to_string(),
+        errors: vec![format!("its own `{provider}`: {message}")],
+    };
+    for (section, items) in part {
+        let name = section.as_str().unwrap_or_default().to_string();
+        if name == "version" {
+            continue;
+        }
+        if !["services", "volumes", "secrets", "networks", "configs"].contains(&name.as_str()) {
+            return Err(refuse(format!(
+                "top-level `{name}` cannot be added to another stack"
+            )));
+        }
+        let Value::Mapping(items) = items else {
+            return Err(refuse(format!("`{name}` is not a mapping")));
+        };
+        let target = doc
+            .entry(section)
+            .or_insert_with(|| Value::Mapping(serde_yaml::Mapping::new()));
+        let Value::Mapping(target) = target else {
+            return Err(refuse(format!("the stack's `{name}` is not a mapping")));
+        };
+        for (key, value) in items {
+            match target.get(&key) {
+                None => {
+                    target.insert(key, value);
+                }
+                Some(existing)
+                    if (name == "networks" || name == "secrets") && *existing == value => {}
+                Some(_) => {
+                    return Err(refuse(format!(
+                        "`{name}.{}` is declared by the app's template too; rename the app's",
+                        key.as_str().unwrap_or("?")
+                    )));
+                }
+            }
         }
     }
     Ok(())

@@ -73,6 +73,11 @@ pub struct AppDefinition {
     )]
     #[schemars(with = "Vec<StepSpec>")]
     pub post_deploy: Vec<StepSpec>,
+    /// How a fresh instance gets its first admin, so that no visitor can claim it: the
+    /// catalog refuses a definition whose claim steps contradict it, and a test requires it of
+    /// every built-in app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_run: Option<FirstRun>,
     /// Ports published on the server. Databases publish none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ExposedPort>,
@@ -178,10 +183,12 @@ impl Category {
 pub struct Dependency {
     /// The app depended on.
     pub app: String,
-    /// For a `postgres` provider: this app's own database and least-privilege user.
+    /// For a `postgres`, `mariadb`, `rabbitmq`, `mongodb`, `minio` or `clickhouse` provider: this
+    /// app's own database (vhost, bucket) and least-privilege user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseConfig>,
-    /// For a `redis` provider: the logical database index (0-15).
+    /// For a `redis` provider: the logical database index (0-15) in this app's own instance
+    /// (`deps.<app>.db_index`, 0 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_db: Option<u8>,
 }
@@ -321,7 +328,7 @@ impl Default for HealthCheck {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StepSpec {
     /// Create this app's database and user (from the dependency's `database` config) inside the
-    /// provider's service; the caller runs [`crate::postgres::create_database_command`].
+    /// provider's service; the caller runs [`crate::create_database_command`].
     CreateDatabase {
         /// The dependency (a `postgres` provider) holding the database.
         dependency: String,
@@ -376,6 +383,38 @@ pub enum StepSpec {
     },
 }
 
+/// How a fresh instance of the app gets its first admin (see `first_run` in the README).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirstRun {
+    pub admin: FirstRunAdmin,
+    /// The app's secret holding the admin's password or token (vault `app.<app>.<secret>`);
+    /// required for `claimed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// For people: the admin's login, or why there is nothing to claim, or (for
+    /// `open_setup_page`) what the user must do at once. Required except for `claimed`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstRunAdmin {
+    /// The image creates the admin at its first start from a generated secret (an environment
+    /// variable, a `*_FILE` Docker secret or a command-line flag).
+    Environment,
+    /// A `post_deploy` step (`init_admin_http` or `init_admin_exec`) claims the setup page or
+    /// replaces a default login while the stack's public routes are still closed.
+    Claimed,
+    /// Nothing to claim: no user accounts (a database, an API behind a generated key, an app
+    /// reachable only on the overlay network).
+    NoAccounts,
+    /// The app's setup page is open to whoever reaches it first and livchat cannot claim it;
+    /// the deploy plan and job say so, with `note` telling the user what to do at once.
+    OpenSetupPage,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
@@ -423,7 +462,8 @@ pub struct Provides {
     /// The service (inside this app's stack) dependents connect to.
     pub service: String,
     pub port: u16,
-    /// One of this app's secrets shared with every dependent (Redis's `requirepass`).
+    /// The secret dependents authenticate with (Redis's `requirepass`). For a `redis`
+    /// provider each dependent has its own copy of it (see [`ProvidedKind::Redis`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<String>,
 }
@@ -433,8 +473,47 @@ pub struct Provides {
 pub enum ProvidedKind {
     /// Dependents get their own database and user (`database` in the dependency).
     Postgres,
-    /// Dependents share the password and pick a database index (`redis_db`).
+    /// Not deployed for its dependents: each dependent runs its own instance of this app inside
+    /// its own stack (the provider's template rendered into the dependent's stack file: service
+    /// `<service>` reached as `<dependent>_<service>`, its own volumes), with its own copy of
+    /// each of the provider's secrets, declared as the dependent's secret
+    /// `<provider>_<secret>` (`redis_password`). So no app can read another app's keys: a
+    /// shared Redis cannot isolate apps that use no key prefix (Chatwoot, Sidekiq), and ACL key
+    /// patterns need one. `redis_db` picks a database index in that instance.
     Redis,
+    /// MariaDB or MySQL: dependents get their own database and a user with grants on it alone
+    /// (`database` in the dependency).
+    Mariadb,
+    /// RabbitMQ: dependents get their own vhost (`database.name`) and a user with permissions
+    /// on it alone.
+    Rabbitmq,
+    /// MongoDB: dependents get a user with `readWrite` on their own database alone.
+    Mongodb,
+    /// MinIO: dependents get their own bucket (`database.name`) and a user (access key
+    /// `database.user`, secret key `database.password_secret`) whose policy covers it alone.
+    Minio,
+    /// ClickHouse: dependents get their own database and a user with grants on it alone.
+    Clickhouse,
+}
+
+impl ProvidedKind {
+    /// Whether each dependent gets its own credentials in this provider (a `database` in the
+    /// dependency and a `create_database` step), made by [`crate::create_database_command`].
+    pub fn per_app_credentials(self) -> bool {
+        !matches!(self, ProvidedKind::Redis)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvidedKind::Postgres => "postgres",
+            ProvidedKind::Redis => "redis",
+            ProvidedKind::Mariadb => "mariadb",
+            ProvidedKind::Rabbitmq => "rabbitmq",
+            ProvidedKind::Mongodb => "mongodb",
+            ProvidedKind::Minio => "minio",
+            ProvidedKind::Clickhouse => "clickhouse",
+        }
+    }
 }
 
 impl AppDefinition {

@@ -11,7 +11,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_yaml::{Mapping, Value};
 
-use crate::definition::HttpMethod;
+use crate::definition::{AppDefinition, FirstRunAdmin, HttpMethod};
 use crate::error::AppsError;
 use crate::render::HttpRequestStep;
 
@@ -23,7 +23,8 @@ pub struct ClaimCommand {
 }
 
 /// Posts stdin to the app on loopback with curl, or busybox wget where the image has no curl
-/// (wget can only POST), and prints the HTTP status. `$1` method, `$2` port, `$3` path.
+/// (wget can only POST), or node where the image has neither (Debian-slim Node.js images such
+/// as Cal.com's), and prints the HTTP status. `$1` method, `$2` port, `$3` path.
 const CLAIM_SCRIPT: &str = r#"url="http://127.0.0.1:$2$3"
 if command -v curl >/dev/null 2>&1; then
   exec curl -sS -o /dev/null -w '%{http_code}' -X "$1" -H 'Content-Type: application/json' --data-binary @- "$url"
@@ -33,8 +34,22 @@ elif command -v wget >/dev/null 2>&1; then
   code=$(printf '%s\n' "$out" | sed -n 's#.*HTTP/[0-9.]* \([0-9][0-9][0-9]\).*#\1#p' | tail -n 1)
   [ -n "$code" ] || { printf '%s\n' "$out" >&2; exit 99; }
   printf '%s' "$code"
+elif command -v node >/dev/null 2>&1; then
+  exec node -e '
+const [method, port, path] = process.argv.slice(1);
+const chunks = [];
+process.stdin.on("data", (c) => chunks.push(c)).on("end", () => {
+  const body = Buffer.concat(chunks);
+  const headers = { "Content-Type": "application/json", "Content-Length": body.length };
+  const req = require("http").request({ host: "127.0.0.1", port, path, method, headers }, (res) => {
+    res.resume();
+    process.stdout.write(String(res.statusCode));
+  });
+  req.on("error", (e) => { console.error(e.message); process.exit(1); });
+  req.end(body);
+});' "$1" "$2" "$3"
 else
-  echo "the container has neither curl nor wget to send the first-run claim" >&2
+  echo "the container has none of curl, wget or node to send the first-run claim" >&2
   exit 98
 fi
 "#;
@@ -147,6 +162,40 @@ pub fn has_public_routes(compose: &str) -> bool {
         })
 }
 
+/// One line for a deploy plan and job log saying how `def`'s first admin is made, from its
+/// `first_run` declaration; for an open setup page it is a warning telling the user what to do.
+/// `None` when the definition declares nothing (a user app).
+pub fn summary(def: &AppDefinition) -> Option<String> {
+    let fr = def.first_run.as_ref()?;
+    let title = def.title.as_deref().unwrap_or(&def.name);
+    let vault = |s: &String| format!(" (password in the vault: app.{}.{s})", def.name);
+    let secret = fr.secret.as_ref().map(vault).unwrap_or_default();
+    let note = if fr.note.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", fr.note)
+    };
+    Some(match fr.admin {
+        FirstRunAdmin::Claimed => format!(
+            "first admin of {title} claimed by the deploy before any public route opens{secret}{note}"
+        ),
+        FirstRunAdmin::Environment => {
+            format!("first admin of {title} created at its first start{secret}{note}")
+        }
+        FirstRunAdmin::NoAccounts => format!("{title} has no admin account to claim{note}"),
+        FirstRunAdmin::OpenSetupPage => {
+            format!("WARNING: {title}'s setup page is open to whoever reaches it first{note}")
+        }
+    })
+}
+
+/// Whether `def` declares that its setup page stays open at first start.
+pub fn leaves_setup_page_open(def: &AppDefinition) -> bool {
+    def.first_run
+        .as_ref()
+        .is_some_and(|f| f.admin == FirstRunAdmin::OpenSetupPage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +248,103 @@ services:
         let doc: Value = serde_yaml::from_str(closed.expose_secret()).unwrap();
         let labels = &doc["services"]["internal"]["deploy"]["labels"];
         assert_eq!(labels.as_sequence().unwrap().len(), 1, "{labels:?}");
+    }
+
+    #[test]
+    fn the_plan_line_names_the_vault_secret_or_warns_about_an_open_page() {
+        let catalog = crate::Catalog::builtin().unwrap();
+        let n8n = summary(catalog.get("n8n").unwrap()).unwrap();
+        assert!(n8n.contains("claimed by the deploy"), "{n8n}");
+        assert!(n8n.contains("app.n8n.owner_password"), "{n8n}");
+        let grafana = summary(catalog.get("grafana").unwrap()).unwrap();
+        assert!(grafana.contains("app.grafana.admin_password"), "{grafana}");
+        let gitea = catalog.get("gitea").unwrap();
+        assert!(leaves_setup_page_open(gitea));
+        let line = summary(gitea).unwrap();
+        assert!(
+            line.starts_with("WARNING: Gitea's setup page is open"),
+            "{line}"
+        );
+        assert!(!leaves_setup_page_open(catalog.get("n8n").unwrap()));
+    }
+
+    /// Cal.com's image has neither curl nor wget: the claim must still reach the app, through
+    /// node, with the body from stdin. Runs the real script with only `sh` and `node` on PATH
+    /// against a one-shot HTTP server (skipped where node is not installed).
+    #[test]
+    fn without_curl_or_wget_the_claim_goes_through_node() {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let Some(node) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("node"))
+            .find(|p| p.is_file())
+        else {
+            eprintln!("node is not installed: skipped");
+            return;
+        };
+        let bin = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&node, bin.path().join("node")).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = Vec::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push(line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            (&stream)
+                .write_all(
+                    b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .unwrap();
+            (head, String::from_utf8(body).unwrap())
+        });
+        let step = HttpRequestStep {
+            method: HttpMethod::Post,
+            url: "https://cal.example.com/api/auth/setup".into(),
+            stack: "calcom".into(),
+            service: "calcom".into(),
+            port,
+            path: "/api/auth/setup".into(),
+            body: SecretString::from(r#"{"password":"hunter2-secret"}"#.to_owned()),
+            expect_status: vec![201],
+        };
+        let cmd = claim_command(&step);
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(&cmd.argv[1..])
+            .env_clear()
+            .env("PATH", bin.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(cmd.stdin.expose_secret().as_bytes())
+            .unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let (head, body) = server.join().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(claim_status(&stdout), Some(201), "{stdout} / {stderr}");
+        assert!(
+            head[0].starts_with("POST /api/auth/setup HTTP/1.1"),
+            "{head:?}"
+        );
+        assert_eq!(body, r#"{"password":"hunter2-secret"}"#);
     }
 
     #[test]

@@ -13,11 +13,11 @@
 //!
 //! ```text
 //! let catalog = Catalog::from_env()?;                       // built-ins + LIVCHAT_APPS_DIR
-//! let order = catalog.install_order(&["n8n"], &deployed)?;  // ["infrastructure", "postgres", "redis", "n8n"]
+//! let order = catalog.install_order(&["n8n"], &deployed)?;  // ["infrastructure", "postgres", "n8n"] (n8n runs its own Redis)
 //! for app in order {
 //!     // secrets: generate only the missing ones, store them, then load what the render needs
 //!     let new = secrets::generate_missing(catalog.require(&app)?, &existing_of_app);
-//!     let needed = catalog.secrets_needed(&app)?;           // own + providers' shared ones
+//!     let needed = catalog.secrets_needed(&app)?;           // own (its Redis's too) + providers' shared ones
 //!     let stack = catalog.render(&app, &ctx, &params, &secrets_by_app)?;
 //!     // create stack.docker_secrets (stdin), run stack.pre_deploy, deploy
 //!     // stack.compose() (never log it: log stack.redacted()), run stack.post_deploy
@@ -29,6 +29,7 @@
 //! [`Catalog::builtin`] or [`Catalog::from_sources`].
 
 mod catalog;
+pub mod credentials;
 pub mod definition;
 mod error;
 pub mod escape;
@@ -43,13 +44,16 @@ mod template_safety;
 mod validate;
 
 pub use catalog::{APPS_DIR_ENV, Catalog, CatalogEntry, DefinitionSource};
+pub use credentials::{
+    CreateDatabase, ServiceCommand, create_database_command, drop_database_command,
+};
 pub use definition::{AppDefinition, Category, definition_json_schema};
 pub use error::AppsError;
-pub use postgres::{CreateDatabase, PsqlCommand, create_database_command, drop_database_command};
+pub use postgres::PsqlCommand;
 pub use query::{AppQuery, catalog_markdown_table};
 pub use render::{
     DEFAULT_NETWORK, DeployStep, DnsConfig, DockerSecret, EndpointMode, ExecClaimStep,
-    HttpRequestStep, ImageOverrides, PreviewRequest, PreviewStack, RenderContext, RenderOptions,
-    RenderedStack, ServerInfo, parse_set, validate_stack_text,
+    HttpRequestStep, ImageOverrides, OwnInstance, PreviewRequest, PreviewStack, RenderContext,
+    RenderOptions, RenderedStack, ServerInfo, parse_set, validate_stack_text,
 };
 pub use secrets::{AppSecrets, SecretRef, SecretsByApp};

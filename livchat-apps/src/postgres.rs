@@ -13,22 +13,10 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::AppsError;
 use crate::names::validate_sql_identifier;
 
-/// What to create: a database owned by a dedicated role, plus extensions the role may not
-/// create itself.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CreateDatabase {
-    pub database: String,
-    pub user: String,
-    pub extensions: Vec<String>,
-}
+pub use crate::credentials::CreateDatabase;
 
-/// A command for `exec` in the Postgres service: run `argv`, feed `stdin`.
-#[derive(Debug)]
-pub struct PsqlCommand {
-    pub argv: Vec<String>,
-    /// The SQL script; contains the password.
-    pub stdin: SecretString,
-}
+/// The `psql` invocation and its script (the shape every kind's command has).
+pub type PsqlCommand = crate::credentials::ServiceCommand;
 
 /// The `psql` invocation and script for `spec`, with `password` as the role's password.
 pub fn create_database_command(
@@ -121,6 +109,7 @@ mod tests {
 
     fn spec() -> CreateDatabase {
         CreateDatabase {
+            kind: crate::definition::ProvidedKind::Postgres,
             database: "n8n".into(),
             user: "n8n".into(),
             extensions: vec![],

@@ -153,8 +153,8 @@ impl fmt::Debug for DockerSecret {
 /// A step for the caller to run, with names and references resolved.
 #[derive(Debug)]
 pub enum DeployStep {
-    /// Run [`crate::postgres::create_database_command`] for `spec` with the `password` secret,
-    /// through `exec` in `service` of `stack` (the Postgres provider).
+    /// Run [`crate::create_database_command`] for `spec` (its `kind` picks the commands) with
+    /// the `password` secret, through `exec` in `service` of `stack` (the provider).
     CreateDatabase {
         stack: String,
         service: String,
@@ -247,6 +247,22 @@ pub struct RenderedStack {
     /// DNS names to point at the server, main name first.
     pub dns_names: Vec<String>,
     pub health_check: HealthCheck,
+    /// Providers this app runs its own instance of, inside this stack (its Redis).
+    pub own_instances: Vec<OwnInstance>,
+}
+
+/// A provider's instance that runs inside an app's stack for that app alone (its own Redis:
+/// see [`crate::definition::ProvidedKind::Redis`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnInstance {
+    /// The catalog app it is an instance of (`redis`).
+    pub provider: String,
+    /// Its services in the app's stack (`redis`), reached as `<stack>_<service>`.
+    pub services: Vec<String>,
+    /// Its volumes in the app's stack (Swarm names them `<stack>_<volume>`).
+    pub volumes: Vec<String>,
+    /// The app's own secrets it uses (`redis_password`).
+    pub secrets: Vec<SecretRef>,
 }
 
 impl RenderedStack {
@@ -278,6 +294,7 @@ impl fmt::Debug for RenderedStack {
             .field("pre_deploy", &self.pre_deploy)
             .field("post_deploy", &self.post_deploy)
             .field("dns_names", &self.dns_names)
+            .field("own_instances", &self.own_instances)
             .finish()
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use crate::AppsError;
-use crate::definition::{AppDefinition, BodyValue, Category, StepSpec, TemplateSource};
+use crate::definition::{
+    AppDefinition, BodyValue, Category, FirstRunAdmin, StepSpec, TemplateSource,
+};
 use crate::names::*;
 
 fn bad(field: impl Into<String>, message: impl Into<String>) -> AppsError {
@@ -227,6 +229,7 @@ pub(crate) fn validate_definition(def: &AppDefinition) -> Result<(), AppsError> 
         }
     }
 
+    validate_first_run(def)?;
     if def.category == Category::Database && !def.ports.is_empty() {
         return Err(bad(
             "ports",
@@ -255,6 +258,58 @@ pub(crate) fn validate_definition(def: &AppDefinition) -> Result<(), AppsError> 
     }
     if let Some(r) = &def.tls_resolver {
         validate_key("tls_resolver", r)?;
+    }
+    Ok(())
+}
+
+/// `first_run` agrees with the steps: `claimed` exactly when a claim step exists (a definition
+/// that says its admin is claimed but sends nothing would leave the setup page open), and each
+/// kind carries what a person needs to find the admin (its secret) or to act (the note).
+fn validate_first_run(def: &AppDefinition) -> Result<(), AppsError> {
+    let claims = def.pre_deploy.iter().chain(&def.post_deploy).any(|s| {
+        matches!(
+            s,
+            StepSpec::InitAdminHttp { .. } | StepSpec::InitAdminExec { .. }
+        )
+    });
+    let Some(fr) = &def.first_run else {
+        return Ok(());
+    };
+    match (fr.admin, claims) {
+        (FirstRunAdmin::Claimed, false) => {
+            return Err(bad(
+                "first_run.admin",
+                "`claimed` needs an `init_admin_http` or `init_admin_exec` step in post_deploy",
+            ));
+        }
+        (other, true) if other != FirstRunAdmin::Claimed => {
+            return Err(bad(
+                "first_run.admin",
+                "the app has a first-run claim step, so its admin is `claimed`",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(s) = &fr.secret
+        && def.secret(s).is_none()
+    {
+        return Err(bad(
+            "first_run.secret",
+            format!("{s:?} is not one of this app's `secrets`"),
+        ));
+    }
+    // An `environment` admin may have no password at all (Typebot signs in by e-mail link).
+    if fr.admin == FirstRunAdmin::Claimed && fr.secret.is_none() {
+        return Err(bad(
+            "first_run.secret",
+            "name the secret that holds the admin's password or token",
+        ));
+    }
+    if fr.admin != FirstRunAdmin::Claimed && fr.note.trim().is_empty() {
+        return Err(bad(
+            "first_run.note",
+            "say who the admin is, why there is nothing to claim, or what the user must do",
+        ));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{context, fixed_secrets, render, render_with, yaml};
+use common::{context, fixed_secrets, render, render_with, set, yaml};
 use livchat_apps::definition::Category;
 use livchat_apps::names::validate_image_ref;
 use livchat_apps::{
@@ -44,8 +44,7 @@ fn strings(v: &Value) -> Vec<String> {
 fn the_catalog_ships_the_promised_apps() {
     let catalog = catalog();
     let names = catalog.names();
-    // The issue's list of what SetupOrion's users use most, as far as the catalog covers it
-    // (apps needing MySQL, MongoDB or ClickHouse as a backing service are not in it yet).
+    // The issue's list of what SetupOrion's users use most, as far as the catalog covers it.
     for app in [
         "infrastructure",
         "traefik",
@@ -83,6 +82,10 @@ fn the_catalog_ships_the_promised_apps() {
         "keycloak",
         "docuseal",
         "stirling-pdf",
+        "mariadb",
+        "mongodb",
+        "clickhouse",
+        "wordpress",
     ] {
         assert!(names.contains(&app.to_string()), "{app} missing: {names:?}");
     }
@@ -115,7 +118,6 @@ fn the_catalog_ships_the_promised_apps() {
 fn every_postgres_app_gets_its_own_database_and_role_created_before_deploy() {
     let catalog = catalog();
     let mut databases = BTreeSet::new();
-    let mut redis_dbs = BTreeMap::new();
     for entry in catalog.list() {
         let d = &entry.definition;
         for dep in &d.dependencies {
@@ -136,14 +138,95 @@ fn every_postgres_app_gets_its_own_database_and_role_created_before_deploy() {
                     d.name
                 );
             }
-            if let Some(index) = dep.redis_db
-                && let Some(other) = redis_dbs.insert(index, d.name.clone())
-            {
-                panic!("{} and {other} share Redis database {index}", d.name);
-            }
         }
     }
     assert!(databases.len() >= 25, "{databases:?}");
+}
+
+#[test]
+fn every_dependency_kind_is_a_catalog_app_giving_each_dependent_its_own_credentials() {
+    use livchat_apps::definition::ProvidedKind;
+    let catalog = catalog();
+    for kind in [
+        ProvidedKind::Postgres,
+        ProvidedKind::Redis,
+        ProvidedKind::Mariadb,
+        ProvidedKind::Rabbitmq,
+        ProvidedKind::Mongodb,
+        ProvidedKind::Minio,
+        ProvidedKind::Clickhouse,
+    ] {
+        let provider = catalog
+            .list()
+            .map(|e| &e.definition)
+            .find(|d| d.provides.as_ref().is_some_and(|p| p.kind == kind))
+            .unwrap_or_else(|| panic!("no built-in app provides {kind:?}"));
+        assert!(
+            provider.ports.is_empty(),
+            "{} publishes a port",
+            provider.name
+        );
+        if kind.per_app_credentials() {
+            assert!(
+                provider
+                    .provides
+                    .as_ref()
+                    .unwrap()
+                    .password_secret
+                    .is_none(),
+                "{}: dependents get their own password, not the provider's",
+                provider.name
+            );
+        }
+    }
+    // An app on MariaDB gets its own database and user, created before its stack goes out.
+    let stack = render(&catalog, "wordpress", EndpointMode::Vip);
+    assert!(matches!(
+        stack.pre_deploy.as_slice(),
+        [DeployStep::CreateDatabase { stack, service, spec, .. }]
+            if stack == "mariadb" && service == "mariadb" && spec.kind == ProvidedKind::Mariadb
+                && spec.database == "wordpress" && spec.user == "wordpress"
+    ));
+}
+
+#[test]
+fn a_dependency_on_a_credentials_backend_without_database_or_with_a_bad_bucket_is_refused() {
+    let provider = r#"
+name: store
+version: "1"
+category: storage
+description: x
+images: { s: "minio/minio:RELEASE.2025-01-01T00-00-00Z" }
+provides: { kind: minio, service: s, port: 9000 }
+template: { inline: "unused" }
+"#;
+    let user = |dep: &str| {
+        format!(
+            "name: user1\nversion: \"1\"\ncategory: application\ndescription: x\nimages: {{ a: \"busybox:1.36\" }}\nsecrets: [{{ name: key }}]\ndependencies:\n  - {dep}\ntemplate: {{ inline: \"unused\" }}\n"
+        )
+    };
+    for (dep, field) in [
+        ("app: store", "needs `database`"),
+        (
+            "{ app: store, database: { name: my_bucket, user: user1, password_secret: key } }",
+            "bucket",
+        ),
+        (
+            "{ app: store, database: { name: bucket, user: minioadmin, password_secret: key } }",
+            "minioadmin",
+        ),
+    ] {
+        let err = Catalog::from_sources(&[
+            (provider, "unused", "store.yaml"),
+            (&user(dep), "unused", "user1.yaml"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("dependencies.store") && err.contains(field),
+            "{dep}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -308,8 +391,8 @@ fn n8n_runs_in_queue_mode_with_every_secret_as_a_docker_secret() {
     let stack = render(&catalog, "n8n", EndpointMode::Vip);
     let doc = yaml(&stack);
     let names: Vec<String> = services(&doc).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["editor", "webhook", "worker"]);
-    for (name, svc) in services(&doc) {
+    assert_eq!(names, ["editor", "webhook", "worker", "redis"]);
+    for (name, svc) in services(&doc).into_iter().filter(|(n, _)| n != "redis") {
         assert_eq!(
             svc["environment"]["EXECUTIONS_MODE"].as_str(),
             Some("queue"),
@@ -333,16 +416,21 @@ fn n8n_runs_in_queue_mode_with_every_secret_as_a_docker_secret() {
         [
             "livchat_n8n_db_password",
             "livchat_n8n_encryption_key",
-            "livchat_redis_password"
+            "livchat_n8n_redis_password"
         ]
     );
     let redis = stack
         .docker_secrets
         .iter()
-        .find(|s| s.name == "livchat_redis_password")
+        .find(|s| s.name == "livchat_n8n_redis_password")
         .unwrap();
-    assert_eq!(redis.secret, SecretRef::new("redis", "password"));
-    assert_eq!(redis.value.expose_secret(), "FIXEDredispassword");
+    assert_eq!(redis.secret, SecretRef::new("n8n", "redis_password"));
+    assert_eq!(redis.value.expose_secret(), "FIXEDn8nredispassword");
+    // n8n's own Redis, reached by its stack-qualified name, never the bare `redis`.
+    assert_eq!(
+        doc["services"]["worker"]["environment"]["QUEUE_BULL_REDIS_HOST"].as_str(),
+        Some("n8n_redis")
+    );
 }
 
 #[test]
@@ -354,15 +442,21 @@ fn env_only_secrets_are_in_the_compose_but_not_in_its_redacted_form() {
         let compose = stack.compose().expose_secret();
         let redacted = stack.redacted();
         for (owner, secrets) in fixed_secrets(&catalog) {
-            if owner != app && owner != "redis" {
+            if owner != app {
                 continue;
             }
             for value in secrets.values() {
                 assert!(!redacted.contains(value.expose_secret()), "{app}: {owner}");
             }
         }
-        assert!(compose.contains("FIXEDredispassword"), "{app}");
-        assert!(redacted.contains("REDACTED(redis.password)"), "{app}");
+        // The app's own Redis password, not a shared one.
+        let own = format!("FIXED{}redispassword", app.replace('-', ""));
+        assert!(compose.contains(&own), "{app}");
+        assert!(!compose.contains("FIXEDredispassword"), "{app}");
+        assert!(
+            redacted.contains(&format!("REDACTED({app}.redis_password)")),
+            "{app}"
+        );
         assert!(
             !format!("{stack:?}").contains("FIXED"),
             "Debug leaks a secret"
@@ -394,7 +488,7 @@ fn chatwoot_prepares_its_database_after_deploy_and_gets_pgvector() {
     }
     let doc = yaml(&stack);
     let names: Vec<String> = services(&doc).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["rails", "sidekiq"]);
+    assert_eq!(names, ["rails", "sidekiq", "redis"]);
 }
 
 #[test]
@@ -704,7 +798,7 @@ fn a_missing_setting_or_secret_is_an_error_naming_it() {
         .unwrap_err();
     assert!(matches!(err, AppsError::MissingSetting { ref setting, .. } if setting == "email"));
     let mut secrets = fixed_secrets(&catalog);
-    secrets.get_mut("redis").unwrap().clear();
+    secrets.get_mut("n8n").unwrap().remove("redis_password");
     let err = catalog
         .render(
             "n8n",
@@ -714,7 +808,7 @@ fn a_missing_setting_or_secret_is_an_error_naming_it() {
         )
         .unwrap_err();
     assert!(
-        matches!(err, AppsError::MissingSecret { ref app, ref secret } if app == "redis" && secret == "password"),
+        matches!(err, AppsError::MissingSecret { ref app, ref secret } if app == "n8n" && secret == "redis_password"),
         "{err}"
     );
 }
@@ -777,4 +871,82 @@ fn dns_names_follow_prefix_subdomain_zone() {
             .dns_names
             .is_empty()
     );
+}
+
+/// Issue #19: one app must not reach another app's Redis data. Every app that uses Redis runs
+/// its own, in its own stack, with its own password and volume; none shares the `redis` app.
+#[test]
+fn every_redis_app_runs_its_own_redis_with_its_own_host_password_and_volume() {
+    let catalog = catalog();
+    let mut hosts = BTreeMap::new();
+    let mut passwords = BTreeMap::new();
+    let mut users = Vec::new();
+    for entry in catalog.list() {
+        let d = &entry.definition;
+        if !d.dependencies.iter().any(|dep| dep.app == "redis") {
+            continue;
+        }
+        users.push(d.name.clone());
+        let stack = render(&catalog, &d.name, EndpointMode::Vip);
+        let doc = yaml(&stack);
+        let compose = stack.compose().expose_secret();
+        let own = format!("{}_redis", d.name);
+        assert!(compose.contains(&own), "{}: never names {own}", d.name);
+        assert!(
+            doc["services"]["redis"]["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("redis:")),
+            "{}: no redis service in its stack",
+            d.name
+        );
+        assert!(
+            doc["volumes"]["redis_data"].is_mapping(),
+            "{}: its Redis has no volume of its own",
+            d.name
+        );
+        // The Redis password is the app's own secret, delivered as the app's Docker secret.
+        let password = stack
+            .docker_secrets
+            .iter()
+            .find(|s| s.secret == SecretRef::new(&d.name, "redis_password"))
+            .unwrap_or_else(|| panic!("{}: no redis_password Docker secret", d.name));
+        assert_eq!(password.name, format!("livchat_{}_redis_password", d.name));
+        assert!(
+            stack.docker_secrets.iter().all(|s| s.secret.app == d.name),
+            "{}: uses another app's secret: {:?}",
+            d.name,
+            stack.docker_secrets
+        );
+        assert!(
+            !compose.contains("FIXEDredispassword"),
+            "{}: the shared redis password is in its stack",
+            d.name
+        );
+        hosts.insert(own, d.name.clone());
+        if let Some(other) =
+            passwords.insert(password.value.expose_secret().to_string(), d.name.clone())
+        {
+            panic!("{} and {other} share a Redis password", d.name);
+        }
+        assert_eq!(
+            stack.own_instances.len(),
+            1,
+            "{}: {:?}",
+            d.name,
+            stack.own_instances
+        );
+        // Nothing to deploy first, and undeploying a standalone `redis` concerns no app.
+        let order = catalog
+            .install_order(&[d.name.as_str()], &set(&[]))
+            .unwrap();
+        assert!(
+            !order.contains(&"redis".to_string()),
+            "{}: {order:?}",
+            d.name
+        );
+        let deployed = set(&["infrastructure", "postgres", "redis", &d.name]);
+        assert!(catalog.dependents_of("redis", &deployed).is_empty());
+    }
+    assert!(users.len() >= 10, "{users:?}");
+    assert_eq!(hosts.len(), users.len());
 }

@@ -43,8 +43,8 @@ fn list_get_and_search() {
     let names: Vec<String> = catalog.list().map(|e| e.definition.name.clone()).collect();
     assert_eq!(names, catalog.names());
     assert!(catalog.get("n8n").is_some());
-    let err = catalog.require("wordpress").unwrap_err().to_string();
-    assert!(err.contains("`wordpress`") && err.contains("n8n"), "{err}");
+    let err = catalog.require("joomla").unwrap_err().to_string();
+    assert!(err.contains("`joomla`") && err.contains("n8n"), "{err}");
     let found: Vec<&str> = catalog
         .search("REDIS")
         .iter()
@@ -208,7 +208,8 @@ fn install_order_puts_infrastructure_and_shared_dependencies_first_once() {
     let none = set(&[]);
     assert_eq!(
         catalog.install_order(&["n8n"], &none).unwrap(),
-        ["infrastructure", "postgres", "redis", "n8n"]
+        ["infrastructure", "postgres", "n8n"],
+        "n8n runs its own Redis: the shared `redis` app is not deployed for it"
     );
     assert_eq!(
         catalog
@@ -217,7 +218,6 @@ fn install_order_puts_infrastructure_and_shared_dependencies_first_once() {
         [
             "infrastructure",
             "postgres",
-            "redis",
             "n8n",
             "chatwoot",
             "evolution-api"
@@ -227,7 +227,7 @@ fn install_order_puts_infrastructure_and_shared_dependencies_first_once() {
         catalog
             .install_order(&["chatwoot"], &set(&["infrastructure", "postgres"]))
             .unwrap(),
-        ["redis", "chatwoot"]
+        ["chatwoot"]
     );
     // The bundle counts as deployed when its parts were deployed one by one.
     assert_eq!(
@@ -315,7 +315,8 @@ fn secrets_needed_are_the_apps_own_plus_shared_provider_ones() {
             SecretRef::new("n8n", "db_password"),
             SecretRef::new("n8n", "encryption_key"),
             SecretRef::new("n8n", "owner_password"),
-            SecretRef::new("redis", "password"),
+            // The password of n8n's own Redis: n8n's secret, not the `redis` app's.
+            SecretRef::new("n8n", "redis_password"),
         ]
     );
     assert_eq!(
@@ -334,11 +335,11 @@ fn only_missing_secrets_are_generated_and_existing_ones_are_kept() {
         .iter()
         .map(|s| s.name.as_str())
         .collect();
-    assert_eq!(missing, ["db_password", "owner_password"]);
+    assert_eq!(missing, ["db_password", "owner_password", "redis_password"]);
     let new = generate_missing(n8n, &existing);
     assert_eq!(
         new.keys().collect::<Vec<_>>(),
-        ["db_password", "owner_password"]
+        ["db_password", "owner_password", "redis_password"]
     );
     assert_eq!(new["db_password"].expose_secret().len(), 32);
     let all = complete(n8n, &existing);
@@ -357,19 +358,19 @@ fn preview_renders_the_app_and_its_dependencies_in_install_order() {
     };
     let stacks = catalog.render_preview(&request).unwrap();
     let apps: Vec<&str> = stacks.iter().map(|s| s.app.as_str()).collect();
-    assert_eq!(apps, ["infrastructure", "postgres", "redis", "n8n"]);
+    assert_eq!(apps, ["infrastructure", "postgres", "n8n"]);
     for s in &stacks {
         validate_stack_text(&s.app, &s.compose).unwrap();
     }
     assert!(
-        stacks[3]
+        stacks[2]
             .compose
             .contains("GENERIC_TIMEZONE: Europe/Berlin")
     );
     let json = serde_json::to_value(&stacks).unwrap();
-    assert_eq!(json[3]["app"], "n8n");
-    assert_eq!(json[3]["stack"], "n8n");
-    assert!(json[3]["compose"].as_str().unwrap().contains("services:"));
+    assert_eq!(json[2]["app"], "n8n");
+    assert_eq!(json[2]["stack"], "n8n");
+    assert!(json[2]["compose"].as_str().unwrap().contains("services:"));
 
     // Two previews use different throwaway secrets: nothing is stored or reused.
     let again = catalog.render_preview(&request).unwrap();
@@ -385,8 +386,8 @@ fn preview_renders_the_app_and_its_dependencies_in_install_order() {
         params: BTreeMap::new(),
         ..chatwoot
     });
-    assert_ne!(c1.unwrap()[3].compose, c2.unwrap()[3].compose);
-    assert_eq!(again.len(), 4);
+    assert_ne!(c1.unwrap()[2].compose, c2.unwrap()[2].compose);
+    assert_eq!(again.len(), 3);
 }
 
 #[test]
@@ -409,4 +410,123 @@ fn preview_rejects_unknown_set_keys_before_rendering() {
         parse_set("k=a=b").unwrap(),
         ("k".to_string(), "a=b".to_string())
     );
+}
+
+/// The built-in apps whose setup page is open to its first visitor because livchat cannot
+/// claim it yet. Adding one is a decision: the plan and the job warn about each, and the
+/// catalog README lists them with what the user must do.
+const OPEN_SETUP_PAGES: &[&str] = &["appsmith", "flowise", "formbricks", "gitea", "twenty"];
+
+#[test]
+fn every_builtin_app_makes_its_first_admin_or_says_why_it_cannot() {
+    use livchat_apps::definition::{BodyValue, FirstRunAdmin, StepSpec, TemplateSource};
+
+    let catalog = Catalog::builtin().unwrap();
+    let apps_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("apps");
+    let mut undeclared = Vec::new();
+    let mut open = Vec::new();
+    for entry in catalog.list() {
+        let def = &entry.definition;
+        let Some(fr) = &def.first_run else {
+            undeclared.push(def.name.clone());
+            continue;
+        };
+        let template = match &def.template {
+            TemplateSource::File(f) => std::fs::read_to_string(apps_dir.join(f)).unwrap(),
+            TemplateSource::Inline(t) => t.clone(),
+        };
+        // The named secret must really reach the app: in its stack (environment, a Docker
+        // secret) or in a claim step's body or input.
+        let delivered = |secret: &str| {
+            let in_template = template.contains(&format!("secrets.{secret}"));
+            let in_claim = def.post_deploy.iter().any(|s| {
+                let fields = match s {
+                    StepSpec::InitAdminHttp { body, .. } => body,
+                    StepSpec::InitAdminExec { input, .. } => input,
+                    _ => return false,
+                };
+                fields
+                    .values()
+                    .any(|v| matches!(v, BodyValue::Secret(n) if n == secret))
+            });
+            in_template || in_claim
+        };
+        if let Some(secret) = &fr.secret {
+            assert!(
+                delivered(secret),
+                "{}: first_run.secret {secret:?} reaches neither its stack nor a claim step",
+                def.name
+            );
+        }
+        match fr.admin {
+            FirstRunAdmin::Claimed | FirstRunAdmin::Environment | FirstRunAdmin::NoAccounts => {}
+            FirstRunAdmin::OpenSetupPage => open.push(def.name.as_str()),
+        }
+    }
+    assert!(
+        undeclared.is_empty(),
+        "these built-in apps declare no `first_run` (how their first admin is made): {undeclared:?}"
+    );
+    assert_eq!(open, OPEN_SETUP_PAGES, "apps left with an open setup page");
+}
+
+#[test]
+fn first_run_that_contradicts_the_claim_steps_is_rejected() {
+    let claim = "post_deploy:\n  - init_admin_exec:\n      service: app\n      argv: [true]\n      input:\n        password: { secret: pw }\n";
+    let with = |extra: &str| {
+        tiny("a").replace(
+            "images:",
+            &format!("secrets: [{{name: pw}}]\n{extra}images:"),
+        )
+    };
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "claimed without a claim step",
+            with("first_run: {admin: claimed, secret: pw}\n"),
+            "first_run.admin",
+        ),
+        (
+            "a claim step but declared open",
+            with(&format!(
+                "{claim}first_run: {{admin: open_setup_page, note: x}}\n"
+            )),
+            "first_run.admin",
+        ),
+        (
+            "claimed without its secret",
+            with(&format!("{claim}first_run: {{admin: claimed}}\n")),
+            "first_run.secret",
+        ),
+        (
+            "an unknown secret",
+            with("first_run: {admin: environment, secret: nope, note: x}\n"),
+            "first_run.secret",
+        ),
+        (
+            "an open page without a note",
+            with("first_run: {admin: open_setup_page}\n"),
+            "first_run.note",
+        ),
+    ];
+    for (what, text, field) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", text);
+        let err = Catalog::with_user_dirs(&[dir.path().into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.yaml") && err.contains(field),
+            "{what}: {err}"
+        );
+    }
+    // The same claim with `claimed` loads.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        &with(&format!(
+            "{claim}first_run: {{admin: claimed, secret: pw}}\n"
+        )),
+    );
+    Catalog::with_user_dirs(&[dir.path().into()]).unwrap();
 }

@@ -8,6 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use livchat_apps::definition::ProvidedKind;
 use livchat_apps::{CreateDatabase, create_database_command, drop_database_command};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -189,6 +190,7 @@ fn the_script_creates_a_least_privilege_owner_that_logs_in_with_a_hostile_passwo
     let Some(bin) = pg_bin() else { return };
     let cluster = Cluster::start(bin);
     let spec = CreateDatabase {
+        kind: ProvidedKind::Postgres,
         database: "n8n".into(),
         user: "n8n".into(),
         extensions: vec!["pgcrypto".into()],
@@ -225,6 +227,7 @@ fn the_script_creates_a_least_privilege_owner_that_logs_in_with_a_hostile_passwo
     let createdb = cluster.query_as("n8n", password, "n8n", "CREATE DATABASE other");
     assert!(!createdb.status.success());
     let other = CreateDatabase {
+        kind: ProvidedKind::Postgres,
         database: "chatwoot".into(),
         user: "chatwoot".into(),
         extensions: vec![],
@@ -257,6 +260,7 @@ fn rerunning_the_script_is_harmless_and_updates_the_password() {
     let Some(bin) = pg_bin() else { return };
     let cluster = Cluster::start(bin);
     let spec = CreateDatabase {
+        kind: ProvidedKind::Postgres,
         database: "evolution".into(),
         user: "evolution".into(),
         extensions: vec![],
@@ -305,6 +309,7 @@ fn the_drop_script_removes_the_database_its_role_and_their_data_and_can_run_agai
     let Some(bin) = pg_bin() else { return };
     let cluster = Cluster::start(bin);
     let spec = CreateDatabase {
+        kind: ProvidedKind::Postgres,
         database: "guestbook".into(),
         user: "guestbook".into(),
         extensions: vec![],

@@ -82,7 +82,7 @@ pub enum Command {
     /// Servers: create, add, set up, delete, run commands.
     #[command(subcommand)]
     Server(ServerCommand),
-    /// Apps: catalog, render, deploy, undeploy.
+    /// Apps: catalog, render, deploy, undeploy, live status and logs.
     #[command(subcommand)]
     App(AppCommand),
     /// Jobs: list, show, logs, cancel, retry, wait.
@@ -331,6 +331,27 @@ pub enum AppCommand {
     },
     /// List the apps deployed on a server.
     Deployed { server: String },
+    /// Show the live status of deployed apps' services (replicas, update state, last task
+    /// error), read from the swarm.
+    Status {
+        server: String,
+        /// One app; every app deployed on the server when omitted.
+        app: Option<String>,
+    },
+    /// Print the logs of a deployed app's services, vault secrets redacted.
+    Logs {
+        server: String,
+        app: String,
+        /// One service of the app's stack (`db`); all of them when omitted.
+        #[arg(long)]
+        service: Option<String>,
+        /// The last N lines of each service (1-10000) [default: 100].
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Keep printing new lines until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

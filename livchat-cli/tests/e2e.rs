@@ -10,7 +10,7 @@
 //! - a deploy whose `livchat` process is SIGKILLed mid-job is found `interrupted` by the next
 //!   command and `job retry` finishes it;
 //! - the deployed app reaches its own database over the overlay network as its own
-//!   least-privilege role (and Redis with the shared password);
+//!   least-privilege role (and its own Redis, in its stack, with its own password);
 //! - an app whose dependency can never become healthy leaves a failed job naming the task's
 //!   error, and nothing the state does not record (no stack, no DNS record);
 //! - a setup whose A record Cloudflare refuses fails with nothing half-done (no record, no
@@ -18,7 +18,9 @@
 //!   its id (the app recorded as removing) and its retry finishes;
 //! - `--delete-volumes` deletes the app's data volumes, which are otherwise kept;
 //! - a delete the provider refuses fails with the server still recorded and still at the
-//!   provider, and its retry removes everything.
+//!   provider, and its retry removes everything;
+//! - `app status` and `app logs` read the deployed apps live from the swarm, and a
+//!   `app logs --follow` ends with exit 0 on Ctrl-C, leaving nothing following on the server.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -242,11 +244,12 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     let recorded = demo.recorded_apps().unwrap();
     assert_eq!(
         recorded,
-        ["guestbook", "infrastructure", "postgres", "redis"]
+        ["guestbook", "infrastructure", "postgres"]
             .map(String::from)
             .into_iter()
             .collect::<BTreeSet<_>>()
     );
+    status_and_logs_come_live_from_the_swarm(&demo, &sandbox);
 
     // --- a dependency that cannot become healthy --------------------------------------------
     demo.section("deploy ledger, whose dependency flaky-cache never becomes healthy");
@@ -380,17 +383,22 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     demo.assert_no_orphans().unwrap();
 
     // --- data volumes: kept by default, deleted when asked ----------------------------------
-    demo.section("undeploy redis with --delete-volumes (postgres keeps its data)");
+    // guestbook was undeployed above keeping its data: its own Redis's volume is still there.
+    let volumes = demo
+        .on_server(&["docker", "volume", "ls", "--format", "{{.Name}}"])
+        .unwrap();
+    assert!(volumes.contains("guestbook_redis_data"), "{volumes}");
+    demo.section("undeploy postgres with --delete-volumes (guestbook's kept data stays)");
     demo.ok(
-        &["app", "undeploy", SERVER, "redis", "--delete-volumes"],
+        &["app", "undeploy", SERVER, "postgres", "--delete-volumes"],
         None,
     )
     .unwrap();
     let volumes = demo
         .on_server(&["docker", "volume", "ls", "--format", "{{.Name}}"])
         .unwrap();
-    assert!(!volumes.contains("redis_redis_data"), "{volumes}");
-    assert!(volumes.contains("postgres_postgres_data"), "{volumes}");
+    assert!(!volumes.contains("postgres_postgres_data"), "{volumes}");
+    assert!(volumes.contains("guestbook_redis_data"), "{volumes}");
     demo.assert_no_orphans().unwrap();
 
     // --- delete: the provider refuses mid-flow; nothing is lost, the retry finishes ----------
@@ -417,4 +425,77 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     let retried = demo.json(&["job", "retry", &id]).unwrap();
     assert_eq!(retried["status"], "completed", "{retried:#}");
     demo.assert_all_gone().unwrap();
+}
+
+/// Issue #17 through the real binary on the sandbox's Swarm: every service of the app at its
+/// desired replicas, the database's own log lines, and a follow that Ctrl-C ends cleanly.
+fn status_and_logs_come_live_from_the_swarm(demo: &Demo, sandbox: &Sandbox) {
+    demo.section("app status and app logs, live from the swarm");
+    demo.ok(&["app", "status", SERVER], None).unwrap();
+    let all = demo.json(&["app", "status", SERVER]).unwrap();
+    let apps: BTreeSet<String> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["app"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(apps, demo.recorded_apps().unwrap(), "{all:#}");
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "running"),
+        "{all:#}"
+    );
+    let status = demo.json(&["app", "status", SERVER, APP]).unwrap();
+    assert_eq!(status[0]["state"], "running", "{status:#}");
+    let services = status[0]["services"].as_array().unwrap();
+    assert!(
+        !services.is_empty()
+            && services
+                .iter()
+                .all(|s| s["running"] == s["desired"] && s["desired"].as_u64() >= Some(1)),
+        "{status:#}"
+    );
+    let logs = demo
+        .json(&["app", "logs", SERVER, "postgres", "--tail", "200"])
+        .unwrap();
+    let said = |text: &str| {
+        logs["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["line"].as_str().unwrap_or_default().contains(text))
+    };
+    assert!(said("ready to accept connections"), "{logs:#}");
+
+    let args = ["app", "logs", SERVER, "postgres", "--follow", "--tail", "5"];
+    let mut follow = spawn(sandbox, &args, "follow");
+    let out = sandbox.scratch().join("follow.out");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&out).unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "the follow printed nothing");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(&follow, "-INT");
+    let status = wait_exit(&mut follow, sandbox, "follow");
+    assert!(
+        status.success(),
+        "Ctrl-C ends a follow with exit 0: {status}"
+    );
+    // The `docker service logs --follow` it started on the server is gone too (`[f]` keeps
+    // the search from finding its own command line).
+    let find = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <\"$f\"; echo; done | grep -c 'logs --raw --[f]ollow' || true";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = demo.on_server(&["sh", "-c", find]).unwrap();
+        if left.trim() == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} `docker service logs --follow` left on the server"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -173,7 +173,8 @@ pub struct PlannedStack {
     pub compose: String,
 }
 
-const SETUP_PREFIX: &str = "setup:";
+/// Job steps of the setup plan are named `setup:<step id>`.
+pub(crate) const SETUP_PREFIX: &str = "setup:";
 
 impl Orchestrator {
     // ----- create server -------------------------------------------------------------------
@@ -597,9 +598,16 @@ impl Orchestrator {
                 ctx.info(format!("{} detected; {} setup steps", os.id(), plan.len()));
                 self.jobs
                     .set_remaining_steps(&job.id, Self::setup_steps(&plan))?;
+                let done =
+                    crate::setup_ahead::declare_done_steps(ctx, executor.as_ref(), &plan).await?;
                 self.store.update("server setting up", &mut |s| {
                     if let Some(sv) = s.servers.get_mut(&p.name) {
                         sv.status = ServerStatus::SettingUp;
+                        for id in &done {
+                            if !sv.setup.completed_steps.iter().any(|c| c == id) {
+                                sv.setup.completed_steps.push(id.to_string());
+                            }
+                        }
                     }
                     Ok(())
                 })?;
@@ -880,11 +888,18 @@ impl Orchestrator {
             }
             for step in &stack.pre_deploy {
                 if let DeployStep::CreateDatabase { spec, .. } = step {
-                    plan.resources.push(format!(
-                        "database {} owned by user {} (least privilege)",
-                        spec.database, spec.user
-                    ));
+                    plan.resources.push(spec.describe());
                 }
+            }
+            plan.resources.extend(own_instance_lines(&stack));
+            // How the app's first admin is made, and a warning when its setup page stays open
+            // to whoever reaches it first.
+            if let Some(line) = self
+                .catalog
+                .get(a)
+                .and_then(livchat_apps::first_run::summary)
+            {
+                plan.resources.push(line);
             }
             let by_hand = if is_manual_dns(&record) {
                 " (create it yourself; the deploy checks that it resolves)"
@@ -1279,6 +1294,16 @@ impl Orchestrator {
                     Ok(())
                 })?;
                 platform.deploy_stack(&spec).await.map_err(platform_err)?;
+                // A fresh app whose setup page nobody can claim for the user: say so now, while
+                // the user can still be first.
+                if let Some(def) = self
+                    .catalog
+                    .get(app)
+                    .filter(|d| !running && livchat_apps::first_run::leaves_setup_page_open(d))
+                    && let Some(line) = livchat_apps::first_run::summary(def)
+                {
+                    ctx.warn(line);
+                }
                 Ok(json!({
                     format!("{app}.deployed_by_job"): true,
                     format!("{app}.routes_closed"): close_routes,
@@ -1603,8 +1628,18 @@ impl Orchestrator {
         server: &str,
         app: &str,
     ) -> Result<Vec<(String, String, livchat_apps::CreateDatabase)>> {
+        Ok(self.app_data(server, app)?.0)
+    }
+
+    /// [`Orchestrator::app_databases`], and the providers the app runs its own instance of
+    /// inside its stack (its Redis).
+    fn app_data(
+        &self,
+        server: &str,
+        app: &str,
+    ) -> Result<(Vec<AppDatabase>, Vec<livchat_apps::OwnInstance>)> {
         if self.catalog.get(app).is_none() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let record = self.server(server)?;
         let (secrets, _) = self.load_app_secrets(app, false)?;
@@ -1616,7 +1651,7 @@ impl Orchestrator {
             take_over_dns: false,
         };
         let stack = self.render_app(&record, app, &p, &secrets)?;
-        Ok(stack
+        let databases = stack
             .pre_deploy
             .iter()
             .filter_map(|step| match step {
@@ -1628,7 +1663,8 @@ impl Orchestrator {
                 } => Some((stack.clone(), service.clone(), spec.clone())),
                 _ => None,
             })
-            .collect())
+            .collect();
+        Ok((databases, stack.own_instances))
     }
 
     /// Vault secrets of the app that `--delete-data` deletes: none while the same app runs on
@@ -1685,7 +1721,23 @@ impl Orchestrator {
                 "DELETE the data volumes of stack {} (their data is lost)",
                 record.stack_name
             ));
-            for (stack, _, spec) in self.app_databases(server, app)? {
+            let (databases, own_instances) = self.app_data(server, app)?;
+            for instance in own_instances {
+                // Its volumes are the stack's, deleted with them; named so the user sees that
+                // the app's Redis data goes too.
+                resources.push(format!(
+                    "DELETE {app}'s own {} (volumes {} of stack {}; their data is lost)",
+                    instance.provider,
+                    instance
+                        .volumes
+                        .iter()
+                        .map(|v| format!("{}_{v}", record.stack_name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    record.stack_name
+                ));
+            }
+            for (stack, _, spec) in databases {
                 resources.push(format!(
                     "DROP database {} and role {} in stack {stack} (their data is lost)",
                     spec.database, spec.user
@@ -2153,6 +2205,37 @@ async fn delete_records(
             failed.join(", ")
         )))
     }
+}
+
+/// A database an app's deploy created: the stack and service it lives in, and its spec.
+type AppDatabase = (String, String, livchat_apps::CreateDatabase);
+
+/// Plan lines for the providers an app runs its own instance of (its Redis): where it runs,
+/// its volumes and the vault keys of its secrets, which are the app's alone.
+fn own_instance_lines(stack: &RenderedStack) -> Vec<String> {
+    stack
+        .own_instances
+        .iter()
+        .map(|i| {
+            let names = |items: &[String]| {
+                items
+                    .iter()
+                    .map(|x| format!("{}_{x}", stack.stack))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let keys: Vec<String> = i.secrets.iter().map(|r| r.vault_key()).collect();
+            format!(
+                "{} {} in stack {}: {}'s own (volume {}; password {}), shared with no other app",
+                i.provider,
+                names(&i.services),
+                stack.stack,
+                stack.app,
+                names(&i.volumes),
+                keys.join(", ")
+            )
+        })
+        .collect()
 }
 
 fn is_manual_dns(server: &ServerRecord) -> bool {

@@ -126,6 +126,15 @@ pub struct JobContext {
     redactor: Arc<Redactor>,
     logs: Arc<dyn JobLogStore>,
     events: broadcast::Sender<JobEvent>,
+    /// Later steps a step found done already (see [`JobContext::done_ahead`]).
+    ahead: Arc<Mutex<Vec<DoneAhead>>>,
+}
+
+/// A later step of the job that a step found done already, with the line its log gets.
+#[derive(Debug, Clone)]
+struct DoneAhead {
+    step: String,
+    message: String,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -179,6 +188,34 @@ impl JobContext {
 
     pub fn warn(&self, message: impl AsRef<str>) {
         self.log(LogLevel::Warn, message);
+    }
+
+    /// Declares a later step of this job done already (a setup re-run checks every step in
+    /// one round trip): when it comes up it is recorded complete without running, together
+    /// with the declared steps right after it, in one store write, and its log says `message`.
+    /// The caller vouches that the steps running before it cannot undo it. Kept in memory
+    /// only: a retry in another process runs the step, which is idempotent.
+    pub fn done_ahead(&self, step: impl Into<String>, message: impl Into<String>) {
+        self.ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(DoneAhead {
+                step: step.into(),
+                message: message.into(),
+            });
+    }
+
+    /// Takes the declared steps that lead `remaining`, in its order.
+    fn take_done_ahead(&self, remaining: &[String]) -> Vec<DoneAhead> {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = Vec::new();
+        for step in remaining {
+            let Some(at) = ahead.iter().position(|a| a.step == *step) else {
+                break;
+            };
+            taken.push(ahead.remove(at));
+        }
+        taken
     }
 }
 
@@ -377,6 +414,7 @@ impl JobManager {
             redactor: Arc::new(Redactor::default()),
             logs: self.logs.clone(),
             events,
+            ahead: Arc::default(),
         }
     }
 
@@ -653,6 +691,11 @@ impl JobManager {
             let Some(step) = job.steps_remaining.first().cloned() else {
                 return Ok(result);
             };
+            let ahead = ctx.take_done_ahead(&job.steps_remaining);
+            if !ahead.is_empty() {
+                self.complete_done_ahead(ctx, &ahead)?;
+                continue;
+            }
             let (_, job) = self.store.update_with("job step", |s| {
                 if let Some(j) = s.jobs.get_mut(id) {
                     j.current_step = Some(step.clone());
@@ -696,6 +739,46 @@ impl JobManager {
                 steps_total: job.steps_completed.len() + job.steps_remaining.len(),
             });
         }
+    }
+
+    /// Records steps declared done ahead as complete, all in one store write, then logs each
+    /// as if it had run (its number, then its message) and reports progress per step.
+    fn complete_done_ahead(&self, ctx: &JobContext, ahead: &[DoneAhead]) -> Result<()> {
+        let id = ctx.job_id.as_str();
+        let (_, (done_before, total)) = self.store.update_with("job steps done already", |s| {
+            let j = s.jobs.get_mut(id).ok_or_else(|| job_not_found(id))?;
+            let done_before = j.steps_completed.len();
+            for a in ahead {
+                if j.steps_remaining.first() == Some(&a.step) {
+                    j.steps_remaining.remove(0);
+                    j.steps_completed.push(a.step.clone());
+                }
+            }
+            j.progress = Self::progress_of(j);
+            Ok((
+                done_before,
+                j.steps_completed.len() + j.steps_remaining.len(),
+            ))
+        })?;
+        let percent = |done: usize| (done * 100 / total.max(1)).min(100) as u8;
+        for (i, a) in ahead.iter().enumerate() {
+            let done = done_before + i;
+            let _ = ctx.events.send(JobEvent::Progress {
+                progress: percent(done),
+                step: Some(a.step.clone()),
+                steps_done: done,
+                steps_total: total,
+            });
+            ctx.info(format!("step {}/{total}: {}", done + 1, a.step));
+            ctx.info(&a.message);
+            let _ = ctx.events.send(JobEvent::Progress {
+                progress: percent(done + 1),
+                step: None,
+                steps_done: done + 1,
+                steps_total: total,
+            });
+        }
+        Ok(())
     }
 
     /// Replaces the remaining steps of a running job (a step that discovers more work, e.g.

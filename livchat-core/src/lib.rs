@@ -23,6 +23,7 @@ mod first_run;
 pub mod flows;
 pub mod ops;
 pub mod orchestrator;
+mod setup_ahead;
 
 pub use config::Config;
 pub use flows::{

@@ -33,7 +33,11 @@ impl Redactor {
             .iter()
             .any(|s| s.expose_secret() == secret.expose_secret())
         {
-            secrets.push(secret.clone());
+            // Longest first: a secret that contains another must be replaced whole, or the
+            // shorter one's replacement would leave the rest of the longer one in the text.
+            let at = secrets
+                .partition_point(|s| s.expose_secret().len() >= secret.expose_secret().len());
+            secrets.insert(at, secret.clone());
         }
     }
 
@@ -63,6 +67,16 @@ mod tests {
             r.redact("pw=hunter2-long; again hunter2-long"),
             "pw=[REDACTED]; again [REDACTED]"
         );
+    }
+
+    #[test]
+    fn a_secret_containing_another_is_replaced_whole_whatever_the_order_they_came_in() {
+        let r = Redactor::default();
+        r.add(&SecretString::from("inner-secret".to_string()));
+        r.add(&SecretString::from(
+            "prefix-inner-secret-suffix".to_string(),
+        ));
+        assert_eq!(r.redact("x prefix-inner-secret-suffix y"), "x [REDACTED] y");
     }
 
     #[test]

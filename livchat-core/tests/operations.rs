@@ -11,6 +11,7 @@
 mod operations {
     pub mod support;
 
+    mod app_live;
     mod byo;
     mod create;
     mod delete;

@@ -18,13 +18,14 @@ from mcp.client.streamable_http import streamable_http_client
 TOOLS = [
     "server_list", "server_show", "server_add", "server_create", "server_setup",
     "server_delete", "server_exec", "server_dns_update", "app_list", "app_show",
-    "app_render", "app_deploy", "app_undeploy", "app_deployed", "job_list", "job_show",
+    "app_render", "app_deploy", "app_undeploy", "app_deployed", "app_status", "app_logs",
+    "job_list", "job_show",
     "job_logs", "job_wait", "job_cancel", "job_retry", "provider_info", "dns_list",
     "settings_get", "settings_set", "secret_names", "secret_set", "secret_delete",
 ]
 READ = {
     "server_list", "server_show", "app_list", "app_show", "app_render", "app_deployed",
-    "job_list", "job_show", "job_logs", "job_wait", "provider_info", "dns_list",
+    "app_status", "app_logs", "job_list", "job_show", "job_logs", "job_wait", "provider_info", "dns_list",
     "settings_get", "secret_names",
 }
 DESTRUCTIVE = {"server_delete", "app_undeploy", "secret_delete"}
@@ -32,6 +33,7 @@ LONG = {"server_create", "server_setup", "app_deploy", "app_undeploy", "server_d
 OPEN_WORLD = {
     "server_add", "server_create", "server_setup", "server_delete", "server_exec",
     "server_dns_update", "app_deploy", "app_undeploy", "provider_info", "dns_list", "job_retry",
+    "app_status", "app_logs",
 }
 
 
@@ -177,7 +179,26 @@ async def scenario_cancel(session, cfg):
     return {"events": events, "jobs": ended}
 
 
+async def scenario_flow(session, cfg):
+    """Calls `cfg["calls"]` in order, each with a progress callback, as an assistant would run
+    the main flow: every call must succeed and its progress must never go down."""
+    out = []
+    for call in cfg["calls"]:
+        events = []
+
+        async def on_progress(progress, total, message, events=events):
+            events.append({"progress": progress, "total": total, "message": message})
+
+        result = await session.call_tool(call["tool"], call["args"], progress_callback=on_progress)
+        check(not result.is_error, f"{call['tool']}({call['args']}) failed: {text_of(result)}")
+        progress = [e["progress"] for e in events]
+        check(progress == sorted(progress), f"{call['tool']}: progress went down: {progress}")
+        out.append({"tool": call["tool"], "events": events, "result": result.structured_content})
+    return {"calls": out}
+
+
 SCENARIOS = {
+    "flow": scenario_flow,
     "tools": scenario_tools,
     "reads": scenario_reads,
     "calls": scenario_calls,

@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p livchat-remote --bench setup_rerun`. The first, real setup run (apt, Docker,
 //! Swarm; a minute or two) is not measured. The number of SSH round trips of a re-run is
-//! printed: one check per step.
+//! printed (one: every check in one batch), and so is each check's own time when it runs
+//! alone (one round trip each), to show where a re-run's time goes.
 
 use std::time::Duration;
 
@@ -64,6 +65,22 @@ fn rerun(c: &mut Criterion) {
         again.round_trips,
         exec.round_trips()
     );
+    for step in &steps {
+        let t = std::time::Instant::now();
+        let alone = rt
+            .block_on(run_plan(
+                exec.as_ref(),
+                std::slice::from_ref(step),
+                options.clone(),
+            ))
+            .unwrap();
+        eprintln!(
+            "check of {:<20} alone: {:>6.1?} ({:?})",
+            step.id,
+            t.elapsed(),
+            alone.steps[0].1
+        );
+    }
     let mut group = c.benchmark_group("setup");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));

@@ -11,17 +11,20 @@
 //! `SecretString`), app definitions, or any other internal crate. Secrets travel only through
 //! a channel's stdin or a 0600 file, never through a command line.
 
+pub mod batch_check;
 pub mod capture;
 pub mod command;
 pub mod compose;
 pub mod executor;
 pub mod keys;
+pub mod logs;
 pub mod platform;
 pub mod portainer;
 pub mod setup;
 pub mod ssh;
 pub mod swarm;
 
+pub use batch_check::check_steps;
 pub use command::{Command, NameKind, ValidName, quote_command, validate_name};
 pub use compose::validate_stack;
 pub use executor::{
@@ -31,6 +34,7 @@ pub use executor::{
 pub use keys::{
     KeyPair, decrypt_private_key, generate_ed25519, parse_private_key, private_key_is_encrypted,
 };
+pub use logs::LogSink;
 pub use platform::{
     ContainerPlatform, NetworkSpec, PlatformError, ProgressSink, SecretDelivery, ServiceExec,
     ServiceMode, ServiceStatus, StackSecret, StackSpec, StackStatus, WaitOptions,

@@ -38,6 +38,7 @@ use secrecy::{SecretBox, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::{ExecOutput, RemoteError};
+use crate::logs::LogSink;
 
 /// An overlay network shared by stacks (for example the one Traefik and the apps join).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -436,6 +437,17 @@ pub trait ContainerPlatform: Send + Sync {
         service: &str,
         tail: usize,
     ) -> Result<Vec<String>, PlatformError>;
+
+    /// Streams a service's logs: the last `tail` lines, then each new line as it comes, to
+    /// `on_line`, until `cancel` (which ends it with `Ok`) or the service is gone.
+    async fn follow_service_logs(
+        &self,
+        stack: &str,
+        service: &str,
+        tail: usize,
+        on_line: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<(), PlatformError>;
 }
 
 /// Polls `status` until healthy, failed, timed out or cancelled; shared by the platforms so

@@ -723,4 +723,18 @@ impl ContainerPlatform for PortainerPlatform {
     ) -> Result<Vec<String>, PlatformError> {
         self.runtime.service_logs(stack, service, tail).await
     }
+
+    async fn follow_service_logs(
+        &self,
+        stack: &str,
+        service: &str,
+        tail: usize,
+        on_line: crate::logs::LogSink,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<(), PlatformError> {
+        // Portainer's log endpoint is the engine's; the SSH runtime reads the same swarm.
+        self.runtime
+            .follow_service_logs(stack, service, tail, on_line, cancel)
+            .await
+    }
 }

@@ -5,9 +5,11 @@
 //!
 //! [`plan`] computes the steps for a [`SetupConfig`] and the server's [`OsRelease`] (Debian
 //! 12/13, Ubuntu 22.04/24.04, read from `/etc/os-release` by [`detect_os`]); [`run_plan`]
-//! executes exactly that plan: for each step it runs the check, skips the step when the check
-//! passes, otherwise applies it and runs the check again to prove the step took. A re-run on a
-//! set-up server therefore skips every step. Progress is reported per step; a failure names the
+//! executes exactly that plan: it runs every step's check in one round trip
+//! ([`crate::batch_check`]), skips the steps whose check passes up to the first that does not,
+//! applies that one and runs its check again to prove the step took; each later step is then
+//! checked on its own (it may depend on what was applied) and applied when undone. A re-run on
+//! a set-up server therefore skips every step after one round trip. Progress is reported per step; a failure names the
 //! step and the tail of its stderr; steps recorded complete (by the core) can be skipped and a
 //! run can start at a given step; a [`CancellationToken`] stops it.
 //!
@@ -738,7 +740,7 @@ impl std::fmt::Debug for RunOptions {
 pub struct RunReport {
     /// Every step of the plan with what happened to it.
     pub steps: Vec<(&'static str, StepState)>,
-    /// Commands executed (each one SSH channel, one round trip).
+    /// Commands executed (each one SSH channel, one round trip; the batch of checks is one).
     pub round_trips: u64,
     pub elapsed: Duration,
 }
@@ -812,15 +814,58 @@ pub async fn run_plan(
     };
     // Atomic rather than Cell so the future stays Send (the core runs it inside spawned jobs).
     let round_trips = std::sync::atomic::AtomicU64::new(0);
+    let pending = |i: usize, step: &Step| i >= start_index && !options.completed.contains(step.id);
+    // All checks in one round trip; their answers hold until the first apply, after which
+    // each later step is checked again on its own (it may depend on what was applied).
+    let mut batch: Option<Vec<bool>> = None;
+    let to_check: Vec<Step> = steps
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| pending(*i, s))
+        .map(|(_, s)| s.clone())
+        .collect();
+    if to_check.len() > 1 {
+        round_trips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let done = crate::batch_check::check_steps(
+            executor,
+            &to_check,
+            options.step_timeout,
+            options.cancel.clone(),
+        )
+        .await
+        .map_err(|source| {
+            let first = &to_check[0];
+            let index = steps.iter().position(|s| s.id == first.id).unwrap_or(0) + 1;
+            SetupError::Remote {
+                step: first.name,
+                index,
+                total,
+                source,
+            }
+        })?;
+        batch = Some(done);
+    }
+    let mut batch_answers = batch.map(Vec::into_iter);
     let mut report = Vec::with_capacity(total);
     for (i, step) in steps.iter().enumerate() {
         let index = i + 1;
-        if i < start_index || options.completed.contains(step.id) {
+        if !pending(i, step) {
             progress(step, index, StepState::Skipped);
             report.push((step.id, StepState::Skipped));
             continue;
         }
+        // `Some(false)`: the batch saw it undone, so it is applied without checking again;
+        // `None`: no batch answer holds any more (or there was none), so it is checked.
+        let batch_says = batch_answers.as_mut().and_then(Iterator::next);
         progress(step, index, StepState::Started);
+        if batch_says == Some(true) {
+            progress(step, index, StepState::Skipped);
+            report.push((step.id, StepState::Skipped));
+            continue;
+        }
+        // From here on, the batch's answers are stale.
+        batch_answers = None;
+        let known_undone = batch_says == Some(false);
         let run = |action: &Action, stream: bool| {
             round_trips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let opts = ExecOptions {
@@ -850,9 +895,11 @@ pub async fn run_plan(
             stderr_tail: tail(&out.stderr, 10),
         };
         let outcome: Result<StepState, SetupError> = async {
-            let checked = run(&step.check, false).await.map_err(remote)?;
-            if checked.success() {
-                return Ok(StepState::Skipped);
+            if !known_undone {
+                let checked = run(&step.check, false).await.map_err(remote)?;
+                if checked.success() {
+                    return Ok(StepState::Skipped);
+                }
             }
             let applied = run(&step.apply, true).await.map_err(remote)?;
             if !applied.success() {

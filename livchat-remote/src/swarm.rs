@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::command::{Command, NameKind, validate_name};
 use crate::executor::{ExecOptions, ExecOutput, RemoteError, RemoteExecutor};
+use crate::logs::LogSink;
 use crate::platform::{
     ContainerPlatform, NetworkSpec, PlatformError, SecretDelivery, ServiceExec, ServiceMode,
     ServiceStatus, StackSecret, StackSpec, StackStatus, UpdateState, UpdateStatus, WaitOptions,
@@ -527,6 +528,25 @@ impl ContainerPlatform for SwarmOverSsh {
         }
         Ok(merge_logs(&out.stdout, &out.stderr, tail))
     }
+
+    async fn follow_service_logs(
+        &self,
+        stack: &str,
+        service: &str,
+        tail: usize,
+        on_line: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<(), PlatformError> {
+        crate::logs::follow(
+            self.executor.as_ref(),
+            stack,
+            service,
+            tail,
+            on_line,
+            cancel,
+        )
+        .await
+    }
 }
 
 /// The docker commands, as data. Nothing here runs anything; names are validated by callers.
@@ -765,7 +785,7 @@ fn stderr_text(out: &ExecOutput) -> String {
     }
 }
 
-fn command_failed(command: &Command, out: &ExecOutput) -> PlatformError {
+pub(crate) fn command_failed(command: &Command, out: &ExecOutput) -> PlatformError {
     PlatformError::CommandFailed {
         command: format!("{} {}", command.program, command.args.join(" ")),
         exit_status: out.exit_status,
@@ -790,7 +810,7 @@ fn is_nothing_found(out: &ExecOutput) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("Nothing found in stack")
 }
 
-fn is_not_found(out: &ExecOutput) -> bool {
+pub(crate) fn is_not_found(out: &ExecOutput) -> bool {
     let err = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
     err.contains("not found") || err.contains("no such")
 }

@@ -209,7 +209,10 @@ fn every_generated_script_passes_shellcheck() {
         c.swap = Swap::FixedMib(1024);
         c
     }] {
-        for step in plan(&config, &bookworm()).unwrap() {
+        let steps = plan(&config, &bookworm()).unwrap();
+        let batch = livchat_remote::batch_check::batch_script(&steps).unwrap();
+        all.push(("batch of checks".into(), batch));
+        for step in steps {
             for (kind, action) in [("check", &step.check), ("apply", &step.apply)] {
                 if let Action::Script { script, .. } = action {
                     all.push((format!("{} {kind}", step.id), script.clone()));
@@ -296,7 +299,10 @@ async fn a_rerun_skips_every_step_whose_check_passes() {
     let (seen, opts) = recorder();
     let first = run_plan(exec.as_ref(), &steps, opts.clone()).await.unwrap();
     assert_eq!(first.steps, [("a", StepState::Ran), ("b", StepState::Ran)]);
-    assert_eq!(first.round_trips, 6, "check, apply, check again per step");
+    assert_eq!(
+        first.round_trips, 6,
+        "both checks at once; a applied and checked again; b checked, applied, checked again"
+    );
     assert!(sshd.dir().join("b c").is_file());
     let progress: Vec<(usize, usize, StepState)> = seen
         .lock()
@@ -318,7 +324,125 @@ async fn a_rerun_skips_every_step_whose_check_passes() {
         second.steps,
         [("a", StepState::Skipped), ("b", StepState::Skipped)]
     );
-    assert_eq!(second.round_trips, 2);
+    assert_eq!(second.round_trips, 1, "every check in one round trip");
+}
+
+#[tokio::test]
+async fn after_an_apply_the_later_steps_are_checked_again_one_by_one() {
+    let Some(sshd) = Sshd::start() else { return };
+    let exec = connect(&sshd).await;
+    let d = sshd.dir().display().to_string();
+    // c's check passes only once b was applied: the batch saw it undone, which must not count.
+    let mut c = file_step("c", &format!("{d}/b"));
+    c.apply = Action::Exec(Command::new("false"));
+    let steps = vec![
+        file_step("a", &format!("{d}/a")),
+        file_step("b", &format!("{d}/b")),
+        c,
+    ];
+    std::fs::write(sshd.dir().join("a"), "").unwrap();
+    let before = exec.round_trips();
+    let report = run_plan(exec.as_ref(), &steps, RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.steps,
+        [
+            ("a", StepState::Skipped),
+            ("b", StepState::Ran),
+            ("c", StepState::Skipped)
+        ]
+    );
+    assert_eq!(
+        report.round_trips, 4,
+        "batch; b applied and checked; c checked"
+    );
+    assert_eq!(exec.round_trips() - before, 4);
+}
+
+#[tokio::test]
+async fn a_check_cannot_forge_the_batch_results_and_its_output_is_not_captured() {
+    let Some(sshd) = Sshd::start() else { return };
+    let exec = connect(&sshd).await;
+    // A check that prints what a result line looks like, with every plausible nonce, and fails.
+    let liar = Step {
+        id: "liar",
+        name: "liar",
+        check: Action::Script {
+            script: r#"echo "$1 0 0"; echo "LIVCHAT_CHECK_0 0 0"; echo '0 0' >&2; exit 3"#.into(),
+            args: vec!["LIVCHAT_CHECK_0000000000000000".into()],
+        },
+        apply: Action::Exec(Command::new("true")),
+    };
+    // A check that passes only if a hostile argument arrives byte for byte (compared in hex).
+    let canary = sshd.dir().join("canary");
+    let c = canary.display();
+    let payload = format!("a'b\"; touch {c}; $(touch {c}) `touch {c}` \\\n-x {{}}");
+    let hex: String = payload.bytes().map(|b| format!("{b:02x}")).collect();
+    let exact = Step {
+        id: "exact",
+        name: "exact",
+        check: Action::Script {
+            script: "set -eu\n[ \"$(printf %s \"$1\" | od -An -tx1 | tr -d ' \\n')\" = \"$2\" ]\n"
+                .into(),
+            args: vec![payload, hex],
+        },
+        apply: Action::Exec(Command::new("true")),
+    };
+    let steps = vec![liar.clone(), exact, liar];
+    let done = livchat_remote::check_steps(
+        exec.as_ref(),
+        &steps,
+        Duration::from_secs(30),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done, [false, true, false]);
+    assert!(!canary.exists(), "an argument was run as a command");
+}
+
+#[test]
+fn batch_results_count_only_lines_with_the_nonce_and_a_missing_line_is_not_done() {
+    // Check 0 says 1 (not done), check 1 says 0 (done), check 2 has no well-formed line.
+    let out = b"LIVCHAT_CHECK_1 0 0\nn 1 0\nn 0 1\nn 2 0 extra\nn 7 0\nn x 0\nn 2\nxn 2 0\n";
+    assert_eq!(
+        livchat_remote::batch_check::parse_results(out, "n", 3),
+        [false, true, false]
+    );
+}
+
+#[test]
+fn the_batch_script_runs_each_check_as_a_function_in_the_background_and_prints_its_status() {
+    let steps = vec![
+        Step {
+            id: "x",
+            name: "x",
+            check: Action::Exec(Command::new("test").args(["-f", "/a b"])),
+            apply: Action::Exec(Command::new("true")),
+        },
+        Step {
+            id: "y",
+            name: "y",
+            check: Action::Script {
+                script: "set -eu\n[ \"$1\" = \"$2\" ]\n".into(),
+                args: vec!["it's".into(), "$(reboot)".into()],
+            },
+            apply: Action::Exec(Command::new("true")),
+        },
+    ];
+    let script = livchat_remote::batch_check::batch_script(&steps).unwrap();
+    let call = quote_command(&Command::new("check_1").args(["it's", "$(reboot)"])).unwrap();
+    assert_eq!(
+        script,
+        format!(
+            "set -u\n\
+             check_0() {{\ntest -f '/a b'\n}}\ncheck_0 </dev/null >/dev/null 2>&1 &\np0=$!\n\
+             check_1() {{\nset -eu\n[ \"$1\" = \"$2\" ]\n}}\n{call} </dev/null >/dev/null 2>&1 &\np1=$!\n\
+             wait \"$p0\"; printf '%s 0 %s\\n' \"$1\" \"$?\"\n\
+             wait \"$p1\"; printf '%s 1 %s\\n' \"$1\" \"$?\"\n"
+        )
+    );
 }
 
 #[tokio::test]
@@ -435,6 +559,58 @@ async fn cancelling_a_run_stops_the_running_step() {
     let err = run_plan(exec.as_ref(), &steps, opts).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(err.to_string(), "setup step 1/1 'slow': command cancelled");
+}
+
+/// Processes on this machine whose command line is exactly `argv` (the sshd of these tests
+/// runs here).
+fn processes_running(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| *c == want)
+        .count()
+}
+
+#[tokio::test]
+async fn cancelling_the_batch_of_checks_kills_the_checks_it_started() {
+    let Some(sshd) = Sshd::start() else { return };
+    let exec = connect(&sshd).await;
+    // A distinctive duration, so only this test's checks match.
+    let slow = Step {
+        id: "slow",
+        name: "slow check",
+        check: Action::Exec(Command::new("sleep").arg("59.371")),
+        apply: Action::Exec(Command::new("true")),
+    };
+    let steps = vec![slow.clone(), slow];
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        c.cancel();
+    });
+    let opts = RunOptions {
+        cancel,
+        ..Default::default()
+    };
+    let err = run_plan(exec.as_ref(), &steps, opts).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "setup step 1/2 'slow check': command cancelled"
+    );
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        left = processes_running(&["sleep", "59.371"]);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "checks of the cancelled batch are still running");
 }
 
 #[tokio::test]

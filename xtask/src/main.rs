@@ -407,6 +407,8 @@ fn path_with(dir: &Path) -> std::ffi::OsString {
 
 fn bench(extra: &[String]) -> Result<()> {
     setup()?;
+    // The REST load bench drives the release binary beside it.
+    run(cargo().args(["build", "--release", "-p", "livchat-api"]))?;
     run(cargo()
         .env("LIVCHAT_REAL_TESTS", "1")
         .args(["bench", "--workspace"])

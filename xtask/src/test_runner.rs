@@ -19,11 +19,21 @@ use anyhow::{Context, Result, bail};
 
 /// Binaries that start a dockerd, network namespaces or Debian roots: they contend for
 /// iptables, the kernel's namespaces and most of the machine's memory, so never two at once.
-const EXCLUSIVE: &[&str] = &["setup_real_run", "swarm_e2e", "portainer_e2e", "real_peers"];
+const EXCLUSIVE: &[&str] = &[
+    "setup_real_run",
+    "setup_rerun_real",
+    "swarm_e2e",
+    "portainer_e2e",
+    "real_peers",
+    "redis_isolation_swarm",
+    "mariadb_isolation_swarm",
+    "rabbitmq_isolation_swarm",
+    "app_live_real",
+];
 
 /// Binaries that run after every other one, alone: the E2E checks that a cancelled setup leaves
 /// no apt or dpkg behind within a bound, and on a loaded machine dpkg outlives it.
-const ALONE: &[&str] = &["e2e"];
+const ALONE: &[&str] = &["e2e", "frontends_e2e"];
 
 /// Binaries known to take minutes, started first so the run does not end waiting on one.
 const SLOW_FIRST: &[&str] = &[

@@ -10,6 +10,8 @@ use livchat_apps::{
 };
 use secrecy::SecretString;
 
+pub mod swarm;
+
 pub fn context(endpoint_mode: EndpointMode) -> RenderContext {
     RenderContext {
         server: ServerInfo {

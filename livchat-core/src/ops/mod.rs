@@ -15,6 +15,7 @@
 //! store their own params (`flows`), views are built from store records here, so a change to
 //! `state.json` never changes a frontend's schema by accident.
 
+mod app_live;
 mod apps;
 mod handle;
 mod jobs;
@@ -31,6 +32,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{Orchestrator, Result};
 
 pub use crate::flows::{Plan, PlannedStack};
+pub use app_live::{
+    AppLogLine, AppLogs, AppLogsView, AppStatus, AppStatusView, LOGS_DEFAULT_TAIL, LOGS_MAX_TAIL,
+    LiveState, ServiceStatusView,
+};
 pub use apps::{AppDeploy, AppDeployed, AppList, AppRender, AppShow, AppSummary, AppUndeploy};
 pub use handle::JobHandle;
 pub use jobs::{
@@ -146,6 +151,8 @@ static OPERATIONS: &[OperationInfo] = &[
     AppDeploy::INFO,
     AppUndeploy::INFO,
     AppDeployed::INFO,
+    AppStatus::INFO,
+    AppLogs::INFO,
     JobList::INFO,
     JobShow::INFO,
     JobLogs::INFO,

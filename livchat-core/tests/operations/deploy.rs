@@ -489,11 +489,12 @@ async fn deploy_app_on_a_bare_server_puts_infrastructure_and_dependencies_first_
     let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
     assert_eq!(
         job.params["apps"],
-        serde_json::json!(["infrastructure", "postgres", "redis", "n8n"])
+        serde_json::json!(["infrastructure", "postgres", "n8n"]),
+        "n8n runs its own Redis: no shared redis is deployed for it"
     );
     assert_eq!(
         job.steps_remaining,
-        steps_of(&["infrastructure", "postgres", "redis", "n8n"])
+        steps_of(&["infrastructure", "postgres", "n8n"])
     );
     let job = orch
         .start_deploy_app("web-1", "infrastructure", &[])
@@ -522,10 +523,8 @@ async fn start_deploy_app_is_refused_before_the_server_is_set_up_and_for_bad_inp
     );
     let err = orch.start_deploy_app("ghost", "n8n", &[]).unwrap_err();
     assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
-    let err = orch
-        .start_deploy_app("web-1", "wordpress", &[])
-        .unwrap_err();
-    assert!(err.to_string().contains("unknown app `wordpress`"), "{err}");
+    let err = orch.start_deploy_app("web-1", "joomla", &[]).unwrap_err();
+    assert!(err.to_string().contains("unknown app `joomla`"), "{err}");
     let err = orch
         .start_deploy_app("web-1", "n8n", &["worker_replicas".into()])
         .unwrap_err();
@@ -589,9 +588,9 @@ async fn plan_deploy_app_shows_records_databases_and_redacted_stacks_and_touches
 }
 
 #[tokio::test]
-async fn plan_deploy_app_lists_a_secret_shared_by_two_apps_once() {
-    // Nothing but the infrastructure runs: the plan installs postgres and redis with n8n, and
-    // n8n reads redis's password too (issue #13: it was listed twice).
+async fn plan_deploy_app_lists_each_secret_once() {
+    // Nothing but the infrastructure runs: the plan installs postgres with n8n; n8n's stack
+    // names its Redis password under two keys (its own and its Redis's), listed once (#13).
     let world = World::new();
     world.put_server(ready_server("web-1"));
     world.put_deployment("web-1", "infrastructure", &["rec-portainer"]);
@@ -599,7 +598,7 @@ async fn plan_deploy_app_lists_a_secret_shared_by_two_apps_once() {
     let plan = orch.plan_deploy_app("web-1", "n8n", &[]).unwrap();
     let resources = plan.resources.join("\n");
     assert!(
-        resources.contains("vault secret app.redis.password (generated)"),
+        resources.contains("vault secret app.n8n.redis_password (generated)"),
         "{resources}"
     );
     let mut unique = plan.resources.clone();
@@ -860,5 +859,95 @@ async fn deploy_app_leaves_a_foreign_record_already_pointing_here_out_of_its_dep
         ["rec-webhook"],
         "undeploy deletes only this one"
     );
+    verify(orch);
+}
+
+/// Issue #19: n8n's Redis is its own. The plan deploys no shared `redis` app and names n8n's
+/// own instance, its volume and its own password; nothing of the shared `redis` app appears.
+#[tokio::test]
+async fn plan_deploy_app_lists_the_apps_own_redis_with_its_own_password_and_no_shared_redis() {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world.put_deployment("web-1", "infrastructure", &["rec-portainer"]);
+    world.put_deployment("web-1", "postgres", &[]);
+    let orch = world.build(Mocks::default());
+    let plan = orch.plan_deploy_app("web-1", "n8n", &[]).unwrap();
+    assert_eq!(
+        plan.steps,
+        steps_of(&["n8n"]),
+        "no shared redis to deploy first"
+    );
+    let resources = plan.resources.join("\n");
+    for expected in [
+        "redis n8n_redis in stack n8n: n8n's own (volume n8n_redis_data; password app.n8n.redis_password)",
+        "vault secret app.n8n.redis_password (generated)",
+        "docker secret livchat_n8n_redis_password",
+    ] {
+        assert!(resources.contains(expected), "{expected}:\n{resources}");
+    }
+    assert!(!resources.contains("app.redis."), "{resources}");
+    assert!(!resources.contains("livchat_redis_password"), "{resources}");
+    let compose = &plan.stacks[0].compose;
+    assert!(
+        compose.contains("QUEUE_BULL_REDIS_HOST: n8n_redis"),
+        "{compose}"
+    );
+    verify(orch);
+}
+
+/// Issue #19: the deploy generates n8n's own Redis password into the vault and sends it only
+/// as n8n's Docker secret; the shared `redis` app's password is neither created nor used.
+#[tokio::test]
+async fn deploy_app_sends_the_apps_own_redis_with_its_own_generated_password() {
+    let world = world_with_databases();
+    world.set_secret("app.n8n.owner_password", OWNER_PASSWORD);
+    world.set_secret("app.redis.password", "shared-redis-SENTINEL-abcdef0123");
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    dns_records(
+        &mut mocks,
+        &[
+            (N8N_HOST, "rec-n8n", Change::Created),
+            (WEBHOOK_HOST, "rec-webhook", Change::Created),
+        ],
+    );
+    creates_database(&mut mocks.platform, 0, "");
+    let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 2);
+    claims_owner(&mut mocks.platform, &deployed, "200");
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .withf(|name, _| name == "n8n")
+        .times(1)
+        .returning(|name, _| Ok(healthy(name)));
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+
+    let own = world
+        .secret("app.n8n.redis_password")
+        .expect("n8n's Redis password generated into the vault");
+    assert_eq!(own.len(), 32);
+    let sent = deployed.lock().unwrap();
+    let last = sent.last().unwrap();
+    assert!(
+        last.secret_values.contains(&own),
+        "delivered as a Docker secret"
+    );
+    assert!(
+        !last
+            .secret_values
+            .contains(&"shared-redis-SENTINEL-abcdef0123".to_string()),
+        "the shared redis password reaches n8n"
+    );
+    assert!(
+        !last.compose_yaml.contains(&own),
+        "the password is in the stack file"
+    );
+    assert!(last.compose_yaml.contains("n8n_redis"));
+    assert!(last.compose_yaml.contains("livchat_n8n_redis_password"));
+    assert!(!last.compose_yaml.contains("livchat_redis_password"));
+    assert!(!log_text(&orch, &job.id).contains(&own));
     verify(orch);
 }

@@ -119,3 +119,33 @@ async fn plan_delete_server_lists_the_provider_server_its_apps_and_records_and_t
     assert!(world.state().jobs.is_empty());
     verify(orch);
 }
+
+#[tokio::test]
+async fn plan_deploy_app_says_how_the_first_admin_is_made_and_warns_about_an_open_setup_page() {
+    let world = World::new();
+    world.put_server(ready_server("web-1"));
+    world.put_deployment("web-1", "infrastructure", &["rec-portainer"]);
+    world.put_deployment("web-1", "postgres", &[]);
+    world.put_deployment("web-1", "redis", &[]);
+    let orch = world.build(Mocks::default());
+    let claimed = orch.plan_deploy_app("web-1", "n8n", &[]).unwrap();
+    let claimed = claimed.resources.join("\n");
+    assert!(
+        claimed.contains("claimed by the deploy before any public route opens")
+            && claimed.contains("app.n8n.owner_password"),
+        "{claimed}"
+    );
+    assert!(!claimed.contains("WARNING"), "{claimed}");
+    let open = orch.plan_deploy_app("web-1", "gitea", &[]).unwrap();
+    let warning = open
+        .resources
+        .iter()
+        .find(|r| r.starts_with("WARNING"))
+        .unwrap_or_else(|| panic!("no warning in {:?}", open.resources));
+    assert!(
+        warning.contains("setup page is open") && warning.contains("/user/sign_up"),
+        "{warning}"
+    );
+    assert!(world.state().jobs.is_empty());
+    verify(orch);
+}

@@ -514,7 +514,9 @@ async fn app_render_returns_every_stack_in_install_order_and_touches_nothing() {
         .app_render("n8n", ZONE, Some("lab"), &["worker_replicas=2".into()])
         .unwrap();
     let apps: Vec<&str> = stacks.iter().map(|s| s.app.as_str()).collect();
-    assert_eq!(apps, ["infrastructure", "postgres", "redis", "n8n"]);
+    // n8n's Redis is inside n8n's stack, not a stack of its own.
+    assert_eq!(apps, ["infrastructure", "postgres", "n8n"]);
+    assert!(stacks[2].compose.contains("n8n_redis"));
     assert_eq!(world.state().serial, before.serial, "state untouched");
     assert_eq!(world.secret_names(), secrets_before, "no secret stored");
     verify(orch);

@@ -219,7 +219,14 @@ async fn setup_server_whose_dns_record_fails_names_cloudflare_runs_no_setup_step
     let server = &world.state().servers["web-1"];
     assert_eq!(server.status, ServerStatus::Failed);
     assert!(server.dns.is_none());
-    assert_eq!(*host.commands.lock().unwrap(), ["cat /etc/os-release"]);
+    // The connect step read the OS and ran the read-only batch of checks; no step was applied.
+    let commands = host.commands.lock().unwrap().clone();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert_eq!(commands[0], "cat /etc/os-release");
+    assert!(
+        commands[1].starts_with("sh -s -- LIVCHAT_CHECK_"),
+        "{commands:?}"
+    );
     verify(orch);
 }
 
@@ -359,5 +366,110 @@ async fn setup_of_a_server_whose_ssh_is_on_another_port_has_the_firewall_allow_t
     );
     let port_22 = check_line(&plan().into_iter().find(|s| s.id == "firewall").unwrap());
     assert_eq!(host.count(&port_22), 0, "never with 22");
+    verify(orch);
+}
+
+/// A host's answer to the batch of checks (`sh -s -- NONCE`, the checks on stdin): every
+/// check passes except the one at `undone`; `None` for any other command.
+fn batch_answer(
+    c: &livchat_remote::Command,
+    stdin: &str,
+    undone: Option<usize>,
+) -> Option<livchat_remote::ExecOutput> {
+    let nonce = c.args.get(2).filter(|n| n.starts_with("LIVCHAT_CHECK_"))?;
+    let checks = stdin
+        .lines()
+        .filter(|l| l.starts_with('p') && l.ends_with("=$!"))
+        .count();
+    let lines: String = (0..checks)
+        .map(|i| format!("{nonce} {i} {}\n", u8::from(Some(i) == undone)))
+        .collect();
+    Some(output(0, &lines, ""))
+}
+
+#[tokio::test]
+async fn setup_rerun_checks_every_step_in_one_command_and_logs_each_as_already_in_place() {
+    let world = World::new();
+    world.put_server(new_server());
+    let mut mocks = Mocks::default();
+    let (exec, host) = scripted_executor(|c, stdin| {
+        if is_os_release(c) {
+            return Ok(output(0, DEBIAN_12, ""));
+        }
+        Ok(batch_answer(c, stdin, None).unwrap_or_else(|| output(1, "", "unexpected")))
+    });
+    connects_pinned(&mut mocks.connector, exec, 1);
+    a_record_for_server(&mut mocks, 1);
+    let orch = world.build(mocks);
+
+    let job = orch.start_setup_server(params()).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let plan = plan();
+    assert_eq!(done.steps_completed.len(), plan.len() + 3);
+    assert_eq!(
+        host.commands.lock().unwrap().len(),
+        2,
+        "the OS, then the batch"
+    );
+    let log: Vec<String> = orch
+        .job_logs(&job.id, 0)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.message)
+        .collect();
+    for (i, step) in plan.iter().enumerate() {
+        let numbered = format!("step {}/{}: setup:{}", i + 3, plan.len() + 3, step.id);
+        let at = log.iter().position(|l| *l == numbered);
+        let said = at.and_then(|at| log.get(at + 1));
+        assert_eq!(
+            said.map(String::as_str),
+            Some(format!("{}: already in place", step.name).as_str()),
+            "{log:#?}"
+        );
+    }
+    let server = &world.state().servers["web-1"];
+    assert_eq!(server.status, ServerStatus::Ready);
+    let ids: Vec<&str> = plan.iter().map(|s| s.id).collect();
+    assert_eq!(server.setup.completed_steps, ids);
+    verify(orch);
+}
+
+#[tokio::test]
+async fn setup_rerun_with_an_undone_step_skips_the_steps_before_it_and_checks_each_after_it() {
+    let world = World::new();
+    world.put_server(new_server());
+    let plan = plan();
+    let undone = plan.iter().position(|s| s.id == "hostname").unwrap();
+    let mut mocks = Mocks::default();
+    let (exec, host) = scripted_executor(move |c, stdin| {
+        if is_os_release(c) {
+            return Ok(output(0, DEBIAN_12, ""));
+        }
+        Ok(batch_answer(c, stdin, Some(undone)).unwrap_or_else(|| output(0, "", "")))
+    });
+    connects_pinned(&mut mocks.connector, exec, 1);
+    a_record_for_server(&mut mocks, 1);
+    let orch = world.build(mocks);
+
+    let job = orch.start_setup_server(params()).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    // The OS and the batch; then from the undone step on, each step's own check (and the
+    // undone one's apply and second check: this fake host passes every lone command).
+    let commands = host.commands.lock().unwrap().clone();
+    let from_undone = &plan[undone..];
+    assert_eq!(commands.len(), 2 + from_undone.len(), "{commands:#?}");
+    for (step, line) in from_undone.iter().zip(&commands[2..]) {
+        assert_eq!(*line, check_line(step));
+    }
+    let said: Vec<String> = orch
+        .job_logs(&job.id, 0)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.message)
+        .filter(|m| m.ends_with(": already in place"))
+        .collect();
+    assert_eq!(said.len(), plan.len(), "{said:#?}");
     verify(orch);
 }

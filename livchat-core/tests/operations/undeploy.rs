@@ -311,3 +311,85 @@ async fn undeploy_with_delete_data_deletes_volumes_database_role_and_vault_secre
     );
     verify(orch);
 }
+
+/// Issue #19: `--delete-data` deletes n8n's own Redis with its data: the stack's volumes
+/// (its Redis volume among them), its Docker secret and its vault password; the standalone
+/// `redis` app's password is not n8n's and stays.
+#[tokio::test]
+async fn undeploy_with_delete_data_removes_the_apps_own_redis_volume_and_password() {
+    let world = world_with_n8n();
+    world.set_secret(
+        "app.n8n.redis_password",
+        "n8n-redis-SENTINEL-0123456789abcd",
+    );
+    world.set_secret("app.redis.password", "shared-redis-SENTINEL-abcdef0123");
+    let mut mocks = Mocks::default();
+    connects_pinned(&mut mocks.connector, MockRemoteExecutor::new(), 1);
+    mocks
+        .platform
+        .expect_remove_stack()
+        .withf(|n| n == "n8n")
+        .times(1)
+        .returning(|_| Ok(()));
+    mocks
+        .platform
+        .expect_remove_secrets()
+        .withf(|names| names.iter().any(|n| n == "livchat_n8n_redis_password"))
+        .times(1)
+        .returning(|names| Ok(names.to_vec()));
+    mocks
+        .platform
+        .expect_remove_stack_volumes()
+        .withf(|n| n == "n8n")
+        .times(1)
+        .returning(|_| Ok(vec!["n8n_n8n_data".into(), "n8n_redis_data".into()]));
+    mocks
+        .platform
+        .expect_exec_in_service()
+        .times(1)
+        .returning(|_| Ok(output(0, "", "")));
+    mocks
+        .dns
+        .expect_find_zone()
+        .times(1)
+        .returning(|_| Ok(zone()));
+    mocks
+        .dns
+        .expect_delete_record()
+        .times(2)
+        .returning(|_, _| Ok(()));
+    let orch = world.build(mocks);
+    let p = livchat_core::UndeployParams {
+        server: "web-1".into(),
+        app: "n8n".into(),
+        force: false,
+        delete_data: true,
+    };
+    let plan = orch.plan_undeploy(&p).unwrap();
+    for lost in [
+        "DELETE n8n's own redis (volumes n8n_redis_data of stack n8n; their data is lost)",
+        "remove docker secret livchat_n8n_redis_password",
+        "DELETE vault secret app.n8n.redis_password",
+    ] {
+        assert!(
+            plan.resources.iter().any(|r| r.contains(lost)),
+            "{lost}: {:?}",
+            plan.resources
+        );
+    }
+    assert!(
+        plan.resources.iter().all(|r| !r.contains("app.redis.")),
+        "{:?}",
+        plan.resources
+    );
+    let job = orch.start_undeploy(p).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(log_text(&orch, &job.id).contains("n8n_redis_data"));
+    assert_eq!(world.secret("app.n8n.redis_password"), None);
+    assert_eq!(
+        world.secret("app.redis.password").as_deref(),
+        Some("shared-redis-SENTINEL-abcdef0123")
+    );
+    verify(orch);
+}

@@ -1,0 +1,78 @@
+//! Every shell script the per-app credential commands run in a provider's container passes
+//! ShellCheck (as POSIX sh, style level): RabbitMQ's and MinIO's scripts and MariaDB's
+//! root client line. MinIO's is only ever checked as text here (MinIO is not packaged in
+//! Debian); RabbitMQ's and MariaDB's also run for real in the `*_isolation_swarm` tests.
+//! Skipped when ShellCheck is missing, failing under `LIVCHAT_REAL_TESTS=1`.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use livchat_apps::credentials::{mariadb, minio, rabbitmq};
+use livchat_apps::definition::ProvidedKind;
+use livchat_apps::{CreateDatabase, create_database_command, drop_database_command};
+use secrecy::SecretString;
+
+fn shellcheck(name: &str, script: &str) {
+    let Some(bin) = fixtures::tools::require("shellcheck") else {
+        return;
+    };
+    let mut child = Command::new(bin)
+        .args(["--shell=sh", "--severity=style", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_credential_script_passes_shellcheck() {
+    for (name, script) in [
+        ("rabbitmq create", rabbitmq::CREATE_SCRIPT),
+        ("rabbitmq drop", rabbitmq::DROP_SCRIPT),
+        ("minio create", minio::CREATE_SCRIPT),
+        ("minio drop", minio::DROP_SCRIPT),
+        ("mariadb root client", mariadb::ROOT_CLIENT),
+    ] {
+        shellcheck(name, script);
+    }
+}
+
+#[test]
+fn the_scripts_checked_are_the_ones_the_commands_run() {
+    for (kind, script_at) in [
+        (ProvidedKind::Rabbitmq, 2),
+        (ProvidedKind::Minio, 2),
+        (ProvidedKind::Mariadb, 2),
+    ] {
+        let spec = CreateDatabase {
+            kind,
+            database: "appone".into(),
+            user: "appone".into(),
+            extensions: vec![],
+        };
+        let create = create_database_command(&spec, &SecretString::from("0123456789")).unwrap();
+        let drop = drop_database_command(&spec).unwrap();
+        assert_eq!(&create.argv[..2], ["sh", "-c"]);
+        let expected = match kind {
+            ProvidedKind::Rabbitmq => [rabbitmq::CREATE_SCRIPT, rabbitmq::DROP_SCRIPT],
+            ProvidedKind::Minio => [minio::CREATE_SCRIPT, minio::DROP_SCRIPT],
+            _ => [mariadb::ROOT_CLIENT, mariadb::ROOT_CLIENT],
+        };
+        assert_eq!(create.argv[script_at], expected[0]);
+        assert_eq!(drop.argv[script_at], expected[1]);
+    }
+}
