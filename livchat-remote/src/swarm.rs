@@ -215,6 +215,31 @@ impl SwarmOverSsh {
     }
 }
 
+impl SwarmOverSsh {
+    /// A swarm network the manager has not allocated yet reports an empty driver for a moment
+    /// after `docker network create` (seen in CI right after a create): ask again, bounded,
+    /// before judging it.
+    async fn check_existing_network(
+        &self,
+        name: &str,
+        mut out: ExecOutput,
+    ) -> Result<(), PlatformError> {
+        const ALLOCATION_CHECKS: u32 = 20;
+        for _ in 0..ALLOCATION_CHECKS {
+            if !is_being_allocated(&out.stdout) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let inspect = commands::network_inspect(name);
+            out = self.run(&inspect, None, None, None).await?;
+            if !out.success() {
+                return Err(command_failed(&inspect, &out));
+            }
+        }
+        check_overlay(name, &out.stdout)
+    }
+}
+
 #[async_trait]
 impl ContainerPlatform for SwarmOverSsh {
     async fn ensure_network(&self, network: &NetworkSpec) -> Result<(), PlatformError> {
@@ -223,7 +248,7 @@ impl ContainerPlatform for SwarmOverSsh {
         let inspect = commands::network_inspect(name);
         let out = self.run(&inspect, None, None, None).await?;
         if out.success() {
-            return check_overlay(name, &out.stdout);
+            return self.check_existing_network(name, out).await;
         }
         if !is_not_found(&out) {
             return Err(command_failed(&inspect, &out));
@@ -236,7 +261,7 @@ impl ContainerPlatform for SwarmOverSsh {
         // Another deploy may have created it between our two commands.
         let again = self.run(&inspect, None, None, None).await?;
         if again.success() {
-            return check_overlay(name, &again.stdout);
+            return self.check_existing_network(name, again).await;
         }
         Err(command_failed(&create, &created))
     }
@@ -817,6 +842,13 @@ pub(crate) fn is_not_found(out: &ExecOutput) -> bool {
 
 fn is_already_exists(out: &ExecOutput) -> bool {
     String::from_utf8_lossy(&out.stderr).contains("already exists")
+}
+
+fn is_being_allocated(inspect: &[u8]) -> bool {
+    parse_json_lines::<NetworkLine>(inspect, "docker network inspect")
+        .ok()
+        .and_then(|lines| lines.into_iter().next())
+        .is_some_and(|n| n.driver.is_empty() && n.scope == "swarm")
 }
 
 fn check_overlay(name: &str, inspect: &[u8]) -> Result<(), PlatformError> {
