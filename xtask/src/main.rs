@@ -291,6 +291,23 @@ struct Stage {
     seconds: f64,
 }
 
+/// Builds every fixture root filesystem that is not cached yet (recipes in `rootfs_cache`).
+fn prebuild_root_filesystems() -> Result<()> {
+    let cache = rootfs_cache::cache_dir(&root());
+    for recipe in rootfs_cache::ALL {
+        let started = Instant::now();
+        recipe
+            .build(&cache, Path::new("/usr/sbin/debootstrap"))
+            .with_context(|| format!("building the {} root filesystem", recipe.name))?;
+        eprintln!(
+            "xtask: root filesystem {} ready after {:.0}s",
+            recipe.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 fn stage(stages: &mut Vec<Stage>, name: &'static str, f: impl FnOnce() -> Result<()>) -> bool {
     eprintln!("\n==> {name}");
     let started = Instant::now();
@@ -323,6 +340,9 @@ fn ci() -> Result<()> {
     let started = Instant::now();
     let mut stages = Vec::new();
     let ready = stage(&mut stages, "install test tools", setup);
+    // Network and disk bound, so it overlaps well with clippy's compiling; the tests would
+    // otherwise each wait on a debootstrap when they first need a root filesystem.
+    let rootfs = ready.then(|| std::thread::spawn(prebuild_root_filesystems));
     stage(&mut stages, "cargo fmt --check", || {
         run(cargo().args(["fmt", "--all", "--check"]))
     });
@@ -346,6 +366,17 @@ fn ci() -> Result<()> {
                 .args(["check", "licenses", "bans", "sources"])
                 .env("PATH", path_with(&tools_dir().join("venv").join("bin"))))
         });
+        if let Some(build) = rootfs {
+            stage(
+                &mut stages,
+                "root filesystems (built beside clippy)",
+                || {
+                    build
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the build thread panicked")))
+                },
+            );
+        }
         stage(
             &mut stages,
             "cargo test (every test, real parts required)",

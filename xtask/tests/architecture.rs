@@ -13,6 +13,8 @@ const LEAVES: &[&str] = &[
 const CORE: &str = "livchat-core";
 const FRONTENDS: &[&str] = &["livchat-cli", "livchat-api", "livchat-mcp"];
 const FIXTURES: &str = "fixtures";
+/// Std-only debootstrap recipes, shared by the fixtures and xtask (which prebuilds them).
+const ROOTFS: &str = "rootfs-cache";
 
 /// An internal edge: (from, to, kind) where kind is "normal", "dev" or "build".
 type Edge = (String, String, String);
@@ -74,9 +76,19 @@ fn violations(edges: &[Edge]) -> Vec<String> {
                 "{from} -> {to}: a frontend depends on livchat-core only"
             ));
         }
-        if from == FIXTURES {
+        if from == FIXTURES && to != ROOTFS {
             bad.push(format!(
-                "fixtures -> {to}: fixtures depends on no internal crate"
+                "fixtures -> {to}: fixtures depends on no internal crate but rootfs-cache"
+            ));
+        }
+        if to == ROOTFS && from != FIXTURES && from != "xtask" {
+            bad.push(format!(
+                "{from} -> rootfs-cache: only fixtures and xtask build root filesystems"
+            ));
+        }
+        if from == ROOTFS {
+            bad.push(format!(
+                "rootfs-cache -> {to}: rootfs-cache depends on std alone"
             ));
         }
         if from == CORE && (FRONTENDS.contains(&to) || to == CORE) {
@@ -95,7 +107,7 @@ fn workspace_has_exactly_the_crates_of_the_architecture() {
     let mut expected: Vec<String> = LEAVES
         .iter()
         .chain(FRONTENDS)
-        .chain(&[CORE, FIXTURES, "xtask"])
+        .chain(&[CORE, FIXTURES, ROOTFS, "xtask"])
         .map(|s| s.to_string())
         .collect();
     expected.sort();
@@ -119,6 +131,8 @@ fn checker_catches_each_kind_of_forbidden_edge() {
         e("livchat-core", "fixtures", "normal"),
         e("livchat-store", "fixtures", "build"),
         e("fixtures", "livchat-apps", "normal"),
+        e("livchat-core", "rootfs-cache", "dev"),
+        e("rootfs-cache", "livchat-apps", "normal"),
     ];
     for case in cases {
         assert_eq!(violations(std::slice::from_ref(&case)).len(), 1, "{case:?}");
@@ -128,6 +142,8 @@ fn checker_catches_each_kind_of_forbidden_edge() {
         e("livchat-cli", "livchat-core", "normal"),
         e("livchat-store", "fixtures", "dev"),
         e("xtask", "fixtures", "normal"),
+        e("fixtures", "rootfs-cache", "normal"),
+        e("xtask", "rootfs-cache", "normal"),
     ];
     assert!(violations(&allowed).is_empty());
 }
@@ -145,6 +161,7 @@ fn every_crate_root_starts_with_its_ownership_docs() {
         ("livchat-api", "src/main.rs"),
         ("livchat-mcp", "src/main.rs"),
         ("fixtures", "src/lib.rs"),
+        ("fixtures/rootfs", "src/lib.rs"),
         ("xtask", "src/main.rs"),
     ]
     .into_iter()
