@@ -1,6 +1,13 @@
 //! `JsonFileStore`: the state in `<home>/state.json`, changed only under an exclusive lock
 //! (`state.json.lock`) and written atomically (temp file, fsync, rename, fsync directory),
 //! with the previous version kept as `state.json.bak`.
+//!
+//! Reads are served from the last parsed version while the file holds the same bytes: a
+//! long-lived process (the REST service, the MCP server) answers each request without
+//! re-parsing a state of a thousand servers (reading and comparing the bytes costs a small
+//! fraction of parsing them), and sees at once what another process wrote. The bytes, not
+//! the file's inode and mtime, are the key: a coarse mtime and a reused inode could make two
+//! versions written within one clock tick look alike.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +33,8 @@ pub struct JsonFileStore {
     /// The lineage this instance has seen; a different one on disk later means the file was
     /// replaced by another home's state, and this instance refuses to touch it.
     seen_lineage: Mutex<Option<Uuid>>,
+    /// The last version read or written, with the bytes it was parsed from.
+    cached: Mutex<Option<(Vec<u8>, State)>>,
 }
 
 /// Identity of a file version, to notice a writer that ignored the lock.
@@ -62,6 +71,7 @@ impl JsonFileStore {
             path: path.into(),
             lock: LockConfig::default(),
             seen_lineage: Mutex::new(None),
+            cached: Mutex::new(None),
         }
     }
 
@@ -114,7 +124,18 @@ impl JsonFileStore {
             Err(e) => return Err(StoreError::io(&self.path, "read", e)),
         };
         let stamp = self.stamp()?;
-        Ok((migrate::parse_state(&self.path, &bytes)?, stamp))
+        if let Some((seen, state)) = self.cache().as_ref()
+            && *seen == bytes
+        {
+            return Ok((state.clone(), stamp));
+        }
+        let state = migrate::parse_state(&self.path, &bytes)?;
+        *self.cache() = Some((bytes, state.clone()));
+        Ok((state, stamp))
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<(Vec<u8>, State)>> {
+        self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn stamp(&self) -> Result<FileStamp, StoreError> {
@@ -183,7 +204,9 @@ impl Store for JsonFileStore {
             return Ok(current);
         };
         self.check_unchanged(&current, &stamp)?;
-        fsutil::atomic_replace(&self.path, &to_bytes(&next), Some(&self.backup_path()))?;
+        let bytes = to_bytes(&next);
+        fsutil::atomic_replace(&self.path, &bytes, Some(&self.backup_path()))?;
+        *self.cache() = Some((bytes, next.clone()));
         Ok(next)
     }
 }

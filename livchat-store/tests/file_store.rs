@@ -239,3 +239,43 @@ fn a_state_from_a_newer_livchat_is_refused_untouched() {
     );
     assert_eq!(std::fs::read(store.path()).unwrap(), bytes);
 }
+
+#[test]
+fn a_write_by_another_process_is_seen_by_the_next_load() {
+    let (dir, store) = home();
+    add(&store, "a");
+    assert_eq!(store.load().unwrap().servers.len(), 1);
+    // Another process (the CLI beside the REST service) writes through its own store.
+    let other = JsonFileStore::new(dir.path());
+    add(&other, "b");
+    let seen = store.load().unwrap();
+    assert!(
+        seen.servers.contains_key("b"),
+        "the cached version was served"
+    );
+    assert_eq!(seen, other.load().unwrap());
+}
+
+#[test]
+fn a_same_length_rewrite_in_the_same_clock_tick_is_still_seen() {
+    let (_dir, store) = home();
+    add(&store, "a");
+    let path = store.path().to_path_buf();
+    let before = std::fs::metadata(&path).unwrap();
+    // Same inode, same length, same mtime, other content: a cache keyed on the file's
+    // identity would serve the old version; the bytes tell them apart.
+    let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+    let renamed = text.replace("\"a\"", "\"z\"");
+    assert_eq!(renamed.len(), text.len());
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut &file, renamed.as_bytes()).unwrap();
+    file.set_modified(before.modified().unwrap()).unwrap();
+    drop(file);
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (after.ino(), after.mtime_nsec()),
+        (before.ino(), before.mtime_nsec())
+    );
+    let seen = store.load().unwrap();
+    assert!(seen.servers.contains_key("z"), "{:?}", seen.servers.keys());
+}
