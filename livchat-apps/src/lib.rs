@@ -36,6 +36,7 @@ pub mod escape;
 pub mod first_run;
 pub mod names;
 pub mod postgres;
+pub mod probe;
 pub mod query;
 pub mod render;
 pub mod resolver;

@@ -52,6 +52,16 @@ fn every_credential_script_passes_shellcheck() {
 }
 
 #[test]
+fn the_health_probe_script_passes_shellcheck() {
+    let argv = livchat_apps::probe::probe_argv(&livchat_apps::probe::HttpProbe {
+        service: "web".into(),
+        port: 8080,
+        path: "/".into(),
+    });
+    shellcheck("health probe", &argv[2]);
+}
+
+#[test]
 fn the_scripts_checked_are_the_ones_the_commands_run() {
     for (kind, script_at) in [
         (ProvidedKind::Rabbitmq, 2),

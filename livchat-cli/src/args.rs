@@ -45,16 +45,47 @@ pub struct Global {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-    /// A job on a server busy with another job waits for its turn instead of being refused.
-    #[arg(long, global = true)]
+    /// Taken from the job-starting subcommand's [`JobFlags`] (see [`Command::job_flags`]).
+    #[arg(skip)]
     pub wait_turn: bool,
-    /// Start the job in a background process of its own session, print its id and return;
-    /// follow it with `job logs --follow` or `job wait`.
-    #[arg(long, global = true)]
+    /// Taken from the job-starting subcommand's [`JobFlags`].
+    #[arg(skip)]
     pub detach: bool,
     /// More log output on stderr (-v info, -vv debug, -vvv everything); warnings by default.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// How a command that starts a job runs it; only those commands accept these flags.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct JobFlags {
+    /// A job on a server busy with another job waits for its turn instead of being refused.
+    #[arg(long)]
+    pub wait_turn: bool,
+    /// Start the job in a background process of its own session, print its id and return;
+    /// follow it with `job logs --follow` or `job wait`.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+impl Command {
+    /// The job flags of a command that starts a job; `None` for every other command.
+    pub fn job_flags(&self) -> Option<JobFlags> {
+        match self {
+            Command::Server(
+                ServerCommand::Create { job, .. }
+                | ServerCommand::Delete { job, .. }
+                | ServerCommand::Setup { job, .. },
+            )
+            | Command::App(AppCommand::Deploy { job, .. } | AppCommand::Undeploy { job, .. })
+            | Command::Job(JobCommand::Retry { job, .. }) => Some(*job),
+            Command::Job(JobCommand::Run { wait_turn, .. }) => Some(JobFlags {
+                wait_turn: *wait_turn,
+                detach: false,
+            }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -179,6 +210,8 @@ pub enum ServerCommand {
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,
+        #[command(flatten)]
+        job: JobFlags,
     },
     /// Add an existing server (bring your own); its host key is pinned once you confirm it.
     Add {
@@ -227,6 +260,8 @@ pub enum ServerCommand {
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,
+        #[command(flatten)]
+        job: JobFlags,
     },
     /// Set a server up over SSH (Docker, Swarm, network, firewall) and point DNS at it.
     Setup {
@@ -243,6 +278,8 @@ pub enum ServerCommand {
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,
+        #[command(flatten)]
+        job: JobFlags,
     },
     /// Update a server's DNS configuration and A record.
     Dns {
@@ -312,9 +349,15 @@ pub enum AppCommand {
         /// then the app's: undeploy deletes them). Without it such a record refuses the deploy.
         #[arg(long)]
         take_over_dns: bool,
+        /// Deploy even when the server has less memory or fewer CPUs than everything that
+        /// would run on it needs (the preflight; `--plan` shows it).
+        #[arg(long)]
+        force: bool,
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,
+        #[command(flatten)]
+        job: JobFlags,
     },
     /// Remove an app's stack, Docker secrets and DNS records (data kept unless --delete-data).
     Undeploy {
@@ -328,6 +371,8 @@ pub enum AppCommand {
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,
+        #[command(flatten)]
+        job: JobFlags,
     },
     /// List the apps deployed on a server.
     Deployed { server: String },
@@ -375,7 +420,11 @@ pub enum JobCommand {
     /// Cancel a queued or running job.
     Cancel { id: String },
     /// Retry a failed, cancelled or interrupted job from its first incomplete step.
-    Retry { id: String },
+    Retry {
+        id: String,
+        #[command(flatten)]
+        job: JobFlags,
+    },
     /// Wait for a job to end (exit 1 unless it completed; still running after --timeout too).
     Wait {
         id: String,
@@ -394,5 +443,10 @@ pub enum JobCommand {
     },
     /// Run a queued job in this process (what --detach starts in the background).
     #[command(hide = true)]
-    Run { id: String },
+    Run {
+        id: String,
+        /// Passed on from the starting command.
+        #[arg(long)]
+        wait_turn: bool,
+    },
 }

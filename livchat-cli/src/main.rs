@@ -26,7 +26,11 @@ use crate::commands::{app::*, job::*, secrets::*, server::*};
 use crate::output::{Table, print, write_stdout};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(flags) = cli.command.job_flags() {
+        cli.global.wait_turn = flags.wait_turn;
+        cli.global.detach = flags.detach;
+    }
     logging::init(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

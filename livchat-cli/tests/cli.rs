@@ -118,6 +118,52 @@ fn app_status_and_logs_refuse_bad_input_naming_the_field_before_connecting() {
 }
 
 #[test]
+fn job_flags_are_offered_only_by_commands_that_start_a_job() {
+    let h = Home::initialised();
+    for (args, flag) in [
+        (&["server", "list", "--detach"][..], "--detach"),
+        (&["app", "list", "--wait-turn"][..], "--wait-turn"),
+        (
+            &[
+                "--detach",
+                "server",
+                "setup",
+                "web-1",
+                "--zone",
+                "example.com",
+            ][..],
+            "--detach",
+        ),
+    ] {
+        let out = h.run(args);
+        assert!(out.starts_with("exit: 2"), "{args:?}: {out}");
+        assert!(
+            out.contains(&format!("unexpected argument '{flag}'")),
+            "{args:?}: {out}"
+        );
+    }
+    for args in [
+        &["server", "setup", "--help"][..],
+        &["server", "create", "--help"],
+        &["server", "delete", "--help"],
+        &["app", "deploy", "--help"],
+        &["app", "undeploy", "--help"],
+        &["job", "retry", "--help"],
+    ] {
+        let out = h.run(args);
+        assert!(
+            out.contains("--detach") && out.contains("--wait-turn"),
+            "{args:?}: {out}"
+        );
+    }
+    let help = h.run(&["server", "list", "--help"]);
+    assert!(
+        !help.contains("--detach") && !help.contains("--wait-turn"),
+        "{help}"
+    );
+}
+
+#[test]
 fn usage_does_not_show_home_as_required_when_livchat_home_is_set() {
     let h = Home::new();
     let out = h.run(&["server", "add"]);

@@ -135,11 +135,11 @@ fn a_detached_job_outlives_its_starter_and_blocks_a_second_job_from_another_proc
     // Start the setup detached from a shell that leads its own process group, then kill that
     // whole group, as closing a terminal would.
     let mut starter = home.command(&[
-        "--detach",
         "--output",
         "json",
         "server",
         "setup",
+        "--detach",
         "byo-1",
         "--zone",
         "example.com",
@@ -200,7 +200,7 @@ fn a_detached_job_outlives_its_starter_and_blocks_a_second_job_from_another_proc
 
     // With the server free again, a detached delete runs to completion in the background.
     let delete = home.run(
-        &["--detach", "--output", "json", "server", "delete", "byo-1"],
+        &["--output", "json", "server", "delete", "byo-1", "--detach"],
         None,
     );
     assert!(delete.status.success(), "{}", text(&delete));

@@ -23,6 +23,8 @@ mod first_run;
 pub mod flows;
 pub mod ops;
 pub mod orchestrator;
+pub mod preflight;
+mod probe;
 mod setup_ahead;
 
 pub use config::Config;

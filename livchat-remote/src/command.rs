@@ -434,6 +434,17 @@ pub mod system {
         Command::new("cat").arg("/etc/os-release")
     }
 
+    /// The memory total and one line per online CPU, in one round trip (grep prefixes each
+    /// line with its file's name).
+    pub fn resources() -> Command {
+        Command::new("grep").args([
+            "-E",
+            "^(MemTotal:|processor)",
+            "/proc/meminfo",
+            "/proc/cpuinfo",
+        ])
+    }
+
     /// `true`: the cheapest round trip, used to wait for SSH.
     pub fn noop() -> Command {
         Command::new("true")

@@ -16,6 +16,7 @@ pub mod capture;
 pub mod command;
 pub mod compose;
 pub mod executor;
+pub mod facts;
 pub mod keys;
 pub mod logs;
 pub mod platform;
@@ -31,6 +32,7 @@ pub use executor::{
     Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, OutputLine, OutputStream,
     RemoteError, RemoteExecutor, SshTarget,
 };
+pub use facts::{Resources, read_resources};
 pub use keys::{
     KeyPair, decrypt_private_key, generate_ed25519, parse_private_key, private_key_is_encrypted,
 };

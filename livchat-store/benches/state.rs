@@ -39,6 +39,7 @@ fn server(i: usize) -> ServerRecord {
             .map(String::from)
             .to_vec(),
             completed_at: Some(chrono::Utc::now()),
+            resources: None,
         },
         created_at: chrono::Utc::now(),
     }

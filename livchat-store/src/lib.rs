@@ -52,7 +52,7 @@ pub use secret_store::{MemorySecrets, SecretStore};
 pub use settings::{SettingKey, Settings};
 pub use state::{
     DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, JobOwner, JobRecord, JobStatus,
-    ProviderKind, STATE_VERSION, ServerRecord, ServerStatus, SetupRecord, State,
+    ProviderKind, STATE_VERSION, ServerRecord, ServerResources, ServerStatus, SetupRecord, State,
     validate_server_name, validate_unix_user,
 };
 #[cfg(feature = "mock")]

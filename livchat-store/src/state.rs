@@ -264,6 +264,21 @@ pub struct SetupRecord {
     /// When the whole setup last completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// CPUs and memory, read once over SSH by setup; deploys compare them with what the apps
+    /// need (preflight). Absent on servers set up before livchat read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ServerResources>,
+}
+
+/// A server's CPUs and memory as its kernel reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerResources {
+    /// Online CPUs (`processor` entries of `/proc/cpuinfo`).
+    pub cpus: u32,
+    /// `MemTotal` of `/proc/meminfo`, in MiB (a little under the plan's nominal size: the
+    /// kernel keeps some for itself).
+    pub memory_mb: u64,
 }
 
 /// One server.

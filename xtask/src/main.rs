@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -35,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     "shellcheck",
     "debootstrap",
     "busybox-static",
+    // The health probe script's curl branch runs for real against a loopback server.
+    "curl",
     "iproute2",
     "iptables",
     // Server binaries for the create-database script run against a real PostgreSQL.
@@ -310,15 +313,51 @@ fn prebuild_root_filesystems() -> Result<()> {
 
 fn stage(stages: &mut Vec<Stage>, name: &'static str, f: impl FnOnce() -> Result<()>) -> bool {
     eprintln!("\n==> {name}");
+    let done = timed(name, f);
+    let ok = done.outcome.is_ok();
+    stages.push(done);
+    ok
+}
+
+fn timed(name: &'static str, f: impl FnOnce() -> Result<()>) -> Stage {
     let started = Instant::now();
     let outcome = f();
-    let ok = outcome.is_ok();
-    stages.push(Stage {
+    Stage {
         name,
         outcome,
         seconds: started.elapsed().as_secs_f64(),
-    });
-    ok
+    }
+}
+
+const CLIPPY: &str = "cargo clippy -D warnings";
+const ROOTFS: &str = "root filesystems (built beside the test build)";
+
+/// Clippy on every target, in `target/clippy` so that it can run while the test build's
+/// artifacts are in use. Its output goes to a log (it runs beside the test binaries' report),
+/// printed whole when it fails.
+fn clippy() -> Result<()> {
+    let dir = root().join("target").join("xtask-tests");
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("clippy.log");
+    let out = std::fs::File::create(&log)?;
+    let result = run(ci_cargo()
+        .env("CARGO_TARGET_DIR", root().join("target").join("clippy"))
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .stdout(out.try_clone()?)
+        .stderr(out));
+    if result.is_err() {
+        eprintln!("\n==== clippy (failed) ====");
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    result
 }
 
 fn cargo() -> Command {
@@ -340,24 +379,15 @@ fn ci() -> Result<()> {
     let started = Instant::now();
     let mut stages = Vec::new();
     let ready = stage(&mut stages, "install test tools", setup);
-    // Network and disk bound, so it overlaps well with clippy's compiling; the tests would
-    // otherwise each wait on a debootstrap when they first need a root filesystem.
+    // Network and disk bound, so it overlaps well with compiling; the tests would otherwise
+    // each wait on a debootstrap when they first need a root filesystem.
     let rootfs = ready.then(|| std::thread::spawn(prebuild_root_filesystems));
     stage(&mut stages, "cargo fmt --check", || {
         run(cargo().args(["fmt", "--all", "--check"]))
     });
-    stage(&mut stages, "cargo clippy -D warnings", || {
-        run(ci_cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--all-features",
-            "--",
-            "-D",
-            "warnings",
-        ]))
-    });
-    if ready {
+    if !ready {
+        stage(&mut stages, CLIPPY, clippy);
+    } else {
         // Advisories need the RustSec database from GitHub, which build machines cannot reach
         // (deny.toml says so); licenses, bans and sources need only the lockfile.
         stage(&mut stages, "cargo deny (licenses, bans, sources)", || {
@@ -366,17 +396,42 @@ fn ci() -> Result<()> {
                 .args(["check", "licenses", "bans", "sources"])
                 .env("PATH", path_with(&tools_dir().join("venv").join("bin"))))
         });
-        if let Some(build) = rootfs {
-            stage(
-                &mut stages,
-                "root filesystems (built beside clippy)",
-                || {
-                    build
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the build thread panicked")))
-                },
-            );
-        }
+        // The test binaries mostly wait on sshd, dockerd and Python clients (the machine sat
+        // half idle through them), so clippy runs beside them, in a target directory of its
+        // own (no lock shared with the test build), and ends before the E2E binaries, which
+        // run alone. The root filesystems must be ready before any binary starts.
+        let side: Arc<Mutex<Vec<Stage>>> = Arc::default();
+        let clippy_thread: Arc<Mutex<Option<std::thread::JoinHandle<Stage>>>> = Arc::default();
+        let hooks = test_runner::Hooks {
+            after_build: Box::new({
+                let (side, clippy_thread) = (side.clone(), clippy_thread.clone());
+                move || {
+                    if let Some(build) = rootfs {
+                        side.lock().unwrap().push(timed(ROOTFS, || {
+                            build.join().unwrap_or_else(|_| {
+                                Err(anyhow::anyhow!("the build thread panicked"))
+                            })
+                        }));
+                    }
+                    eprintln!("\n==> {CLIPPY} (beside the test binaries)");
+                    *clippy_thread.lock().unwrap() =
+                        Some(std::thread::spawn(|| timed(CLIPPY, clippy)));
+                }
+            }),
+            before_alone: Box::new({
+                let (side, clippy_thread) = (side.clone(), clippy_thread.clone());
+                move || {
+                    if let Some(handle) = clippy_thread.lock().unwrap().take() {
+                        let outcome = handle.join().unwrap_or_else(|_| Stage {
+                            name: CLIPPY,
+                            outcome: Err(anyhow::anyhow!("the clippy thread panicked")),
+                            seconds: 0.0,
+                        });
+                        side.lock().unwrap().push(outcome);
+                    }
+                }
+            }),
+        };
         stage(
             &mut stages,
             "cargo test (every test, real parts required)",
@@ -386,9 +441,11 @@ fn ci() -> Result<()> {
                     test_jobs(),
                     &[("LIVCHAT_REAL_TESTS", "1")],
                     &root().join("target").join("xtask-tests"),
+                    hooks,
                 )
             },
         );
+        stages.append(&mut side.lock().unwrap());
     }
 
     eprintln!("\n==> summary");

@@ -67,6 +67,13 @@ struct Outcome {
     log: PathBuf,
 }
 
+/// Work the caller fits around the run: `after_build` once every binary is built (before any
+/// runs), `before_alone` after the pool, before the binaries that run alone (it may block).
+pub struct Hooks {
+    pub after_build: Box<dyn FnOnce() + Send>,
+    pub before_alone: Box<dyn FnOnce() + Send>,
+}
+
 /// Builds every test binary, runs them `jobs` at a time beside the doc tests. Fails if any
 /// binary fails; prints each failing binary's whole output and a table of durations.
 pub fn run_all(
@@ -74,8 +81,17 @@ pub fn run_all(
     jobs: usize,
     envs: &'static [(&'static str, &'static str)],
     logs: &Path,
+    hooks: Hooks,
 ) -> Result<()> {
-    let binaries = build(&cargo)?;
+    let built = build(&cargo);
+    (hooks.after_build)();
+    let binaries = match built {
+        Ok(b) => b,
+        Err(e) => {
+            (hooks.before_alone)();
+            return Err(e);
+        }
+    };
     std::fs::create_dir_all(logs)?;
     let (alone, binaries): (Vec<_>, Vec<_>) = binaries
         .into_iter()
@@ -152,6 +168,7 @@ pub fn run_all(
             .map_err(|_| anyhow::anyhow!("a test worker panicked"))?;
     }
     let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    (hooks.before_alone)();
     for binary in &alone {
         let outcome = run_one(binary, envs, logs);
         report(&outcome);

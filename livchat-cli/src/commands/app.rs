@@ -91,13 +91,15 @@ pub(crate) async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
             app,
             set,
             take_over_dns,
+            force,
             plan,
+            ..
         } => {
             if plan {
                 print_plan(&orch.plan_deploy_app(&server, &app, &set)?, out)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let job = orch.start_deploy_app_with(&server, &app, &set, take_over_dns)?;
+            let job = orch.start_deploy_app_with(&server, &app, &set, take_over_dns, force)?;
             return run_job(&orch, job, g).await;
         }
         AppCommand::Undeploy {
@@ -106,6 +108,7 @@ pub(crate) async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
             force,
             delete_data,
             plan,
+            ..
         } => {
             let params = livchat_core::UndeployParams {
                 server,

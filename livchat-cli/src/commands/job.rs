@@ -93,7 +93,7 @@ pub(crate) async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
             let j = orch.cancel_job(&id)?;
             print(out, &j, || job_pairs(&j));
         }
-        JobCommand::Retry { id } => {
+        JobCommand::Retry { id, .. } => {
             let j = orch.start_retry_job(&id)?;
             return run_job(&orch, j, g).await;
         }
@@ -126,7 +126,7 @@ pub(crate) async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
                 Table::pairs(vec![("removed", removed.len().to_string())])
             });
         }
-        JobCommand::Run { id } => {
+        JobCommand::Run { id, .. } => {
             // Started by --detach: leave the starting terminal's session so closing it does
             // not end the job, then take the job over from the process that created it.
             let _ = nix::unistd::setsid();

@@ -165,8 +165,11 @@ pub(crate) async fn detach_job(
     if let Some(file) = &g.vault_password_file {
         cmd.arg("--vault-password-file").arg(file);
     }
-    cmd.args(["job", "run", &job.id])
-        .stdin(std::process::Stdio::null())
+    cmd.args(["job", "run", &job.id]);
+    if g.wait_turn {
+        cmd.arg("--wait-turn");
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd

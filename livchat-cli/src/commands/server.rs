@@ -52,6 +52,7 @@ pub(crate) async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             location,
             image,
             plan,
+            ..
         } => {
             let setting = |key: &str| orch.setting_get(key).ok().flatten();
             let server_type = server_type
@@ -178,7 +179,9 @@ pub(crate) async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 ])
             });
         }
-        ServerCommand::Delete { name, force, plan } => {
+        ServerCommand::Delete {
+            name, force, plan, ..
+        } => {
             if plan {
                 print_plan(&orch.plan_delete_server(&name, force)?, out)?;
                 return Ok(ExitCode::SUCCESS);
@@ -192,6 +195,7 @@ pub(crate) async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             subdomain,
             dns,
             plan,
+            ..
         } => {
             let params = SetupServerParams {
                 name,

@@ -141,6 +141,10 @@ pub struct AppDeploy {
     /// then the app's: undeploy deletes them). Without it such a record refuses the deploy.
     #[serde(default)]
     pub take_over_dns: bool,
+    /// Deploy even when the server has less memory or fewer CPUs than everything that would
+    /// run on it needs (the preflight, which the plan shows).
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[async_trait]
@@ -156,6 +160,7 @@ impl Operation for AppDeploy {
                 &self.app,
                 &sets(&self.params),
                 self.take_over_dns,
+                self.force,
             )?
             .into())
     }

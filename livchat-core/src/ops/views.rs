@@ -33,6 +33,10 @@ pub struct ServerView {
     /// Setup steps completed.
     pub setup_completed_steps: Vec<String>,
     pub setup_completed_at: Option<DateTime<Utc>>,
+    /// CPUs as setup read them (what deploys compare their apps' needs with).
+    pub cpus: Option<u32>,
+    /// Memory (`MemTotal`, MiB) as setup read it.
+    pub memory_mb: Option<u64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -59,6 +63,8 @@ impl From<ServerRecord> for ServerView {
             labels: s.labels,
             setup_completed_steps: s.setup.completed_steps,
             setup_completed_at: s.setup.completed_at,
+            cpus: s.setup.resources.map(|r| r.cpus),
+            memory_mb: s.setup.resources.map(|r| r.memory_mb),
             created_at: s.created_at,
         }
     }

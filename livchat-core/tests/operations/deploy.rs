@@ -183,6 +183,7 @@ async fn deploy_app_creates_dns_records_and_a_least_privilege_database_then_depl
     creates_database(&mut mocks.platform, 0, "");
     let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 2);
     let claimed_after = claims_owner(&mut mocks.platform, &deployed, "200");
+    let probed_after = probes_health(&mut mocks.platform, &deployed, &[(0, "200")]);
     mocks
         .platform
         .expect_wait_healthy()
@@ -205,8 +206,13 @@ async fn deploy_app_creates_dns_records_and_a_least_privilege_database_then_depl
     assert!(!log.contains(DB_PASSWORD));
     assert!(!log.contains(OWNER_PASSWORD));
     // The owner was claimed while the only stack sent had every router off; the stack as
-    // rendered, routers on, went out after the claim.
+    // rendered, routers on, went out after the claim and after /healthz answered.
     assert_eq!(*claimed_after.lock().unwrap(), Some(1));
+    assert_eq!(*probed_after.lock().unwrap(), [1]);
+    assert!(
+        log.contains("GET /healthz on n8n/editor port 5678 answered HTTP 200"),
+        "{log}"
+    );
     let sent = deployed.lock().unwrap();
     assert!(!livchat_apps::first_run::has_public_routes(
         &sent[0].compose_yaml
@@ -219,6 +225,34 @@ async fn deploy_app_creates_dns_records_and_a_least_privilege_database_then_depl
 }
 
 const OWNER_PASSWORD: &str = "n8n-owner-password-SENTINEL-987654321";
+
+/// n8n's declared health path is requested from inside its editor container, on the port its
+/// route targets, answering `statuses` in turn (the last one from then on). Returns how many
+/// stacks had been sent at each request.
+fn probes_health(
+    platform: &mut MockContainerPlatform,
+    deployed: &Arc<Mutex<Vec<Deployed>>>,
+    statuses: &'static [(u32, &'static str)],
+) -> Arc<Mutex<Vec<usize>>> {
+    let when = Arc::new(Mutex::new(Vec::new()));
+    let (seen, deployed) = (when.clone(), deployed.clone());
+    platform
+        .expect_exec_in_service()
+        .withf(|e| {
+            e.stack == "n8n"
+                && e.service == "editor"
+                && e.argv.get(3).is_some_and(|a| a == "livchat-probe")
+                && e.argv[4..] == ["5678".to_string(), "/healthz".to_string()]
+                && e.stdin.is_none()
+        })
+        .returning(move |_| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(deployed.lock().unwrap().len());
+            let (exit, stdout) = statuses[(seen.len() - 1).min(statuses.len() - 1)];
+            Ok(output(exit, stdout, ""))
+        });
+    when
+}
 
 /// n8n's owner is claimed once from inside its editor container: the password on stdin, never
 /// in argv. The exec answers `status`; returns how many stacks had been sent when it ran.
@@ -801,13 +835,14 @@ async fn deploy_app_with_take_over_dns_repoints_the_record_and_owns_it() {
     // A first deploy of n8n: routes closed, the owner claimed, then the routes opened.
     let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 2);
     claims_owner(&mut mocks.platform, &deployed, "200");
+    probes_health(&mut mocks.platform, &deployed, &[(0, "200")]);
     mocks
         .platform
         .expect_wait_healthy()
         .returning(|name, _| Ok(healthy(name)));
     let orch = world.build(mocks);
     let job = orch
-        .start_deploy_app_with("web-1", "n8n", &[], true)
+        .start_deploy_app_with("web-1", "n8n", &[], true, false)
         .unwrap();
     let done = run(&orch, &job.id).await;
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
@@ -845,6 +880,7 @@ async fn deploy_app_leaves_a_foreign_record_already_pointing_here_out_of_its_dep
     // A first deploy of n8n: routes closed, the owner claimed, then the routes opened.
     let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 2);
     claims_owner(&mut mocks.platform, &deployed, "200");
+    probes_health(&mut mocks.platform, &deployed, &[(0, "200")]);
     mocks
         .platform
         .expect_wait_healthy()
@@ -914,6 +950,7 @@ async fn deploy_app_sends_the_apps_own_redis_with_its_own_generated_password() {
     creates_database(&mut mocks.platform, 0, "");
     let deployed = deploys_stack_times(&mut mocks.platform, "n8n", 2);
     claims_owner(&mut mocks.platform, &deployed, "200");
+    probes_health(&mut mocks.platform, &deployed, &[(0, "200")]);
     mocks
         .platform
         .expect_wait_healthy()
@@ -949,5 +986,170 @@ async fn deploy_app_sends_the_apps_own_redis_with_its_own_generated_password() {
     assert!(last.compose_yaml.contains("livchat_n8n_redis_password"));
     assert!(!last.compose_yaml.contains("livchat_redis_password"));
     assert!(!log_text(&orch, &job.id).contains(&own));
+    verify(orch);
+}
+
+/// web-1 as `world_with_databases`, with the resources setup read from it.
+fn world_with_resources(memory_mb: u64, cpus: u32) -> World {
+    let world = world_with_databases();
+    let mut server = ready_server("web-1");
+    server.setup.resources = Some(livchat_store::ServerResources { cpus, memory_mb });
+    world.put_server(server);
+    world
+}
+
+#[tokio::test]
+async fn a_deploy_to_a_server_short_of_memory_is_refused_with_the_numbers_and_force_goes_on() {
+    // Issue #17: n8n (2048 MiB, 2 CPUs) beside the infrastructure, Postgres and Redis on a
+    // "2 GB" server with 1 CPU.
+    let world = world_with_resources(1900, 1);
+    let before = world.state();
+    let orch = world.build(Mocks::default());
+    let err = orch.start_deploy_app("web-1", "n8n", &[]).unwrap_err();
+    assert!(matches!(err, CoreError::Refused(_)), "{err:?}");
+    let why = err.to_string();
+    for part in [
+        "web-1 has 1900 MiB",
+        "1 CPUs",
+        "n8n 2048 MiB/2 CPU",
+        "postgres 512 MiB/1 CPU",
+        "--force",
+    ] {
+        assert!(why.contains(part), "{part:?} missing from: {why}");
+    }
+    assert_eq!(world.state(), before, "nothing recorded");
+    let job = orch
+        .start_deploy_app_with("web-1", "n8n", &[], false, true)
+        .expect("--force goes on");
+    assert_eq!(job.steps_remaining.len(), 5);
+    verify(orch);
+}
+
+#[tokio::test]
+async fn the_plan_shows_the_preflight_before_anything_else() {
+    let short = world_with_resources(1900, 1).build(Mocks::default());
+    let line = short
+        .plan_deploy_app("web-1", "n8n", &[])
+        .unwrap()
+        .resources[0]
+        .clone();
+    assert!(
+        line.starts_with("preflight: needs 3328 MiB and 2 CPUs"),
+        "{line}"
+    );
+    assert!(line.contains("SHORT"), "{line}");
+    verify(short);
+    let enough = world_with_resources(7800, 4).build(Mocks::default());
+    let line = enough
+        .plan_deploy_app("web-1", "n8n", &[])
+        .unwrap()
+        .resources[0]
+        .clone();
+    assert!(line.ends_with("and 4 CPUs: enough"), "{line}");
+    verify(enough);
+}
+
+/// n8n's first deploy with every step answering, except /healthz which answers `statuses`.
+fn n8n_deploy_probed(
+    statuses: &'static [(u32, &'static str)],
+) -> (World, Mocks, Arc<Mutex<Vec<Deployed>>>) {
+    let world = world_with_databases();
+    world.set_secret("app.n8n.owner_password", OWNER_PASSWORD);
+    let mut mocks = Mocks::default();
+    connects(&mut mocks);
+    dns_records(
+        &mut mocks,
+        &[
+            (N8N_HOST, "rec-n8n", Change::Created),
+            (WEBHOOK_HOST, "rec-webhook", Change::Created),
+        ],
+    );
+    creates_database(&mut mocks.platform, 0, "");
+    let deployed = Arc::new(Mutex::new(Vec::new()));
+    let sent = deployed.clone();
+    mocks
+        .platform
+        .expect_deploy_stack()
+        .withf(|s| s.name == "n8n")
+        .returning(move |s| {
+            sent.lock().unwrap().push(Deployed {
+                compose_yaml: s.compose_yaml.clone(),
+                secret_values: Vec::new(),
+            });
+            Ok(())
+        });
+    mocks.platform.expect_ensure_network().returning(|_| Ok(()));
+    claims_owner(&mut mocks.platform, &deployed, "200");
+    probes_health(&mut mocks.platform, &deployed, statuses);
+    mocks
+        .platform
+        .expect_wait_healthy()
+        .returning(|name, _| Ok(healthy(name)));
+    (world, mocks, deployed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_path_that_never_answers_2xx_fails_the_deploy_with_its_status_routes_closed() {
+    // Issue #17: Swarm says healthy, the declared path says 404 for the whole health timeout.
+    let (world, mut mocks, deployed) = n8n_deploy_probed(&[(0, "503"), (0, "404")]);
+    mocks
+        .platform
+        .expect_remove_stack()
+        .withf(|name| name == "n8n")
+        .times(1)
+        .returning(|_| Ok(()));
+    mocks
+        .dns
+        .expect_delete_record()
+        .times(2)
+        .returning(|_, _| Ok(()));
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.contains(
+            "GET /healthz on n8n/editor port 5678 did not answer 2xx or 3xx within 300 s: HTTP 404"
+        ),
+        "{error}"
+    );
+    let sent = deployed.lock().unwrap();
+    assert!(
+        sent.iter()
+            .all(|d| !livchat_apps::first_run::has_public_routes(&d.compose_yaml)),
+        "the routes were opened"
+    );
+    drop(sent);
+    assert!(!world.state().deployments["web-1"].contains_key("n8n"));
+    verify(orch);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_path_answering_after_a_few_tries_completes_the_deploy() {
+    let (world, mocks, _) = n8n_deploy_probed(&[(7, ""), (0, "502"), (0, "302")]);
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let log = log_text(&orch, &job.id);
+    assert!(log.contains("no answer (exit status 7"), "{log}");
+    assert!(log.contains("HTTP 502, attempt 2 of 100"), "{log}");
+    assert!(log.contains("answered HTTP 302"), "{log}");
+    verify(orch);
+}
+
+#[tokio::test]
+async fn an_image_without_an_http_client_is_a_warning_not_a_failure() {
+    let (world, mocks, _) = n8n_deploy_probed(&[(livchat_apps::probe::NO_CLIENT, "")]);
+    let orch = world.build(mocks);
+    let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
+    let done = run(&orch, &job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    let log = log_text(&orch, &job.id);
+    assert!(
+        log.contains("has no curl, wget or node to request /healthz"),
+        "{log}"
+    );
     verify(orch);
 }

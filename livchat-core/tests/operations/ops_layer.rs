@@ -174,6 +174,7 @@ async fn app_deploy_params_are_a_map_checked_against_the_app() {
         app: "redis".into(),
         params: BTreeMap::from([("no_such_param".to_string(), "1".to_string())]),
         take_over_dns: false,
+        force: false,
     };
     let err = op.plan(&orch).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadInput, "{err}");
@@ -286,6 +287,7 @@ async fn job_wait_returns_the_job_as_it_is_when_its_time_is_up() {
         app: "redis".into(),
         params: BTreeMap::new(),
         take_over_dns: false,
+        force: false,
     }
     .run(&orch)
     .await
@@ -346,6 +348,7 @@ async fn job_logs_tail_returns_the_last_lines_with_their_indexes() {
         app: "redis".into(),
         params: BTreeMap::new(),
         take_over_dns: false,
+        force: false,
     }
     .run(&orch)
     .await
@@ -383,6 +386,7 @@ async fn a_second_job_on_a_busy_server_is_refused_naming_the_job_in_the_way() {
         app: app.into(),
         params: BTreeMap::new(),
         take_over_dns: false,
+        force: false,
     };
     let first = deploy("redis").run(&orch).await.unwrap();
     let err = deploy("postgres").run(&orch).await.unwrap_err();

@@ -26,6 +26,16 @@ fn new_server() -> livchat_store::ServerRecord {
     hetzner_server("web-1", ServerStatus::Running, None)
 }
 
+/// web-1 as an earlier setup left it: its resources read and recorded.
+fn set_up_before() -> livchat_store::ServerRecord {
+    let mut server = new_server();
+    server.setup.resources = Some(livchat_store::ServerResources {
+        cpus: 2,
+        memory_mb: 3820,
+    });
+    server
+}
+
 /// The plan the orchestrator computes for `web-1` on Debian 12.
 fn plan() -> Vec<Step> {
     let config = SetupConfig::new("web-1", IP.parse::<IpAddr>().unwrap()).unwrap();
@@ -219,13 +229,26 @@ async fn setup_server_whose_dns_record_fails_names_cloudflare_runs_no_setup_step
     let server = &world.state().servers["web-1"];
     assert_eq!(server.status, ServerStatus::Failed);
     assert!(server.dns.is_none());
-    // The connect step read the OS and ran the read-only batch of checks; no step was applied.
+    // What the preflight of later deploys compares with, kept although the job failed later.
+    assert_eq!(
+        server.setup.resources,
+        Some(livchat_store::ServerResources {
+            cpus: 2,
+            memory_mb: 3820
+        })
+    );
+    // The connect step read the OS, ran the read-only batch of checks and read the server's
+    // resources (once: it had none recorded); no step was applied.
     let commands = host.commands.lock().unwrap().clone();
-    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert_eq!(commands.len(), 3, "{commands:?}");
     assert_eq!(commands[0], "cat /etc/os-release");
     assert!(
         commands[1].starts_with("sh -s -- LIVCHAT_CHECK_"),
         "{commands:?}"
+    );
+    assert_eq!(
+        commands[2],
+        "grep -E '^(MemTotal:|processor)' /proc/meminfo /proc/cpuinfo"
     );
     verify(orch);
 }
@@ -390,7 +413,7 @@ fn batch_answer(
 #[tokio::test]
 async fn setup_rerun_checks_every_step_in_one_command_and_logs_each_as_already_in_place() {
     let world = World::new();
-    world.put_server(new_server());
+    world.put_server(set_up_before());
     let mut mocks = Mocks::default();
     let (exec, host) = scripted_executor(|c, stdin| {
         if is_os_release(c) {
@@ -438,7 +461,7 @@ async fn setup_rerun_checks_every_step_in_one_command_and_logs_each_as_already_i
 #[tokio::test]
 async fn setup_rerun_with_an_undone_step_skips_the_steps_before_it_and_checks_each_after_it() {
     let world = World::new();
-    world.put_server(new_server());
+    world.put_server(set_up_before());
     let plan = plan();
     let undone = plan.iter().position(|s| s.id == "hostname").unwrap();
     let mut mocks = Mocks::default();

@@ -388,6 +388,14 @@ pub fn is_os_release(c: &Command) -> bool {
     c.program == "cat" && c.args == ["/etc/os-release"]
 }
 
+/// What setup's read of the server's resources gets from every scripted host: 2 CPUs and
+/// about 3.8 GiB (a "4 GB" plan).
+pub const RESOURCES: &str = "/proc/meminfo:MemTotal:        3911856 kB\n/proc/cpuinfo:processor\t: 0\n/proc/cpuinfo:processor\t: 1\n";
+
+pub fn is_resources_read(c: &Command) -> bool {
+    c.program == "grep" && c.args.last().is_some_and(|a| a == "/proc/cpuinfo")
+}
+
 /// A scripted executor: `answer` gets each command and the text sent on its stdin (a setup
 /// script, or empty) and returns its output; every command line is recorded.
 pub fn scripted_executor(
@@ -403,6 +411,9 @@ pub fn scripted_executor(
             .as_ref()
             .map(|b| String::from_utf8_lossy(b.expose_secret()).into_owned())
             .unwrap_or_default();
+        if is_resources_read(command) {
+            return Ok(output(0, RESOURCES, ""));
+        }
         answer(command, &stdin)
     });
     (exec, FakeHost { commands })
