@@ -135,6 +135,11 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
             .canonicalize()
             .unwrap(),
     );
+    // For `notes` on MariaDB (imported on the server with the other images).
+    assert!(
+        sandbox.add_image(&fixtures::images::MARIADB).unwrap(),
+        "the MariaDB image could not be built"
+    );
     let demo = Demo::new(&sandbox, true);
     demo.configure().unwrap();
     demo.create_server().unwrap();
@@ -230,7 +235,14 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     let done_before = completed(&interrupted);
     let retried = demo.json(&["job", "retry", &id]).unwrap();
     assert_eq!(retried["status"], "completed", "{retried:#}");
-    let after = messages_of_attempt(&log_messages(&demo, &id), 2);
+    let messages = log_messages(&demo, &id);
+    // Health as declared (#17): the stand-in infrastructure's path, from inside its container.
+    assert!(
+        messages.iter().any(|m| m
+            .contains("health: GET /index.html on infrastructure/web port 8080 answered HTTP 200")),
+        "{messages:#?}"
+    );
+    let after = messages_of_attempt(&messages, 2);
     assert!(
         done_before.iter().any(|s| s == "postgres:record")
             && !after.iter().any(|m| m == "postgres deployed on demo-1"),
@@ -351,6 +363,8 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     );
     demo.ok(&["app", "undeploy", SERVER, "claimable"], None)
         .unwrap();
+
+    apps_on_mariadb_and_a_shared_postgres_reach_only_their_own_data(&demo);
 
     // --- undeploy: Cloudflare refuses to delete the record after the stack is gone ----------
     demo.section("undeploy guestbook, with Cloudflare refusing to delete its record");
@@ -498,4 +512,123 @@ fn status_and_logs_come_live_from_the_swarm(demo: &Demo, sandbox: &Sandbox) {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Issue #17: `notes` runs on MariaDB (its own database and user, made by the deploy) and on
+/// the PostgreSQL guestbook uses (a database and role of its own). Each app works in its own
+/// databases and is refused on the other's; status and logs come from the swarm; undeploying
+/// with `--delete-data` leaves nothing of notes or MariaDB.
+fn apps_on_mariadb_and_a_shared_postgres_reach_only_their_own_data(demo: &Demo) {
+    demo.section("deploy notes: its own MariaDB database, and PostgreSQL shared with guestbook");
+    let plan = demo
+        .ok(&["app", "deploy", SERVER, "notes", "--plan"], None)
+        .unwrap();
+    assert!(plan.contains("preflight: needs"), "{plan}");
+    demo.ok(&["app", "deploy", SERVER, "notes"], None).unwrap();
+
+    let denied = |service: &str, script: &str, expected: &str| {
+        let out = demo.sh_in(service, script).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{service}: `{script}` was not refused with {expected:?}: {} {stderr}",
+            out.status
+        );
+        demo.say(&format!("  {service}: refused: {}", stderr.trim()));
+    };
+    let mariadb =
+        r#"MYSQL_PWD="$(cat /run/secrets/db_password)" mariadb -h "$DB_HOST" -u "$DB_USER""#;
+    let notes_pg = r#"PGPASSWORD="$(cat /run/secrets/pg_password)" psql -X -qtA"#;
+    let guestbook_pg = r#"PGPASSWORD="$(cat /run/secrets/db_password)" psql -X -qtA"#;
+    // Their own data: notes wrote rows as its own users.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let out = demo
+            .sh_in(
+                "notes_app",
+                &format!("{mariadb} -N notes -e 'SELECT COUNT(*) FROM notes'"),
+            )
+            .unwrap();
+        let rows: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if rows >= 2 || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(
+        rows >= 2,
+        "notes wrote {rows} rows into its MariaDB database"
+    );
+    let tally = demo
+        .sh_in(
+            "notes_app",
+            &format!("{notes_pg} -c 'SELECT count(*) FROM tally'"),
+        )
+        .unwrap();
+    assert!(tally.status.success(), "{tally:?}");
+    // Each other's, refused.
+    denied(
+        "notes_app",
+        &format!("{mariadb} mysql -e 'SELECT 1'"),
+        "Access denied",
+    );
+    denied(
+        "notes_app",
+        &format!("{notes_pg} -d guestbook -c 'SELECT 1'"),
+        "permission denied for database \"guestbook\"",
+    );
+    denied(
+        "guestbook_app",
+        &format!("{guestbook_pg} -d notes -c 'SELECT 1'"),
+        "permission denied for database \"notes\"",
+    );
+
+    let status = demo.json(&["app", "status", SERVER, "mariadb"]).unwrap();
+    assert_eq!(status[0]["state"], "running", "{status:#}");
+    let logs = demo
+        .json(&["app", "logs", SERVER, "mariadb", "--tail", "200"])
+        .unwrap();
+    assert!(
+        logs["lines"].as_array().unwrap().iter().any(|l| l["line"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ready for connections")),
+        "{logs:#}"
+    );
+
+    demo.section("undeploy notes and MariaDB with their data");
+    demo.ok(&["app", "undeploy", SERVER, "notes", "--delete-data"], None)
+        .unwrap();
+    denied(
+        "guestbook_app",
+        &format!("{guestbook_pg} -d notes -c 'SELECT 1'"),
+        "database \"notes\" does not exist",
+    );
+    demo.ok(
+        &["app", "undeploy", SERVER, "mariadb", "--delete-data"],
+        None,
+    )
+    .unwrap();
+    let volumes = demo
+        .on_server(&["docker", "volume", "ls", "--format", "{{.Name}}"])
+        .unwrap();
+    assert!(!volumes.contains("mariadb_data"), "{volumes}");
+    let secrets = demo
+        .on_server(&["docker", "secret", "ls", "--format", "{{.Name}}"])
+        .unwrap();
+    assert!(
+        !secrets
+            .lines()
+            .any(|s| s.starts_with("livchat_notes_") || s.starts_with("livchat_mariadb_")),
+        "{secrets}"
+    );
+    let recorded = demo.recorded_apps().unwrap();
+    assert!(
+        !recorded.contains("notes") && !recorded.contains("mariadb"),
+        "{recorded:?}"
+    );
+    demo.assert_no_orphans().unwrap();
 }

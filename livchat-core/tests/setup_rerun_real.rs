@@ -181,7 +181,18 @@ async fn a_setup_rerun_checks_in_one_exec_writes_once_and_applies_only_an_undone
         execs.lock().unwrap().len()
     );
 
-    // The re-run: the OS read and every check in one exec each; nothing else reaches the host.
+    // The first setup read the host's CPUs and memory over SSH (for deploys' preflight).
+    let resources = store.load().unwrap().servers[SERVER]
+        .setup
+        .resources
+        .expect("the first setup records the server's resources");
+    assert!(
+        resources.cpus >= 1 && resources.memory_mb >= 256,
+        "{resources:?}"
+    );
+
+    // The re-run: the OS read and every check in one exec each; nothing else reaches the host
+    // (the resources are known already).
     execs.lock().unwrap().clear();
     store.writes.lock().unwrap().clear();
     let again = setup_job(&orch).await;
