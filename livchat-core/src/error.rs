@@ -181,3 +181,20 @@ impl CoreError {
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// Values the user gave (a zone, a `--set` key or value) come back as [`CoreError::Invalid`],
+/// so every frontend treats them as bad input (exit 2, HTTP 400) wherever they were caught.
+pub(crate) fn apps_err(e: livchat_apps::AppsError) -> CoreError {
+    match e {
+        livchat_apps::AppsError::InvalidValue { field, message } => CoreError::Invalid {
+            field,
+            reason: message,
+        },
+        e @ livchat_apps::AppsError::UnknownParameter { .. } => CoreError::Invalid {
+            field: "--set".into(),
+            reason: e.to_string(),
+        },
+        e @ livchat_apps::AppsError::UnknownApp { .. } => CoreError::AppNotFound(e.to_string()),
+        other => CoreError::Apps(other.to_string()),
+    }
+}

@@ -409,7 +409,7 @@ impl Orchestrator {
     /// Checks a Cloudflare token against the API (it must see `zone`), then stores it.
     pub async fn configure_cloudflare(&self, token: SecretString, zone: &str) -> Result<()> {
         // The same rule and exit code as `server setup --zone`.
-        crate::flows::validate_dns(zone, None)?;
+        validate_dns(zone, None)?;
         let dns = (self.dns_factory)(token.clone())?;
         dns.find_zone(zone)
             .await
@@ -867,7 +867,7 @@ impl Orchestrator {
         words: &[String],
     ) -> Result<Vec<&AppDefinition>> {
         let query =
-            livchat_apps::AppQuery::parse(category, words).map_err(crate::flows::apps_err)?;
+            livchat_apps::AppQuery::parse(category, words).map_err(crate::error::apps_err)?;
         Ok(self
             .catalog
             .find(&query)
@@ -877,7 +877,7 @@ impl Orchestrator {
     }
 
     pub fn app_definition(&self, app: &str) -> Result<&AppDefinition> {
-        self.catalog.require(app).map_err(crate::flows::apps_err)
+        self.catalog.require(app).map_err(crate::error::apps_err)
     }
 
     /// `app render`: the stacks of `app` and its dependencies in install order, with
@@ -889,7 +889,7 @@ impl Orchestrator {
         subdomain: Option<&str>,
         set: &[String],
     ) -> Result<Vec<PreviewStack>> {
-        let dns = livchat_apps::DnsConfig::new(zone, subdomain).map_err(crate::flows::apps_err)?;
+        let dns = livchat_apps::DnsConfig::new(zone, subdomain).map_err(crate::error::apps_err)?;
         let params = parse_sets(set)?;
         let settings = self.settings_map()?;
         let request = PreviewRequest {
@@ -905,7 +905,7 @@ impl Orchestrator {
         };
         self.catalog
             .render_preview(&request)
-            .map_err(crate::flows::apps_err)
+            .map_err(crate::error::apps_err)
     }
 
     pub(crate) fn render_options(&self) -> livchat_apps::RenderOptions {
@@ -1136,7 +1136,7 @@ fn job_owner(job: &JobRecord) -> Option<(u32, String)> {
 /// `--set key=value` arguments into a map (keys checked by the catalog against the app).
 pub(crate) fn parse_sets(set: &[String]) -> Result<BTreeMap<String, String>> {
     set.iter()
-        .map(|s| livchat_apps::parse_set(s).map_err(crate::flows::apps_err))
+        .map(|s| livchat_apps::parse_set(s).map_err(crate::error::apps_err))
         .collect()
 }
 
@@ -1165,4 +1165,10 @@ pub(crate) fn validate_host(host: &str) -> Result<()> {
             ),
         ))
     }
+}
+
+/// A zone and subdomain as DNS names (the errors name the field).
+pub(crate) fn validate_dns(zone: &str, subdomain: Option<&str>) -> Result<()> {
+    livchat_apps::DnsConfig::new(zone, subdomain).map_err(crate::error::apps_err)?;
+    Ok(())
 }

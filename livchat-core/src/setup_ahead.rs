@@ -12,8 +12,10 @@
 use livchat_remote::{RemoteError, RemoteExecutor, Step};
 
 use crate::error::{CoreError, Result};
-use crate::flows::SETUP_PREFIX;
 use crate::jobs::JobContext;
+
+/// Job steps of the setup plan are named `setup:<step id>`.
+pub(crate) const SETUP_PREFIX: &str = "setup:";
 
 /// Checks every step of `plan` in one round trip and declares the leading done ones done
 /// ahead; returns their ids.

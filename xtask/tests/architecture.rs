@@ -178,3 +178,94 @@ fn every_crate_root_starts_with_its_ownership_docs() {
         );
     }
 }
+
+/// The top-level modules of livchat-core a file refers to as `crate::<module>` (a module's
+/// files are `src/<module>.rs` or `src/<module>/...`; `lib.rs` wires them and is left out).
+fn core_module_edges() -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../livchat-core/src"));
+    let mut edges: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut pending = vec![src.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(src).unwrap();
+            let first = relative.iter().next().unwrap().to_string_lossy();
+            let module = first.trim_end_matches(".rs").to_owned();
+            if module == "lib" || path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let targets = edges.entry(module.clone()).or_default();
+            for (at, _) in text.match_indices("crate::") {
+                let name: String = text[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != module {
+                    targets.insert(name);
+                }
+            }
+        }
+    }
+    edges
+}
+
+/// A cycle in `edges`, as the modules along it, if there is one.
+fn find_cycle(edges: &BTreeMap<String, std::collections::BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    edges
+        .keys()
+        .find_map(|start| visit(start, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn core_modules_import_each_other_without_a_circle() {
+    let edges = core_module_edges();
+    assert!(edges.contains_key("flows") && edges.contains_key("orchestrator"));
+    assert_eq!(find_cycle(&edges), None, "{edges:#?}");
+}
+
+#[test]
+fn the_circle_finder_finds_a_circle() {
+    let edges: BTreeMap<String, std::collections::BTreeSet<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec!["a"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(
+        find_cycle(&edges),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+}

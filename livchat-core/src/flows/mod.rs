@@ -24,9 +24,10 @@ use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::error::apps_err;
 use crate::error::{CoreError, Result};
 use crate::jobs::{JobContext, JobKind, StepRunner};
-use crate::orchestrator::{Orchestrator, parse_sets, ssh_key_secret};
+use crate::orchestrator::{Orchestrator, parse_sets, ssh_key_secret, validate_dns};
 
 mod create;
 mod delete;
@@ -40,22 +41,6 @@ fn provider_err(e: livchat_providers::CloudError) -> CoreError {
 }
 fn dns_err(e: livchat_providers::CloudError) -> CoreError {
     CoreError::Dns(e.to_string())
-}
-/// Values the user gave (a zone, a `--set` key or value) come back as [`CoreError::Invalid`],
-/// so every frontend treats them as bad input (exit 2, HTTP 400) wherever they were caught.
-pub(crate) fn apps_err(e: livchat_apps::AppsError) -> CoreError {
-    match e {
-        livchat_apps::AppsError::InvalidValue { field, message } => CoreError::Invalid {
-            field,
-            reason: message,
-        },
-        e @ livchat_apps::AppsError::UnknownParameter { .. } => CoreError::Invalid {
-            field: "--set".into(),
-            reason: e.to_string(),
-        },
-        e @ livchat_apps::AppsError::UnknownApp { .. } => CoreError::AppNotFound(e.to_string()),
-        other => CoreError::Apps(other.to_string()),
-    }
 }
 /// Whether the stack has a first-run page to claim.
 fn has_claim(stack: &RenderedStack) -> bool {
@@ -180,8 +165,7 @@ pub struct PlannedStack {
     pub compose: String,
 }
 
-/// Job steps of the setup plan are named `setup:<step id>`.
-pub(crate) const SETUP_PREFIX: &str = "setup:";
+pub(crate) use crate::setup_ahead::SETUP_PREFIX;
 
 /// The server's address for an A record.
 fn server_ipv4(server: &ServerRecord) -> Result<Ipv4Addr> {
@@ -336,11 +320,6 @@ fn change_words(change: livchat_providers::Change) -> &'static str {
         livchat_providers::Change::Updated => "updated",
         livchat_providers::Change::Unchanged => "already there",
     }
-}
-
-pub(crate) fn validate_dns(zone: &str, subdomain: Option<&str>) -> Result<()> {
-    livchat_apps::DnsConfig::new(zone, subdomain).map_err(apps_err)?;
-    Ok(())
 }
 
 #[async_trait]
