@@ -112,15 +112,15 @@ impl Orchestrator {
     ) -> Result<JobRecord> {
         let mut p = self.resolve_deploy(server, app, set)?;
         p.take_over_dns = take_over_dns;
-        if !force && let Some(why) = self.preflight(&self.server(server)?, &p.apps)?.refusal() {
+        let record = self.server(server)?;
+        if !force && let Some(why) = self.preflight(&record, &p.apps)?.refusal() {
             return Err(CoreError::Refused(why));
         }
-        if !is_manual_dns(&self.server(server)?) {
+        if !is_manual_dns(&record) {
             self.require_secret(crate::orchestrator::CLOUDFLARE_TOKEN)?;
         }
         // A `--set` value the app does not allow, or a setting it needs, must be refused now:
         // found mid-job, it would fail after secrets were generated and stored.
-        let record = self.server(server)?;
         let placeholder = self.placeholder_secrets(&p.apps)?;
         for a in &p.apps {
             self.render_app(&record, a, &p, &placeholder)?;
