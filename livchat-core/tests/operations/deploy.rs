@@ -1050,8 +1050,11 @@ async fn the_plan_shows_the_preflight_before_anything_else() {
 }
 
 /// n8n's first deploy with every step answering, except /healthz which answers `statuses`.
+/// The stack is sent `deploys` times: once with the routes closed, and again with them open
+/// unless the probe fails first.
 fn n8n_deploy_probed(
     statuses: &'static [(u32, &'static str)],
+    deploys: usize,
 ) -> (World, Mocks, Arc<Mutex<Vec<Deployed>>>) {
     let world = world_with_databases();
     world.set_secret("app.n8n.owner_password", OWNER_PASSWORD);
@@ -1065,20 +1068,7 @@ fn n8n_deploy_probed(
         ],
     );
     creates_database(&mut mocks.platform, 0, "");
-    let deployed = Arc::new(Mutex::new(Vec::new()));
-    let sent = deployed.clone();
-    mocks
-        .platform
-        .expect_deploy_stack()
-        .withf(|s| s.name == "n8n")
-        .returning(move |s| {
-            sent.lock().unwrap().push(Deployed {
-                compose_yaml: s.compose_yaml.clone(),
-                secret_values: Vec::new(),
-            });
-            Ok(())
-        });
-    mocks.platform.expect_ensure_network().returning(|_| Ok(()));
+    let deployed = deploys_stack_times(&mut mocks.platform, "n8n", deploys);
     claims_owner(&mut mocks.platform, &deployed, "200");
     probes_health(&mut mocks.platform, &deployed, statuses);
     mocks
@@ -1091,7 +1081,7 @@ fn n8n_deploy_probed(
 #[tokio::test(start_paused = true)]
 async fn a_health_path_that_never_answers_2xx_fails_the_deploy_with_its_status_routes_closed() {
     // Issue #17: Swarm says healthy, the declared path says 404 for the whole health timeout.
-    let (world, mut mocks, deployed) = n8n_deploy_probed(&[(0, "503"), (0, "404")]);
+    let (world, mut mocks, deployed) = n8n_deploy_probed(&[(0, "503"), (0, "404")], 1);
     mocks
         .platform
         .expect_remove_stack()
@@ -1127,7 +1117,7 @@ async fn a_health_path_that_never_answers_2xx_fails_the_deploy_with_its_status_r
 
 #[tokio::test(start_paused = true)]
 async fn a_health_path_answering_after_a_few_tries_completes_the_deploy() {
-    let (world, mocks, _) = n8n_deploy_probed(&[(7, ""), (0, "502"), (0, "302")]);
+    let (world, mocks, _) = n8n_deploy_probed(&[(7, ""), (0, "502"), (0, "302")], 2);
     let orch = world.build(mocks);
     let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
     let done = run(&orch, &job.id).await;
@@ -1141,7 +1131,7 @@ async fn a_health_path_answering_after_a_few_tries_completes_the_deploy() {
 
 #[tokio::test]
 async fn an_image_without_an_http_client_is_a_warning_not_a_failure() {
-    let (world, mocks, _) = n8n_deploy_probed(&[(livchat_apps::probe::NO_CLIENT, "")]);
+    let (world, mocks, _) = n8n_deploy_probed(&[(livchat_apps::probe::NO_CLIENT, "")], 2);
     let orch = world.build(mocks);
     let job = orch.start_deploy_app("web-1", "n8n", &[]).unwrap();
     let done = run(&orch, &job.id).await;
