@@ -109,13 +109,15 @@ fn home_with(dir: &Path, servers: usize) -> PathBuf {
                 let srv = server(i, port);
                 s.servers.insert(srv.name.clone(), srv);
             }
-            for i in 0..JOBS {
-                let j = job(i, servers);
-                s.jobs.insert(j.id.clone(), j);
-            }
             Ok(())
         })
         .expect("fill the state");
+    let store = JsonFileStore::new(&home);
+    for i in 0..JOBS {
+        store
+            .insert_job(&job(i, servers), false)
+            .expect("fill the jobs");
+    }
     home
 }
 

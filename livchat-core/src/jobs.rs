@@ -331,19 +331,7 @@ impl JobManager {
             owner: Some(this_process()),
             cancel_requested: false,
         };
-        let stored = record.clone();
-        let mut busy = None;
-        self.store.update("job create", &mut |s| {
-            if exclusive && let Some(server) = server {
-                busy = s.jobs.values().find(|j| occupies(j, server)).cloned();
-                if busy.is_some() {
-                    return Ok(());
-                }
-            }
-            s.jobs.insert(stored.id.clone(), stored.clone());
-            Ok(())
-        })?;
-        if let Some(job) = busy {
+        if let Some(job) = self.store.insert_job(&record, exclusive)? {
             return Err(busy_error(&job));
         }
         Ok(record)
@@ -352,20 +340,42 @@ impl JobManager {
     /// One job.
     pub fn get(&self, id: &str) -> Result<JobRecord> {
         self.store
-            .load()?
-            .jobs
-            .get(id)
-            .cloned()
+            .job(id)?
             .ok_or_else(|| CoreError::not_found("job", id))
+    }
+
+    /// Changes one job in the store; a job that is gone is an error.
+    fn edit<T>(
+        &self,
+        id: &str,
+        operation: &str,
+        f: impl FnOnce(&mut JobRecord) -> std::result::Result<T, livchat_store::StoreError>,
+    ) -> Result<(JobRecord, T)> {
+        self.store
+            .update_job_with(id, operation, f)?
+            .ok_or_else(|| job_not_found(id).into())
+    }
+
+    /// Changes one job in the store if it still exists (a job removed by a clean-up while it
+    /// was being followed is not an error here).
+    pub(crate) fn edit_if_present(
+        &self,
+        id: &str,
+        operation: &str,
+        mut f: impl FnMut(&mut JobRecord),
+    ) -> Result<Option<JobRecord>> {
+        Ok(self.store.update_job(id, operation, &mut |j| {
+            f(j);
+            Ok(())
+        })?)
     }
 
     /// Jobs, newest first, optionally of one status.
     pub fn list(&self, status: Option<JobStatus>) -> Result<Vec<JobRecord>> {
         let mut jobs: Vec<JobRecord> = self
             .store
-            .load()?
-            .jobs
-            .into_values()
+            .jobs()?
+            .into_iter()
             .filter(|j| status.is_none_or(|s| j.status == s))
             .collect();
         jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
@@ -472,10 +482,7 @@ impl JobManager {
     /// Puts a failed, cancelled or interrupted job back in the queue; [`JobManager::run`] then
     /// resumes it from its first incomplete step.
     pub fn retry(&self, id: &str) -> Result<JobRecord> {
-        let (_, job) = self.store.update_with("job retry", |s| {
-            let job = s.jobs.get_mut(id).ok_or_else(|| {
-                job_not_found(id)
-            })?;
+        let (job, ()) = self.edit(id, "job retry", |job| {
             match job.status {
                 JobStatus::Failed | JobStatus::Cancelled | JobStatus::Interrupted => {}
                 other => {
@@ -493,7 +500,7 @@ impl JobManager {
             job.error = None;
             job.finished_at = None;
             job.current_step = None;
-            Ok(job.clone())
+            Ok(())
         })?;
         Ok(job)
     }
@@ -501,39 +508,43 @@ impl JobManager {
     /// Marks every job left queued or running by a process that is gone as `interrupted`.
     /// Called when an orchestrator opens a home; `is_live` says whether a job's process lives.
     pub fn recover_interrupted(&self, is_live: &dyn Fn(&JobRecord) -> bool) -> Result<Vec<String>> {
-        let (_, ids) = self.store.update_with("job recovery", |s| {
-            let mut ids = Vec::new();
-            for job in s.jobs.values_mut() {
-                if matches!(job.status, JobStatus::Running | JobStatus::Queued) && !is_live(job) {
-                    job.status = JobStatus::Interrupted;
-                    job.error = Some(
+        let mut ids = Vec::new();
+        for job in self.store.live_jobs()? {
+            if is_live(&job) {
+                continue;
+            }
+            // Checked again on the record as it is under the lock: it may have ended or been
+            // taken over since the list was read.
+            let interrupted = self.edit_if_present(&job.id, "job recovery", |j| {
+                if j.is_live() && !is_live(j) {
+                    j.status = JobStatus::Interrupted;
+                    j.error = Some(
                         "the process running this job ended before it finished; retry it to resume"
                             .into(),
                     );
-                    job.finished_at = Some(Utc::now());
-                    ids.push(job.id.clone());
+                    j.finished_at = Some(Utc::now());
                 }
+            })?;
+            if interrupted.is_some_and(|j| j.status == JobStatus::Interrupted) {
+                ids.push(job.id);
             }
-            Ok(ids)
-        })?;
+        }
         Ok(ids)
     }
 
     /// Removes ended jobs (and their logs) created before `before`, optionally of one status.
     pub fn cleanup(&self, before: DateTime<Utc>, status: Option<JobStatus>) -> Result<Vec<String>> {
-        let (_, removed) = self.store.update_with("job cleanup", |s| {
-            let ids: Vec<String> = s
-                .jobs
-                .values()
-                .filter(|j| is_ended(j.status) && j.created_at < before)
-                .filter(|j| status.is_none_or(|st| j.status == st))
-                .map(|j| j.id.clone())
-                .collect();
-            for id in &ids {
-                s.jobs.remove(id);
-            }
-            Ok(ids)
-        })?;
+        let removed: Vec<String> = self
+            .store
+            .jobs()?
+            .into_iter()
+            .filter(|j| is_ended(j.status) && j.created_at < before)
+            .filter(|j| status.is_none_or(|st| j.status == st))
+            .map(|j| j.id)
+            .collect();
+        // Ended jobs do not change any more (a retry is refused once they are gone), so the
+        // list read above is still true when the files are removed.
+        self.store.remove_jobs(&removed)?;
         for id in &removed {
             self.logs.remove(id)?;
         }
@@ -556,8 +567,7 @@ impl JobManager {
         error: Option<String>,
         result: Option<serde_json::Value>,
     ) -> Result<JobRecord> {
-        let (_, job) = self.store.update_with("job finish", |s| {
-            let job = s.jobs.get_mut(id).ok_or_else(|| job_not_found(id))?;
+        let (job, ()) = self.edit(id, "job finish", |job| {
             job.status = status;
             job.error = error.clone();
             if result.is_some() {
@@ -568,7 +578,7 @@ impl JobManager {
             if status == JobStatus::Completed {
                 job.progress = 100;
             }
-            Ok(job.clone())
+            Ok(())
         })?;
         Ok(job)
     }
@@ -625,12 +635,11 @@ impl JobManager {
             None => None,
         };
 
-        let (_, job) = self.store.update_with("job start", |s| {
-            let job = s.jobs.get_mut(id).ok_or_else(|| job_not_found(id))?;
+        let (job, ()) = self.edit(id, "job start", |job| {
             job.status = JobStatus::Running;
             job.started_at = Some(Utc::now());
             job.progress = Self::progress_of(job);
-            Ok(job.clone())
+            Ok(())
         })?;
         if job.attempt > 1 {
             ctx.info(format!(
@@ -696,13 +705,9 @@ impl JobManager {
                 self.complete_done_ahead(ctx, &ahead)?;
                 continue;
             }
-            let (_, job) = self.store.update_with("job step", |s| {
-                if let Some(j) = s.jobs.get_mut(id) {
-                    j.current_step = Some(step.clone());
-                }
-                Ok(s.jobs.get(id).cloned())
-            })?;
-            let job = job.ok_or_else(|| CoreError::not_found("job", id))?;
+            let job = self
+                .edit_if_present(id, "job step", |j| j.current_step = Some(step.clone()))?
+                .ok_or_else(|| CoreError::not_found("job", id))?;
             let total = job.steps_completed.len() + job.steps_remaining.len();
             let _ = ctx.events.send(JobEvent::Progress {
                 progress: job.progress,
@@ -722,15 +727,14 @@ impl JobManager {
             };
             merge_result(&mut result, value);
 
-            let (_, job) = self.store.update_with("job step done", |s| {
-                let j = s.jobs.get_mut(id).ok_or_else(|| job_not_found(id))?;
+            let (job, ()) = self.edit(id, "job step done", |j| {
                 if j.steps_remaining.first() == Some(&step) {
                     j.steps_remaining.remove(0);
                 }
                 j.steps_completed.push(step.clone());
                 j.progress = Self::progress_of(j);
                 j.result = Some(result.clone());
-                Ok(j.clone())
+                Ok(())
             })?;
             let _ = ctx.events.send(JobEvent::Progress {
                 progress: job.progress,
@@ -745,8 +749,7 @@ impl JobManager {
     /// as if it had run (its number, then its message) and reports progress per step.
     fn complete_done_ahead(&self, ctx: &JobContext, ahead: &[DoneAhead]) -> Result<()> {
         let id = ctx.job_id.as_str();
-        let (_, (done_before, total)) = self.store.update_with("job steps done already", |s| {
-            let j = s.jobs.get_mut(id).ok_or_else(|| job_not_found(id))?;
+        let (_, (done_before, total)) = self.edit(id, "job steps done already", |j| {
             let done_before = j.steps_completed.len();
             for a in ahead {
                 if j.steps_remaining.first() == Some(&a.step) {
@@ -784,12 +787,7 @@ impl JobManager {
     /// Replaces the remaining steps of a running job (a step that discovers more work, e.g.
     /// the setup plan's own steps once the OS is known).
     pub fn set_remaining_steps(&self, id: &str, steps: Vec<String>) -> Result<()> {
-        self.store.update("job plan", &mut |s| {
-            if let Some(j) = s.jobs.get_mut(id) {
-                j.steps_remaining = steps.clone();
-            }
-            Ok(())
-        })?;
+        self.edit_if_present(id, "job plan", |j| j.steps_remaining = steps.clone())?;
         Ok(())
     }
 }
@@ -855,11 +853,7 @@ pub fn parse_status(name: &str) -> Result<JobStatus> {
 /// Whether `job` holds `server`: queued or running there, owned by a process that is alive (a
 /// process on another host is taken as alive: it cannot be checked from here).
 pub(crate) fn occupies(job: &JobRecord, server: &str) -> bool {
-    job.server.as_deref() == Some(server)
-        && matches!(job.status, JobStatus::Queued | JobStatus::Running)
-        && job.owner.as_ref().is_some_and(|o| {
-            o.host != livchat_store::this_host() || livchat_store::process_alive(o.pid)
-        })
+    job.occupies(server)
 }
 
 /// "server X is busy with job J (kind, process, since)".

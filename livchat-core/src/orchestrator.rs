@@ -955,8 +955,8 @@ impl Orchestrator {
         if !self.config.wait_turn
             && let Some(server) = job.server.as_deref()
             && let Some(other) = self
-                .jobs
-                .list(None)?
+                .store
+                .live_jobs()?
                 .into_iter()
                 .find(|j| j.id != id && crate::jobs::occupies(j, server))
         {
@@ -971,20 +971,19 @@ impl Orchestrator {
     /// `--detach` hands its job to a background process this way). Only a queued job can be
     /// taken: a running one belongs to the process running it.
     pub fn adopt_job(&self, id: &str) -> Result<JobRecord> {
-        let (_, job) = self.store.update_with("job adopt", |s| {
-            let job = s
-                .jobs
-                .get_mut(id)
-                .ok_or_else(|| crate::jobs::job_not_found(id))?;
-            if job.status != JobStatus::Queued {
-                return Err(livchat_store::StoreError::Rejected(format!(
-                    "job {id} is not queued; only a queued job can be taken over"
-                )));
-            }
-            job.owner = Some(crate::jobs::this_process());
-            job.cancel_requested = false;
-            Ok(job.clone())
-        })?;
+        let (job, ()) = self
+            .store
+            .update_job_with(id, "job adopt", |job| {
+                if job.status != JobStatus::Queued {
+                    return Err(livchat_store::StoreError::Rejected(format!(
+                        "job {id} is not queued; only a queued job can be taken over"
+                    )));
+                }
+                job.owner = Some(crate::jobs::this_process());
+                job.cancel_requested = false;
+                Ok(())
+            })?
+            .ok_or_else(|| crate::jobs::job_not_found(id))?;
         Ok(job)
     }
 
@@ -997,12 +996,8 @@ impl Orchestrator {
                 && livchat_store::process_alive(pid)
         });
         if owned_elsewhere && matches!(job.status, JobStatus::Running | JobStatus::Queued) {
-            self.store.update("job cancel request", &mut |s| {
-                if let Some(j) = s.jobs.get_mut(id) {
-                    j.cancel_requested = true;
-                }
-                Ok(())
-            })?;
+            self.jobs
+                .edit_if_present(id, "job cancel request", |j| j.cancel_requested = true)?;
             return self.jobs.get(id);
         }
         self.jobs.cancel(id)
@@ -1035,13 +1030,10 @@ impl Orchestrator {
     /// Records which process runs a job (or that none does any more), so a restart can tell
     /// a live job from an interrupted one and `job cancel` can reach it.
     pub(crate) fn mark_job_owner(&self, id: &str, owned: bool) -> Result<()> {
-        self.store.update("job owner", &mut |s| {
-            if let Some(j) = s.jobs.get_mut(id) {
-                j.owner = owned.then(crate::jobs::this_process);
-                // A request left from an earlier attempt must not cancel the next one.
-                j.cancel_requested = false;
-            }
-            Ok(())
+        self.jobs.edit_if_present(id, "job owner", |j| {
+            j.owner = owned.then(crate::jobs::this_process);
+            // A request left from an earlier attempt must not cancel the next one.
+            j.cancel_requested = false;
         })?;
         Ok(())
     }

@@ -325,8 +325,7 @@ async fn jobs_left_running_by_a_dead_process_become_interrupted_and_retryable() 
             steps(&["a", "b"]),
         )
         .unwrap();
-    livchat_store::Store::update(store.as_ref(), "simulate crash", &mut |s| {
-        let j = s.jobs.get_mut(&job.id).unwrap();
+    livchat_store::Store::update_job(store.as_ref(), &job.id, "simulate crash", &mut |j| {
         j.status = JobStatus::Running;
         j.steps_completed = steps(&["a"]);
         j.steps_remaining = steps(&["b"]);
@@ -357,7 +356,10 @@ async fn live_jobs_are_not_marked_interrupted() {
     let ids = jobs.recover_interrupted(&|_| true).unwrap();
     assert!(ids.is_empty());
     assert_eq!(
-        livchat_store::Store::load(store.as_ref()).unwrap().jobs[&job.id].status,
+        livchat_store::Store::job(store.as_ref(), &job.id)
+            .unwrap()
+            .unwrap()
+            .status,
         JobStatus::Queued
     );
 }

@@ -17,8 +17,8 @@ use livchat_remote::{
     RemoteExecutor, SshConnector, SshTarget,
 };
 use livchat_store::{
-    DnsMode, JobStatus, MemoryJobLogs, MemorySecrets, MemoryStore, State, Store, StoreError,
-    UpdateFn,
+    DnsMode, JobRecord, JobStatus, JobUpdateFn, MemoryJobLogs, MemorySecrets, MemoryStore, State,
+    Store, StoreError, UpdateFn,
 };
 use secrecy::{SecretBox, SecretString};
 use tokio_util::sync::CancellationToken;
@@ -100,6 +100,48 @@ impl Store for RecordingStore {
             self.writes.lock().unwrap().push(operation.to_string());
         }
         Ok(after)
+    }
+
+    fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.inner.job(id)
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.jobs()
+    }
+
+    fn live_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.inner.live_jobs()
+    }
+
+    fn insert_job(
+        &self,
+        job: &JobRecord,
+        exclusive: bool,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let busy = self.inner.insert_job(job, exclusive)?;
+        if busy.is_none() {
+            self.writes.lock().unwrap().push("job create".to_string());
+        }
+        Ok(busy)
+    }
+
+    fn update_job<'a>(
+        &self,
+        id: &str,
+        operation: &str,
+        f: &mut JobUpdateFn<'a>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let before = self.inner.job(id)?;
+        let after = self.inner.update_job(id, operation, f)?;
+        if after != before {
+            self.writes.lock().unwrap().push(operation.to_string());
+        }
+        Ok(after)
+    }
+
+    fn remove_jobs(&self, ids: &[String]) -> Result<(), StoreError> {
+        self.inner.remove_jobs(ids)
     }
 }
 

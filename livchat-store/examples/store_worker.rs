@@ -7,6 +7,9 @@
 //!   `common::crash_loop_step`, so a test can check the file against the serial.
 //! - `vault-loop <home>`: adds secret `k<n>` = `common::vault_value(n)` forever, printing `n` after
 //!   each `set` returns (password from `LIVCHAT_VAULT_PASSWORD` or the home's password file).
+//! - `job-loop <home>`: rewrites job `job-crash` forever (created if missing); after each update
+//!   RETURNS, prints the committed attempt. Odd attempts are running, even ones completed, so
+//!   the live marker is created and removed all along (`common::job_loop_step`).
 //! - `concurrent <home> <id> <count>`: adds servers `w<id>-<i>` for i in 0..count, one update each.
 //! - `hold <home> <operation>`: takes the state lock, prints `holding`, and sleeps until killed.
 
@@ -42,6 +45,25 @@ fn state_loop(home: &Path) {
             })
             .expect("update");
         say(&state.serial.to_string());
+    }
+}
+
+fn job_loop(home: &Path) {
+    let store = JsonFileStore::new(home).with_lock_config(long_wait());
+    if store.job(common::CRASH_JOB).expect("read").is_none() {
+        let mut job = common::jobs_conformance::job(common::CRASH_JOB, Some("web-1"));
+        job.attempt = 0;
+        store.insert_job(&job, false).expect("insert");
+    }
+    loop {
+        let job = store
+            .update_job(common::CRASH_JOB, "crash test", &mut |j| {
+                common::job_loop_step(j);
+                Ok(())
+            })
+            .expect("update")
+            .expect("the job exists");
+        say(&job.attempt.to_string());
     }
 }
 
@@ -89,6 +111,7 @@ fn main() {
     match args[1].as_str() {
         "state-loop" => state_loop(home),
         "vault-loop" => vault_loop(home),
+        "job-loop" => job_loop(home),
         "concurrent" => concurrent(home, &args[3], args[4].parse().expect("count is a number")),
         "hold" => hold(home, &args[3]),
         other => panic!("unknown mode {other}"),

@@ -66,6 +66,15 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// A job file (`<home>/jobs/<id>.json`) is not a valid job record; it is left untouched.
+    #[error("{} is not a valid LivChat job record ({detail}); the file was left untouched: fix or remove it", path.display())]
+    CorruptJob {
+        /// The job file.
+        path: PathBuf,
+        /// What the parser said.
+        detail: String,
+    },
+
     /// A value given by the caller (or found in a file) is not allowed.
     #[error("invalid {field}: {reason}")]
     InvalidInput {

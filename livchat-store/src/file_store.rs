@@ -1,6 +1,11 @@
 //! `JsonFileStore`: the state in `<home>/state.json`, changed only under an exclusive lock
 //! (`state.json.lock`) and written atomically (temp file, fsync, rename, fsync directory),
-//! with the previous version kept as `state.json.bak`.
+//! with the previous version kept as `state.json.bak`; jobs in `<home>/jobs/<id>.json`
+//! (`job_files.rs`), written under the same lock.
+//!
+//! A state file of version 2 or older still holds its jobs: the first access migrates it on
+//! disk, under the lock: job files first (one that already exists is newer and is kept), then
+//! the state without its jobs, so a crash in between migrates again on the next access.
 //!
 //! Reads are served from the last parsed version while the file holds the same bytes: a
 //! long-lived process (the REST service, the MCP server) answers each request without
@@ -12,15 +17,17 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::fsutil;
+use crate::job_files::JobFiles;
 use crate::lock::{self, LockConfig};
-use crate::migrate::{self, backup_path_for};
-use crate::state::State;
-use crate::store::{Store, UpdateFn, apply_update};
+use crate::migrate::{self, Parsed, backup_path_for};
+use crate::state::{JobRecord, State};
+use crate::store::{JobUpdateFn, Store, UpdateFn, apply_job_update, apply_update, insert_conflict};
 
 /// File name of the state inside the home directory.
 pub const STATE_FILE: &str = "state.json";
@@ -35,6 +42,10 @@ pub struct JsonFileStore {
     seen_lineage: Mutex<Option<Uuid>>,
     /// The last version read or written, with the bytes it was parsed from.
     cached: Mutex<Option<(Vec<u8>, State)>>,
+    jobs: JobFiles,
+    /// Set once this instance has seen a state file of the current version, so job calls
+    /// need not read the state again to know its jobs were moved out.
+    current_version_seen: AtomicBool,
 }
 
 /// Identity of a file version, to notice a writer that ignored the lock.
@@ -67,11 +78,14 @@ impl JsonFileStore {
 
     /// A store on an explicit state file path.
     pub fn at_path(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
         JsonFileStore {
-            path: path.into(),
+            jobs: JobFiles::beside(&path),
+            path,
             lock: LockConfig::default(),
             seen_lineage: Mutex::new(None),
             cached: Mutex::new(None),
+            current_version_seen: AtomicBool::new(false),
         }
     }
 
@@ -101,7 +115,7 @@ impl JsonFileStore {
     /// created.
     pub fn initialize(&self) -> Result<(State, bool), StoreError> {
         let _guard = lock::acquire(&self.lock_path(), "init", &self.lock)?;
-        match self.read() {
+        match self.read(true) {
             Ok((state, _)) => Ok((state, false)),
             Err(StoreError::NotInitialized { .. }) => {
                 let state = State::new();
@@ -113,7 +127,9 @@ impl JsonFileStore {
         }
     }
 
-    fn read(&self) -> Result<(State, FileStamp), StoreError> {
+    /// Reads the state; `locked` says whether the caller holds the lock, which migrating an
+    /// older file on disk needs (it is taken here otherwise).
+    fn read(&self, locked: bool) -> Result<(State, FileStamp), StoreError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -129,9 +145,44 @@ impl JsonFileStore {
         {
             return Ok((state.clone(), stamp));
         }
-        let state = migrate::parse_state(&self.path, &bytes)?;
-        *self.cache() = Some((bytes, state.clone()));
-        Ok((state, stamp))
+        let parsed = migrate::parse_state(&self.path, &bytes)?;
+        if parsed.migrated {
+            if !locked {
+                let _guard = lock::acquire(&self.lock_path(), "state migration", &self.lock)?;
+                return self.read(true);
+            }
+            return self.finish_migration(parsed);
+        }
+        self.current_version_seen.store(true, Ordering::Relaxed);
+        *self.cache() = Some((bytes, parsed.state.clone()));
+        Ok((parsed.state, stamp))
+    }
+
+    /// Writes what a migration produced (the caller holds the lock): the jobs first, then the
+    /// state without them.
+    fn finish_migration(&self, parsed: Parsed) -> Result<(State, FileStamp), StoreError> {
+        for job in &parsed.moved_jobs {
+            if self.jobs.read(&job.id)?.is_none() {
+                self.jobs.write(job)?;
+            }
+        }
+        let bytes = to_bytes(&parsed.state);
+        fsutil::atomic_replace(&self.path, &bytes, Some(&self.backup_path()))?;
+        self.current_version_seen.store(true, Ordering::Relaxed);
+        *self.cache() = Some((bytes, parsed.state.clone()));
+        Ok((parsed.state, self.stamp()?))
+    }
+
+    /// Makes sure an older state file has given its jobs to the job files (the caller holds
+    /// the lock when `locked`).
+    fn ensure_jobs_moved_out(&self, locked: bool) -> Result<(), StoreError> {
+        if self.current_version_seen.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.read(locked) {
+            Ok(_) | Err(StoreError::NotInitialized { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Option<(Vec<u8>, State)>> {
@@ -164,7 +215,7 @@ impl JsonFileStore {
         if self.stamp()? == *stamp {
             return Ok(());
         }
-        let (on_disk, _) = self.read()?;
+        let (on_disk, _) = self.read(true)?;
         if on_disk.lineage != read.lineage {
             return Err(StoreError::ForeignLineage {
                 path: self.path.clone(),
@@ -191,14 +242,14 @@ fn to_bytes(state: &State) -> Vec<u8> {
 
 impl Store for JsonFileStore {
     fn load(&self) -> Result<State, StoreError> {
-        let (state, _) = self.read()?;
+        let (state, _) = self.read(false)?;
         self.check_lineage(&state)?;
         Ok(state)
     }
 
     fn update<'a>(&self, operation: &str, f: &mut UpdateFn<'a>) -> Result<State, StoreError> {
         let _guard = lock::acquire(&self.lock_path(), operation, &self.lock)?;
-        let (current, stamp) = self.read()?;
+        let (current, stamp) = self.read(true)?;
         self.check_lineage(&current)?;
         let Some(next) = apply_update(&current, f)? else {
             return Ok(current);
@@ -208,5 +259,67 @@ impl Store for JsonFileStore {
         fsutil::atomic_replace(&self.path, &bytes, Some(&self.backup_path()))?;
         *self.cache() = Some((bytes, next.clone()));
         Ok(next)
+    }
+
+    fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.ensure_jobs_moved_out(false)?;
+        self.jobs.read(id)
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.ensure_jobs_moved_out(false)?;
+        self.jobs.all()
+    }
+
+    fn live_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.ensure_jobs_moved_out(false)?;
+        self.jobs.live()
+    }
+
+    fn insert_job(
+        &self,
+        job: &JobRecord,
+        exclusive: bool,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let _guard = lock::acquire(&self.lock_path(), "job create", &self.lock)?;
+        self.ensure_jobs_moved_out(true)?;
+        let live = if exclusive {
+            self.jobs.live()?
+        } else {
+            Vec::new()
+        };
+        if let Some(busy) = insert_conflict(job, exclusive, live)? {
+            return Ok(Some(busy));
+        }
+        self.jobs.write(job)?;
+        Ok(None)
+    }
+
+    fn update_job<'a>(
+        &self,
+        id: &str,
+        operation: &str,
+        f: &mut JobUpdateFn<'a>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let _guard = lock::acquire(&self.lock_path(), operation, &self.lock)?;
+        self.ensure_jobs_moved_out(true)?;
+        let Some(current) = self.jobs.read(id)? else {
+            return Ok(None);
+        };
+        match apply_job_update(&current, f)? {
+            Some(next) => {
+                self.jobs.write(&next)?;
+                Ok(Some(next))
+            }
+            None => Ok(Some(current)),
+        }
+    }
+
+    fn remove_jobs(&self, ids: &[String]) -> Result<(), StoreError> {
+        let _guard = lock::acquire(&self.lock_path(), "job cleanup", &self.lock)?;
+        for id in ids {
+            self.jobs.remove(id)?;
+        }
+        Ok(())
     }
 }

@@ -42,24 +42,7 @@ pub trait JobLogStore: Send + Sync {
     fn remove(&self, job_id: &str) -> Result<(), StoreError>;
 }
 
-fn check_id(job_id: &str) -> Result<(), StoreError> {
-    let ok = !job_id.is_empty()
-        && job_id.len() <= 64
-        && job_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::invalid(
-            "job id",
-            format!(
-                "`{}` is not a job id (letters, digits, '-' and '_', at most 64)",
-                job_id.escape_debug()
-            ),
-        ))
-    }
-}
+use crate::job_files::check_job_id as check_id;
 
 /// `<home>/jobs/<id>.jsonl`.
 #[derive(Debug)]

@@ -1,4 +1,5 @@
-//! The local store of a LivChat home directory: `state.json` and `credentials.vault`.
+//! The local store of a LivChat home directory: `state.json`, the job records under `jobs/`
+//! and `credentials.vault`.
 //!
 //! Owns: the `Store` trait and its implementations (`JsonFileStore` on `<home>/state.json`,
 //! an in-memory store for tests), the state schema with its version and migrations, the one
@@ -12,7 +13,8 @@
 //! - [`Store`] / [`StoreExt`]: the trait the core holds as `Arc<dyn Store>`;
 //!   [`JsonFileStore`], [`MemoryStore`], and `MockStore` behind the `mock` feature.
 //! - [`State`] and its records: the schema of `state.json` ([`STATE_VERSION`]); [`migrate`]:
-//!   reading older versions.
+//!   reading older versions. [`JobRecord`]s are files of their own (`<home>/jobs/<id>.json`),
+//!   read and changed one at a time through the same [`Store`].
 //! - [`Settings`] / [`SettingKey`]: the fixed settings keys.
 //! - [`Vault`]: `credentials.vault`; [`vault::format`]: the Ansible Vault envelope.
 //! - [`SecretStore`]: the vault as the core holds it (`Arc<dyn SecretStore>`), with
@@ -23,6 +25,7 @@ mod error;
 mod file_store;
 mod fsutil;
 mod home;
+mod job_files;
 mod job_log;
 mod lock;
 pub mod migrate;
@@ -57,7 +60,7 @@ pub use state::{
 };
 #[cfg(feature = "mock")]
 pub use store::MockStore;
-pub use store::{MemoryStore, Store, StoreExt, UpdateFn};
+pub use store::{JobUpdateFn, MemoryStore, Store, StoreExt, UpdateFn};
 pub use vault::{VAULT_FILE, Vault, validate_secret_name};
 
 /// Re-exported so callers build secrets with the same `secrecy` version.

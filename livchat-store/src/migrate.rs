@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::StoreError;
-use crate::state::{STATE_VERSION, State};
+use crate::state::{JobRecord, STATE_VERSION, State};
 
 /// One step of the migration chain.
 #[derive(Debug, Clone, Copy)]
@@ -21,10 +21,32 @@ pub struct Migration {
 }
 
 /// The migrations of the real schema.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    apply: job_owner_out_of_params,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        apply: job_owner_out_of_params,
+    },
+    Migration {
+        from: 2,
+        apply: jobs_out_of_state,
+    },
+];
+
+/// Where [`jobs_out_of_state`] leaves the jobs for the store to write as files.
+const MOVED_JOBS: &str = "_jobs_moved_out";
+
+/// Version 3: jobs are files of their own (`<home>/jobs/<id>.json`), so a job's progress no
+/// longer rewrites the whole state. The migration takes them out of the document; the file
+/// store writes them as job files before it writes the state without them.
+fn jobs_out_of_state(doc: &mut Value) -> Result<(), String> {
+    let obj = doc
+        .as_object_mut()
+        .ok_or("the state is not a JSON object")?;
+    if let Some(jobs) = obj.remove("jobs") {
+        obj.insert(MOVED_JOBS.into(), jobs);
+    }
+    Ok(())
+}
 
 /// Version 2: who runs a job and a pending cancel request were reserved keys inside the job's
 /// params (`_owner: {pid, host}`, `_cancel_requested`); they are fields of the job now, and the
@@ -56,8 +78,18 @@ fn job_owner_out_of_params(doc: &mut Value) -> Result<(), String> {
     Ok(())
 }
 
+/// A state file as read: the state, and the jobs an older version held inside it (which the
+/// caller must write as job files before it writes the state without them).
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub(crate) state: State,
+    pub(crate) moved_jobs: Vec<JobRecord>,
+    /// The file is of an older version than this build writes.
+    pub(crate) migrated: bool,
+}
+
 /// Parses and migrates the bytes of a state file with the real migration chain.
-pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> Result<State, StoreError> {
+pub(crate) fn parse_state(path: &Path, bytes: &[u8]) -> Result<Parsed, StoreError> {
     parse_state_with(path, bytes, MIGRATIONS, u64::from(STATE_VERSION))
 }
 
@@ -69,7 +101,7 @@ pub(crate) fn parse_state_with(
     bytes: &[u8],
     migrations: &[Migration],
     target: u64,
-) -> Result<State, StoreError> {
+) -> Result<Parsed, StoreError> {
     let corrupt = |detail: String| StoreError::CorruptState {
         path: path.to_path_buf(),
         detail,
@@ -101,7 +133,11 @@ pub(crate) fn parse_state_with(
     if found == target {
         let state: State = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         state.validate().map_err(|e| corrupt(e.to_string()))?;
-        return Ok(state);
+        return Ok(Parsed {
+            state,
+            moved_jobs: Vec::new(),
+            migrated: false,
+        });
     }
     let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut version = found;
@@ -122,9 +158,33 @@ pub(crate) fn parse_state_with(
         version += 1;
         doc["version"] = Value::from(version);
     }
+    let moved = doc
+        .as_object_mut()
+        .and_then(|o| o.remove(MOVED_JOBS))
+        .unwrap_or(Value::Null);
     let state: State = serde_json::from_value(doc).map_err(|e| corrupt(e.to_string()))?;
     state.validate().map_err(|e| corrupt(e.to_string()))?;
-    Ok(state)
+    let moved_jobs = match moved {
+        Value::Null => Vec::new(),
+        Value::Object(jobs) => jobs
+            .into_iter()
+            .map(|(id, job)| {
+                let job: JobRecord =
+                    serde_json::from_value(job).map_err(|e| corrupt(format!("jobs.{id}: {e}")))?;
+                if job.id != id {
+                    return Err(corrupt(format!("jobs.{id}.id: must equal its key `{id}`")));
+                }
+                job.validate().map_err(|e| corrupt(e.to_string()))?;
+                Ok(job)
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(corrupt("`jobs` is not an object".to_string())),
+    };
+    Ok(Parsed {
+        state,
+        moved_jobs,
+        migrated: true,
+    })
 }
 
 fn describe_json_error(e: &serde_json::Error, bytes: &[u8]) -> String {
@@ -210,8 +270,9 @@ mod tests {
 
     #[test]
     fn older_version_is_migrated_to_the_current_schema() {
-        let state =
-            parse_state_with(Path::new("state.json"), v0_doc().as_bytes(), FAKE_CHAIN, 1).unwrap();
+        let state = parse_state_with(Path::new("state.json"), v0_doc().as_bytes(), FAKE_CHAIN, 1)
+            .unwrap()
+            .state;
         assert_eq!(state.version, 1);
         assert_eq!(state.serial, 7);
         assert_eq!(state.servers["web-1"].host, "10.0.0.5");
@@ -265,9 +326,11 @@ mod tests {
 
     #[test]
     fn version_1_job_owner_and_cancel_request_move_out_of_the_params() {
-        let state = parse_state(Path::new("state.json"), v1_doc().as_bytes()).unwrap();
-        assert_eq!(state.version, STATE_VERSION);
-        let running = &state.jobs["job-1"];
+        let parsed = parse_state(Path::new("state.json"), v1_doc().as_bytes()).unwrap();
+        assert_eq!(parsed.state.version, STATE_VERSION);
+        assert!(parsed.migrated);
+        let job = |id: &str| parsed.moved_jobs.iter().find(|j| j.id == id).unwrap();
+        let running = job("job-1");
         assert_eq!(
             running.owner,
             Some(crate::state::JobOwner {
@@ -281,7 +344,7 @@ mod tests {
             serde_json::json!({"name": "web-1", "zone": "example.com"}),
             "only what the user asked for is left in the params"
         );
-        let done = &state.jobs["job-2"];
+        let done = job("job-2");
         assert_eq!(done.owner, None);
         assert!(!done.cancel_requested);
         assert_eq!(done.params["app"], "redis");

@@ -1,4 +1,5 @@
-//! The schema of `state.json`, version 2 (see `migrate.rs` for what changed since 1). Never holds a secret: secrets are referred to by
+//! The schema of `state.json`, version 3 (see `migrate.rs` for what changed since 1), and of the
+//! job records kept beside it in `<home>/jobs/` (see `job_files.rs`). Never holds a secret: secrets are referred to by
 //! their vault name (`ssh_key_secret`).
 //!
 //! Every struct denies unknown fields, so a typo in a hand-edited file is an error naming the
@@ -15,7 +16,7 @@ use crate::settings::Settings;
 
 /// The state schema version this build writes. Older versions are migrated on load
 /// (see [`crate::migrate`]); newer ones are refused.
-pub const STATE_VERSION: u32 = 2;
+pub const STATE_VERSION: u32 = 3;
 
 /// The whole content of `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,9 +37,6 @@ pub struct State {
     /// User settings (a fixed set of keys).
     #[serde(default)]
     pub settings: Settings,
-    /// Jobs by id.
-    #[serde(default)]
-    pub jobs: BTreeMap<String, JobRecord>,
 }
 
 impl State {
@@ -51,7 +49,6 @@ impl State {
             servers: BTreeMap::new(),
             deployments: BTreeMap::new(),
             settings: Settings::default(),
-            jobs: BTreeMap::new(),
         }
     }
 
@@ -111,20 +108,6 @@ impl State {
                         format!("must equal its key `{app}`, found `{}`", record.app),
                     ));
                 }
-            }
-        }
-        for (id, job) in &self.jobs {
-            if &job.id != id {
-                return Err(StoreError::invalid(
-                    format!("jobs.{id}.id"),
-                    format!("must equal its key `{id}`, found `{}`", job.id),
-                ));
-            }
-            if job.progress > 100 {
-                return Err(StoreError::invalid(
-                    format!("jobs.{id}.progress"),
-                    "must be 0-100",
-                ));
             }
         }
         self.settings.validate()
@@ -388,11 +371,11 @@ pub enum JobStatus {
     Interrupted,
 }
 
-/// A long operation (create server, setup, deploy, ...).
+/// A long operation (create server, setup, deploy, ...), stored as `<home>/jobs/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobRecord {
-    /// Job id (also its key in `jobs`).
+    /// Job id (also its file name).
     pub id: String,
     /// What the job does (`create_server`, `setup_server`, `deploy_app`, ...).
     pub kind: String,
@@ -438,6 +421,35 @@ pub struct JobRecord {
     /// Set by `job cancel` in another process; the owner polls it and cancels.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
+}
+
+impl JobRecord {
+    /// Checks what serde cannot: the id's alphabet (it names files) and progress <= 100.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        crate::job_files::check_job_id(&self.id)?;
+        if self.progress > 100 {
+            return Err(StoreError::invalid(
+                format!("jobs.{}.progress", self.id),
+                "must be 0-100",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queued or running: not ended.
+    pub fn is_live(&self) -> bool {
+        matches!(self.status, JobStatus::Queued | JobStatus::Running)
+    }
+
+    /// Whether this job holds `server`: queued or running there, owned by a process that is
+    /// alive (a process on another host is taken as alive: it cannot be checked from here).
+    pub fn occupies(&self, server: &str) -> bool {
+        self.server.as_deref() == Some(server)
+            && self.is_live()
+            && self.owner.as_ref().is_some_and(|o| {
+                o.host != crate::process::this_host() || crate::process::process_alive(o.pid)
+            })
+    }
 }
 
 /// Which process runs a job: its pid on its host.

@@ -1,18 +1,24 @@
-//! The `Store` trait: load the state, and change it through one transactional update.
+//! The `Store` trait: load the state and change it through one transactional update; read
+//! and change job records one at a time (they live outside the state, see `job_files.rs`).
 //!
 //! ```text
-//!   livchat-core ──(Arc<dyn Store>)──▶ Store ◀── JsonFileStore (<home>/state.json, locked, atomic)
+//!   livchat-core ──(Arc<dyn Store>)──▶ Store ◀── JsonFileStore (<home>/state.json and
+//!                                                <home>/jobs/<id>.json, locked, atomic)
 //!                                          ◀── MemoryStore   (tests, same semantics)
 //!                                          ◀── MockStore     (feature `mock`)
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::error::StoreError;
-use crate::state::State;
+use crate::state::{JobRecord, State};
 
 /// The closure type of [`Store::update`].
 pub type UpdateFn<'a> = dyn FnMut(&mut State) -> Result<(), StoreError> + 'a;
+
+/// The closure type of [`Store::update_job`].
+pub type JobUpdateFn<'a> = dyn FnMut(&mut JobRecord) -> Result<(), StoreError> + 'a;
 
 /// Access to the state. Implementations are safe to share between threads and, for
 /// [`crate::JsonFileStore`], between processes.
@@ -31,10 +37,61 @@ pub trait Store: Send + Sync {
     ///
     /// Returns the state as it is after the update.
     fn update<'a>(&self, operation: &str, f: &mut UpdateFn<'a>) -> Result<State, StoreError>;
+
+    /// One job, or `None` when no job has that id.
+    fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Every job, in id order (ids begin with their creation time).
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// The queued and running jobs, in id order; cheap however many jobs have ended.
+    fn live_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Records a new job, under the same lock as [`Store::update`]. When `exclusive` and the
+    /// job has a server, a live job of a live process holding that server
+    /// ([`JobRecord::occupies`]) wins: nothing is written and that job is returned.
+    fn insert_job(&self, job: &JobRecord, exclusive: bool)
+    -> Result<Option<JobRecord>, StoreError>;
+
+    /// Changes one job under the lock: `f` runs on the current record and, when it returns
+    /// `Ok` and changed something, the record is validated and written. `None` when no job has
+    /// that id (nothing is called). `f` must not change the id.
+    fn update_job<'a>(
+        &self,
+        id: &str,
+        operation: &str,
+        f: &mut JobUpdateFn<'a>,
+    ) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Removes jobs (records only; their logs belong to the `JobLogStore`). Unknown ids are
+    /// skipped.
+    fn remove_jobs(&self, ids: &[String]) -> Result<(), StoreError>;
 }
 
 /// Generic conveniences over [`Store`] (kept out of the trait so it stays object safe).
 pub trait StoreExt: Store {
+    /// Like [`Store::update_job`] with a `FnOnce` closure that can return a value; a missing
+    /// job is `Ok(None)`.
+    fn update_job_with<T>(
+        &self,
+        id: &str,
+        operation: &str,
+        f: impl FnOnce(&mut JobRecord) -> Result<T, StoreError>,
+    ) -> Result<Option<(JobRecord, T)>, StoreError> {
+        let mut f = Some(f);
+        let mut out = None;
+        let job = self.update_job(id, operation, &mut |j: &mut JobRecord| {
+            let f = f.take().ok_or_else(|| {
+                StoreError::Rejected(
+                    "internal error: the update closure was called twice".to_string(),
+                )
+            })?;
+            out = Some(f(j)?);
+            Ok(())
+        })?;
+        Ok(job.zip(out))
+    }
+
     /// Like [`Store::update`] with a `FnOnce` closure that can return a value.
     fn update_with<T>(
         &self,
@@ -89,11 +146,48 @@ pub(crate) fn apply_update(
     Ok(Some(next))
 }
 
+/// The shared core of every implementation's `update_job`: runs `f` on a copy of `current`
+/// and returns the record to write, or `None` when nothing changed.
+pub(crate) fn apply_job_update(
+    current: &JobRecord,
+    f: &mut JobUpdateFn<'_>,
+) -> Result<Option<JobRecord>, StoreError> {
+    let mut next = current.clone();
+    f(&mut next)?;
+    if next.id != current.id {
+        return Err(StoreError::invalid(
+            "job id",
+            "is fixed when the job is created and cannot be changed by an update",
+        ));
+    }
+    if next == *current {
+        return Ok(None);
+    }
+    next.validate()?;
+    Ok(Some(next))
+}
+
+/// The conflict check of [`Store::insert_job`], shared by the implementations.
+pub(crate) fn insert_conflict(
+    job: &JobRecord,
+    exclusive: bool,
+    live: impl IntoIterator<Item = JobRecord>,
+) -> Result<Option<JobRecord>, StoreError> {
+    job.validate()?;
+    let Some(server) = job.server.as_deref().filter(|_| exclusive) else {
+        return Ok(None);
+    };
+    Ok(live
+        .into_iter()
+        .find(|j| j.id != job.id && j.occupies(server)))
+}
+
 /// An in-memory store with the same update semantics as the file store (for tests of the
 /// layers above; the conformance suite in `tests/` runs against both).
 #[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    jobs: Mutex<BTreeMap<String, JobRecord>>,
 }
 
 impl MemoryStore {
@@ -106,6 +200,7 @@ impl MemoryStore {
     pub fn with_state(state: State) -> Self {
         MemoryStore {
             state: Mutex::new(state),
+            jobs: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -127,5 +222,69 @@ impl Store for MemoryStore {
             *guard = next;
         }
         Ok(guard.clone())
+    }
+
+    fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        crate::job_files::check_job_id(id)?;
+        Ok(self.jobs_guard().get(id).cloned())
+    }
+
+    fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self.jobs_guard().values().cloned().collect())
+    }
+
+    fn live_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self
+            .jobs_guard()
+            .values()
+            .filter(|j| j.is_live())
+            .cloned()
+            .collect())
+    }
+
+    fn insert_job(
+        &self,
+        job: &JobRecord,
+        exclusive: bool,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let mut jobs = self.jobs_guard();
+        let live: Vec<JobRecord> = jobs.values().filter(|j| j.is_live()).cloned().collect();
+        if let Some(busy) = insert_conflict(job, exclusive, live)? {
+            return Ok(Some(busy));
+        }
+        jobs.insert(job.id.clone(), job.clone());
+        Ok(None)
+    }
+
+    fn update_job<'a>(
+        &self,
+        id: &str,
+        _operation: &str,
+        f: &mut JobUpdateFn<'a>,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        crate::job_files::check_job_id(id)?;
+        let mut jobs = self.jobs_guard();
+        let Some(current) = jobs.get(id) else {
+            return Ok(None);
+        };
+        let Some(next) = apply_job_update(current, f)? else {
+            return Ok(Some(current.clone()));
+        };
+        jobs.insert(id.to_string(), next.clone());
+        Ok(Some(next))
+    }
+
+    fn remove_jobs(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut jobs = self.jobs_guard();
+        for id in ids {
+            jobs.remove(id);
+        }
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    fn jobs_guard(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, JobRecord>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

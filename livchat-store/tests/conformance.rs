@@ -1,5 +1,6 @@
 //! Each trait's implementations pass one conformance suite: the state stores, the secret
-//! stores (the real vault and the in-memory one) and the job log stores (files and memory).
+//! stores (the real vault and the in-memory one), the job log stores (files and memory), and
+//! the job records of both state stores.
 
 mod common;
 
@@ -20,6 +21,30 @@ fn json_file_store_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     init_home(dir.path()).unwrap();
     common::conformance::check_store(Arc::new(JsonFileStore::new(dir.path())));
+}
+
+#[test]
+fn memory_store_keeps_jobs_as_the_conformance_suite_says() {
+    common::jobs_conformance::check_job_store(Arc::new(MemoryStore::new()));
+}
+
+#[test]
+fn json_file_store_keeps_jobs_as_the_conformance_suite_says() {
+    let dir = tempfile::tempdir().unwrap();
+    init_home(dir.path()).unwrap();
+    common::jobs_conformance::check_job_store(Arc::new(JsonFileStore::new(dir.path())));
+    // One file per job beside its log; a marker only for the live ones.
+    let names = |sub: &str| {
+        let mut n: Vec<String> = std::fs::read_dir(dir.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.') && n != "live")
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names("jobs"), ["job-3.json", "job-4.json"]);
+    assert_eq!(names("jobs/live"), ["job-3", "job-4"]);
 }
 
 #[test]

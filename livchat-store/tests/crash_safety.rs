@@ -162,6 +162,54 @@ fn state_survives_sigkill_at_random_moments_without_losing_a_committed_update() 
     );
 }
 
+/// Fewer rounds than the state's: a job write is the same atomic replace, plus its marker.
+const JOB_KILLS: usize = 60;
+
+#[test]
+fn a_job_file_survives_sigkill_at_random_moments_and_a_live_job_always_has_its_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    init_home(dir.path()).unwrap();
+    let home = dir.path().to_str().unwrap();
+    let marker = dir.path().join("jobs/live").join(common::CRASH_JOB);
+    let mut rng = seeded_rng();
+    let (mut max, mut last_reported) = calibrate(&["job-loop", home], &[]);
+    for round in 0..JOB_KILLS {
+        let before = last_reported;
+        if let Some(n) = run_and_kill(&["job-loop", home], &[], max, &mut rng) {
+            last_reported = n;
+        }
+        let store = JsonFileStore::new(dir.path());
+        let job = store
+            .job(common::CRASH_JOB)
+            .unwrap_or_else(|e| panic!("round {round}: job unreadable after SIGKILL: {e}"))
+            .expect("the job exists");
+        let n = u64::from(job.attempt);
+        assert!(
+            n == last_reported || n == last_reported + 1,
+            "round {round}: on disk attempt {n}, last reported {last_reported}"
+        );
+        last_reported = n;
+        max = adapt(max, n - before);
+        common::matches_job_loop(&job).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // A crash may leave the marker of an ended job (skipped by readers), never a live
+        // job without one: that job would be invisible to the one-job-per-server check.
+        if job.is_live() {
+            assert!(
+                marker.exists(),
+                "round {round}: running job without its marker"
+            );
+            assert_eq!(store.live_jobs().unwrap().len(), 1, "round {round}");
+        } else {
+            assert!(store.live_jobs().unwrap().is_empty(), "round {round}");
+        }
+    }
+    eprintln!("{JOB_KILLS} kills, final attempt {last_reported}");
+    assert!(
+        last_reported >= JOB_KILLS as u64 / 4,
+        "the worker committed only {last_reported} updates in {JOB_KILLS} runs"
+    );
+}
+
 #[test]
 fn vault_survives_sigkill_at_random_moments_without_losing_a_committed_secret() {
     let dir = tempfile::tempdir().unwrap();

@@ -279,3 +279,77 @@ fn a_same_length_rewrite_in_the_same_clock_tick_is_still_seen() {
     let seen = store.load().unwrap();
     assert!(seen.servers.contains_key("z"), "{:?}", seen.servers.keys());
 }
+
+/// A version-2 file: jobs inside the state.
+fn v2_with_jobs(lineage: &str) -> String {
+    serde_json::json!({
+        "version": 2, "serial": 9, "lineage": lineage,
+        "servers": {}, "deployments": {}, "settings": {},
+        "jobs": {
+            "job-old-1": {
+                "id": "job-old-1", "kind": "setup_server", "server": "web-1",
+                "status": "running", "progress": 40, "attempt": 1,
+                "created_at": "2026-11-01T00:00:00Z", "params": {},
+                "owner": {"pid": 4242, "host": "elsewhere"}
+            },
+            "job-old-2": {
+                "id": "job-old-2", "kind": "deploy_app", "status": "completed",
+                "progress": 100, "attempt": 1, "created_at": "2026-11-02T00:00:00Z",
+                "params": {}
+            }
+        }
+    })
+    .to_string()
+}
+
+#[test]
+fn a_version_2_state_gives_its_jobs_to_job_files_on_first_access() {
+    let (dir, store) = home();
+    let lineage = store.load().unwrap().lineage.to_string();
+    std::fs::write(store.path(), v2_with_jobs(&lineage)).unwrap();
+    // Another process opens the home, as after an upgrade.
+    let store = JsonFileStore::new(dir.path());
+    let jobs: Vec<String> = store.jobs().unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(jobs, ["job-old-1", "job-old-2"]);
+    let live: Vec<String> = store
+        .live_jobs()
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(live, ["job-old-1"]);
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
+    assert_eq!(on_disk["version"], livchat_store::STATE_VERSION);
+    assert_eq!(
+        on_disk["serial"], 9,
+        "a migration is not a change of the user's state"
+    );
+    assert!(on_disk.get("jobs").is_none(), "{on_disk}");
+    assert!(dir.path().join("jobs/job-old-2.json").is_file());
+    // The version-2 file is the backup, as before any write.
+    let backup = std::fs::read_to_string(store.backup_path()).unwrap();
+    assert!(backup.contains("job-old-1"));
+}
+
+#[test]
+fn a_migration_interrupted_after_the_job_files_keeps_the_newer_job_file() {
+    let (dir, store) = home();
+    let lineage = store.load().unwrap().lineage.to_string();
+    std::fs::write(store.path(), v2_with_jobs(&lineage)).unwrap();
+    // A first migration wrote the job files and died before the state; the job then moved
+    // on (a later write by its owner).
+    let first = JsonFileStore::new(dir.path());
+    first.jobs().unwrap();
+    let moved_on = first
+        .update_job("job-old-1", "progress", &mut |j| {
+            j.progress = 90;
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    std::fs::write(store.path(), v2_with_jobs(&lineage)).unwrap();
+    let again = JsonFileStore::new(dir.path());
+    assert_eq!(again.load().unwrap().version, livchat_store::STATE_VERSION);
+    assert_eq!(again.job("job-old-1").unwrap(), Some(moved_on));
+}

@@ -299,14 +299,11 @@ impl Orchestrator {
         // The create step must run again on retry: it was undone.
         self.jobs
             .set_remaining_steps(&job.id, Self::create_steps().split_off(1))?;
-        self.store.update("job rewind", &mut |s| {
-            if let Some(j) = s.jobs.get_mut(&job.id) {
-                j.steps_completed.retain(|st| st == "ssh_key");
-                if let Some(r) = j.result.as_mut().and_then(Value::as_object_mut) {
-                    r.remove("created_by_job");
-                }
+        self.jobs.edit_if_present(&job.id, "job rewind", |j| {
+            j.steps_completed.retain(|st| st == "ssh_key");
+            if let Some(r) = j.result.as_mut().and_then(Value::as_object_mut) {
+                r.remove("created_by_job");
             }
-            Ok(())
         })?;
         Ok(())
     }

@@ -357,28 +357,25 @@ impl Orchestrator {
         }
         if !rewound.is_empty() {
             let all = Self::deploy_steps(&p.apps);
-            self.store.update("job rewind", &mut |s| {
-                if let Some(j) = s.jobs.get_mut(&job.id) {
-                    let keep: HashSet<String> = j
-                        .steps_completed
-                        .iter()
-                        .filter(|st| !rewound.iter().any(|a| st.starts_with(&format!("{a}:"))))
-                        .cloned()
-                        .collect();
-                    j.steps_completed.retain(|st| keep.contains(st));
-                    j.steps_remaining = all
-                        .iter()
-                        .filter(|st| !keep.contains(*st))
-                        .cloned()
-                        .collect();
-                    if let Some(r) = j.result.as_mut().and_then(Value::as_object_mut) {
-                        for a in &rewound {
-                            r.remove(&format!("{a}.deployed_by_job"));
-                            r.remove(&format!("{a}.dns_created"));
-                        }
+            self.jobs.edit_if_present(&job.id, "job rewind", |j| {
+                let keep: HashSet<String> = j
+                    .steps_completed
+                    .iter()
+                    .filter(|st| !rewound.iter().any(|a| st.starts_with(&format!("{a}:"))))
+                    .cloned()
+                    .collect();
+                j.steps_completed.retain(|st| keep.contains(st));
+                j.steps_remaining = all
+                    .iter()
+                    .filter(|st| !keep.contains(*st))
+                    .cloned()
+                    .collect();
+                if let Some(r) = j.result.as_mut().and_then(Value::as_object_mut) {
+                    for a in &rewound {
+                        r.remove(&format!("{a}.deployed_by_job"));
+                        r.remove(&format!("{a}.dns_created"));
                     }
                 }
-                Ok(())
             })?;
         }
         Ok(())

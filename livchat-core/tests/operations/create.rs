@@ -485,7 +485,7 @@ async fn start_create_server_without_a_hetzner_token_names_the_credential() {
         matches!(&err, CoreError::MissingCredential { name } if name == "hetzner_token"),
         "{err:?}"
     );
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
     verify(orch);
 }
 

@@ -202,7 +202,7 @@ async fn start_delete_server_of_a_cloud_server_without_a_hetzner_token_names_the
         matches!(&err, CoreError::MissingCredential { name } if name == "hetzner_token"),
         "{err:?}"
     );
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
     verify(orch);
 }
 

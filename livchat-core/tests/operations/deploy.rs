@@ -740,7 +740,7 @@ async fn deploy_app_refuses_a_set_value_the_app_does_not_allow_before_any_secret
         "{err:?}"
     );
     assert!(err.to_string().contains("worker_replicas"), "{err}");
-    assert!(world.state().jobs.is_empty(), "no job was created");
+    assert!(world.jobs().is_empty(), "no job was created");
     assert_eq!(world.secret_names(), before, "no secret was generated");
     let err = orch
         .start_deploy_app("web-1", "n8n", &["no_such_key=1".into()])
@@ -765,7 +765,7 @@ async fn deploy_app_refuses_an_app_whose_setting_is_missing_before_the_job_start
     let orch = world.build(Mocks::default());
     let err = orch.start_deploy_app("web-1", "n8n", &[]).unwrap_err();
     assert!(err.to_string().contains("email"), "{err}");
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
     verify(orch);
 }
 

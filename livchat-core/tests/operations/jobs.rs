@@ -63,7 +63,7 @@ async fn run_job_runs_a_queued_job_to_its_end_and_clears_its_owner_marker() {
     );
     let done = orch.run_job(&job.id).await.unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
-    assert_eq!(world.state().jobs[&job.id].owner, None);
+    assert_eq!(world.jobs()[&job.id].owner, None);
     assert!(!world.deployed_apps("web-1").contains(&"redis".to_string()));
     let err = orch.run_job(&job.id).await.unwrap_err();
     assert!(
@@ -101,8 +101,8 @@ async fn cancel_job_of_a_job_run_by_another_live_process_records_the_request_for
     // PID 1 lives on every Linux host: the job looks owned by another running process.
     world
         .store
-        .update("other owner", &mut |s| {
-            s.jobs.get_mut(&job.id).unwrap().owner = Some(livchat_store::JobOwner {
+        .update_job(&job.id, "other owner", &mut |j| {
+            j.owner = Some(livchat_store::JobOwner {
                 pid: 1,
                 host: livchat_store::this_host(),
             });

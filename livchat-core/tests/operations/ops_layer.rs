@@ -118,7 +118,7 @@ async fn server_create_takes_defaults_from_settings_and_names_the_missing_field(
         text.contains("cx22") && text.contains("debian-12"),
         "{text}"
     );
-    assert!(world.state().jobs.is_empty(), "a plan records nothing");
+    assert!(world.jobs().is_empty(), "a plan records nothing");
 }
 
 #[tokio::test]
@@ -179,7 +179,7 @@ async fn app_deploy_params_are_a_map_checked_against_the_app() {
     let err = op.plan(&orch).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadInput, "{err}");
     assert!(err.to_string().contains("no_such_param"), "{err}");
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
 }
 
 #[tokio::test]
@@ -197,7 +197,7 @@ async fn app_undeploy_of_an_app_not_deployed_is_refused_before_any_job_exists() 
     .await
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
 }
 
 /// `take_over_dns` and `delete_data` are request fields, so REST and MCP callers get what the
@@ -214,7 +214,7 @@ async fn app_deploy_take_over_dns_and_app_undeploy_delete_data_reach_the_job_fro
     }))
     .unwrap();
     let job = deploy.run(&orch).await.unwrap();
-    let params = &world.state().jobs[&job.id].params;
+    let params = &world.jobs()[&job.id].params;
     assert_eq!(params["take_over_dns"], true, "{params}");
 
     for field in ["delete_data", "delete_volumes"] {
@@ -401,7 +401,7 @@ async fn a_second_job_on_a_busy_server_is_refused_naming_the_job_in_the_way() {
         assert!(message.contains(part), "{part} missing from: {message}");
     }
     assert_eq!(
-        world.state().jobs.len(),
+        world.jobs().len(),
         1,
         "nothing recorded for the refused job"
     );

@@ -37,7 +37,7 @@ async fn plan_setup_server_lists_the_a_record_and_every_setup_step_and_touches_n
     }
     assert_eq!(plan.resources.len(), plan.steps.len() - 3);
     assert_eq!(world.state().servers, before.servers);
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
     verify(orch);
 }
 
@@ -83,7 +83,7 @@ async fn plan_undeploy_app_lists_the_stack_and_records_and_keeps_the_refusals_of
         .unwrap_err();
     assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
     assert_eq!(world.state().deployments, before.deployments);
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
     verify(orch);
 }
 
@@ -116,7 +116,7 @@ async fn plan_delete_server_lists_the_provider_server_its_apps_and_records_and_t
     );
     assert_eq!(world.state().servers, before.servers);
     assert_eq!(world.state().deployments, before.deployments);
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
     verify(orch);
 }
 
@@ -146,6 +146,6 @@ async fn plan_deploy_app_says_how_the_first_admin_is_made_and_warns_about_an_ope
         warning.contains("setup page is open") && warning.contains("/user/sign_up"),
         "{warning}"
     );
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
     verify(orch);
 }

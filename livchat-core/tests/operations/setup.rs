@@ -340,7 +340,7 @@ async fn start_setup_server_without_a_cloudflare_token_names_the_credential() {
         matches!(&err, CoreError::MissingCredential { name } if name == "cloudflare_api_token"),
         "{err:?}"
     );
-    assert!(world.state().jobs.is_empty());
+    assert!(world.jobs().is_empty());
     verify(orch);
 }
 

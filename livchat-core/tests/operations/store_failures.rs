@@ -178,6 +178,7 @@ async fn deploy_whose_final_record_cannot_be_written_removes_the_stack_it_deploy
     let mut store = MockStore::new();
     let reader = inner.clone();
     store.expect_load().returning(move || reader.load());
+    let jobs = inner.clone();
     store.expect_update().returning(move |operation, f| {
         if operation == "deployment recorded" {
             Err(permission_denied("/home/u/.livchat/state.json"))
@@ -185,6 +186,16 @@ async fn deploy_whose_final_record_cannot_be_written_removes_the_stack_it_deploy
             inner.update(operation, f)
         }
     });
+    // Jobs go through the real store untouched.
+    let (j1, j2, j3, j4) = (jobs.clone(), jobs.clone(), jobs.clone(), jobs.clone());
+    store
+        .expect_insert_job()
+        .returning(move |j, x| j1.insert_job(j, x));
+    store.expect_job().returning(move |id| j2.job(id));
+    store.expect_live_jobs().returning(move || j3.live_jobs());
+    store
+        .expect_update_job()
+        .returning(move |id, op, f| j4.update_job(id, op, f));
     let mut mocks = Mocks::default();
     connects_pinned(&mut mocks.connector, MockRemoteExecutor::new(), 1);
     mocks

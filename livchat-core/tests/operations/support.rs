@@ -117,6 +117,16 @@ impl World {
         self.store.load().unwrap()
     }
 
+    /// The jobs by id (they are kept outside the state).
+    pub fn jobs(&self) -> std::collections::BTreeMap<String, livchat_store::JobRecord> {
+        self.store
+            .jobs()
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect()
+    }
+
     pub fn set_secret(&self, name: &str, value: &str) {
         self.secrets
             .set(name, SecretString::from(value.to_string()))

@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod job_logs_conformance;
+pub mod jobs_conformance;
 pub mod secrets_conformance;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,39 @@ pub fn server(name: &str) -> ServerRecord {
         status: ServerStatus::Ready,
         setup: SetupRecord::default(),
         created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("valid time"),
+    }
+}
+
+/// The job `job-loop` rewrites.
+pub const CRASH_JOB: &str = "job-crash";
+
+/// The change `job-loop` makes to reach attempt `n` (= current attempt + 1): running when odd,
+/// completed when even, with a result whose size varies.
+pub fn job_loop_step(j: &mut livchat_store::JobRecord) {
+    j.attempt += 1;
+    let n = j.attempt;
+    j.status = if n % 2 == 1 {
+        livchat_store::JobStatus::Running
+    } else {
+        livchat_store::JobStatus::Completed
+    };
+    j.progress = (n % 101) as u8;
+    j.result = Some(serde_json::json!({ "n": n, "pad": "x".repeat((n % 13) as usize * 300) }));
+}
+
+/// Whether `job` is exactly what `job-loop` commits at its attempt.
+pub fn matches_job_loop(job: &livchat_store::JobRecord) -> Result<(), String> {
+    let n = job.attempt;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut want = job.clone();
+    want.attempt = n - 1;
+    job_loop_step(&mut want);
+    if want == *job {
+        Ok(())
+    } else {
+        Err(format!("attempt {n} but the record differs: {job:?}"))
     }
 }
 

@@ -1,0 +1,198 @@
+//! Job records outside `state.json`: `<home>/jobs/<id>.json`, one file per job beside its log
+//! (`<id>.jsonl`), each replaced atomically like the state. A job's progress then rewrites a
+//! file of a few hundred bytes instead of a state of a thousand servers, and reading one job
+//! reads one file.
+//!
+//! Queued and running jobs also have an empty marker `<home>/jobs/live/<id>`, so the checks
+//! that only care about live jobs (one job per server, recovery at start-up) read a handful of
+//! files, not every job ever run. The marker is created before a record turns live and removed
+//! after it ended, so a crash between the two leaves at most a marker of an ended job, which
+//! readers skip and the next write of that job removes.
+//!
+//! Writers hold the state's lock (`state.json.lock`): job writes are serialized with state
+//! writes, which keeps "check the server is free, then insert the job" one transaction.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::StoreError;
+use crate::fsutil;
+use crate::state::JobRecord;
+
+/// Checks a job id before it becomes part of a file name.
+pub(crate) fn check_job_id(job_id: &str) -> Result<(), StoreError> {
+    let ok = !job_id.is_empty()
+        && job_id.len() <= 64
+        && job_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(
+            "job id",
+            format!(
+                "`{}` is not a job id (letters, digits, '-' and '_', at most 64)",
+                job_id.escape_debug()
+            ),
+        ))
+    }
+}
+
+/// The job files of one home. Cheap; holds nothing open.
+#[derive(Debug, Clone)]
+pub(crate) struct JobFiles {
+    dir: PathBuf,
+}
+
+impl JobFiles {
+    /// `<dir of the state file>/jobs`.
+    pub(crate) fn beside(state_file: &Path) -> Self {
+        JobFiles {
+            dir: fsutil::parent_dir(state_file).join("jobs"),
+        }
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf, StoreError> {
+        check_job_id(id)?;
+        Ok(self.dir.join(format!("{id}.json")))
+    }
+
+    fn live_dir(&self) -> PathBuf {
+        self.dir.join("live")
+    }
+
+    fn ensure_dirs(&self) -> Result<(), StoreError> {
+        let live = self.live_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&live)
+            .map_err(|e| StoreError::io(&live, "create the jobs directory", e))
+    }
+
+    /// One job, or `None` when it has no file.
+    pub(crate) fn read(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let path = self.path(id)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, "read the job", e)),
+        };
+        let job: JobRecord =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptJob {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        if job.id != id {
+            return Err(StoreError::CorruptJob {
+                path,
+                detail: format!("holds job `{}`, not `{id}`", job.id),
+            });
+        }
+        Ok(Some(job))
+    }
+
+    /// Writes a job (the caller holds the state lock), keeping its live marker in step.
+    pub(crate) fn write(&self, job: &JobRecord) -> Result<(), StoreError> {
+        job.validate()?;
+        self.ensure_dirs()?;
+        let path = self.path(&job.id)?;
+        let mut bytes = serde_json::to_vec_pretty(job).expect("a job serializes to JSON");
+        bytes.push(b'\n');
+        if job.is_live() {
+            self.mark_live(&job.id)?;
+            fsutil::atomic_replace(&path, &bytes, None)
+        } else {
+            fsutil::atomic_replace(&path, &bytes, None)?;
+            self.unmark_live(&job.id)
+        }
+    }
+
+    /// Removes a job's record and marker (the caller holds the state lock).
+    pub(crate) fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let path = self.path(id)?;
+        remove_if_present(&path)?;
+        self.unmark_live(id)
+    }
+
+    fn mark_live(&self, id: &str) -> Result<(), StoreError> {
+        let marker = self.live_dir().join(id);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&marker)
+            .map(drop)
+            .map_err(|e| StoreError::io(&marker, "mark the job live", e))
+    }
+
+    fn unmark_live(&self, id: &str) -> Result<(), StoreError> {
+        remove_if_present(&self.live_dir().join(id))
+    }
+
+    /// Every job, in id order (ids start with their creation time).
+    pub(crate) fn all(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let mut ids: Vec<String> = self
+            .names(&self.dir)?
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_string))
+            .filter(|id| check_job_id(id).is_ok())
+            .collect();
+        ids.sort();
+        self.read_each(&ids)
+    }
+
+    /// The queued and running jobs, in id order.
+    pub(crate) fn live(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let mut ids: Vec<String> = self
+            .names(&self.live_dir())?
+            .into_iter()
+            .filter(|id| check_job_id(id).is_ok())
+            .collect();
+        ids.sort();
+        Ok(self
+            .read_each(&ids)?
+            .into_iter()
+            .filter(JobRecord::is_live)
+            .collect())
+    }
+
+    /// Reads the listed jobs, skipping any removed since the directory was listed.
+    fn read_each(&self, ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(job) = self.read(id)? {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Names of the visible entries of `dir` (none when it does not exist yet).
+    fn names(&self, dir: &Path) -> Result<Vec<String>, StoreError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io(dir, "list the jobs", e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(dir, "list the jobs", e))?;
+            if let Some(name) = entry.file_name().to_str()
+                && !name.starts_with('.')
+            {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(path, "remove", e)),
+    }
+}
