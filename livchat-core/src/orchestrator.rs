@@ -443,7 +443,7 @@ impl Orchestrator {
     // ----- servers -------------------------------------------------------------------------
 
     pub fn servers(&self) -> Result<Vec<ServerRecord>> {
-        Ok(self.store.load()?.servers.into_values().collect())
+        Ok(self.store.servers()?.into_values().collect())
     }
 
     pub fn server(&self, name: &str) -> Result<ServerRecord> {

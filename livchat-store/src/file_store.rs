@@ -14,6 +14,7 @@
 //! the file's inode and mtime, are the key: a coarse mtime and a reused inode could make two
 //! versions written within one clock tick look alike.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -26,7 +27,7 @@ use crate::fsutil;
 use crate::job_files::JobFiles;
 use crate::lock::{self, LockConfig};
 use crate::migrate::{self, Parsed, backup_path_for};
-use crate::state::{JobRecord, State};
+use crate::state::{JobRecord, STATE_VERSION, ServerRecord, State, validate_servers};
 use crate::store::{JobUpdateFn, Store, UpdateFn, apply_job_update, apply_update, insert_conflict};
 
 /// File name of the state inside the home directory.
@@ -130,15 +131,7 @@ impl JsonFileStore {
     /// Reads the state; `locked` says whether the caller holds the lock, which migrating an
     /// older file on disk needs (it is taken here otherwise).
     fn read(&self, locked: bool) -> Result<(State, FileStamp), StoreError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotInitialized {
-                    path: self.path.clone(),
-                });
-            }
-            Err(e) => return Err(StoreError::io(&self.path, "read", e)),
-        };
+        let bytes = self.read_bytes()?;
         let stamp = self.stamp()?;
         if let Some((seen, state)) = self.cache().as_ref()
             && *seen == bytes
@@ -185,6 +178,16 @@ impl JsonFileStore {
         }
     }
 
+    fn read_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        match std::fs::read(&self.path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotInitialized {
+                path: self.path.clone(),
+            }),
+            Err(e) => Err(StoreError::io(&self.path, "read", e)),
+        }
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, Option<(Vec<u8>, State)>> {
         self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -196,15 +199,19 @@ impl JsonFileStore {
     }
 
     fn check_lineage(&self, state: &State) -> Result<(), StoreError> {
+        self.check_lineage_id(state.lineage)
+    }
+
+    fn check_lineage_id(&self, lineage: Uuid) -> Result<(), StoreError> {
         let mut seen = self.seen_lineage.lock().unwrap_or_else(|p| p.into_inner());
         match *seen {
-            Some(expected) if expected != state.lineage => Err(StoreError::ForeignLineage {
+            Some(expected) if expected != lineage => Err(StoreError::ForeignLineage {
                 path: self.path.clone(),
-                on_disk: state.lineage.to_string(),
+                on_disk: lineage.to_string(),
                 expected: expected.to_string(),
             }),
             _ => {
-                *seen = Some(state.lineage);
+                *seen = Some(lineage);
                 Ok(())
             }
         }
@@ -259,6 +266,35 @@ impl Store for JsonFileStore {
         fsutil::atomic_replace(&self.path, &bytes, Some(&self.backup_path()))?;
         *self.cache() = Some((bytes, next.clone()));
         Ok(next)
+    }
+
+    fn servers(&self) -> Result<BTreeMap<String, ServerRecord>, StoreError> {
+        /// The top level of a state file with everything but the servers skipped unbuilt.
+        #[derive(serde::Deserialize)]
+        struct ServersOnly {
+            version: u64,
+            lineage: Uuid,
+            #[serde(default)]
+            servers: BTreeMap<String, ServerRecord>,
+        }
+        let bytes = self.read_bytes()?;
+        if let Some((seen, state)) = self.cache().as_ref()
+            && *seen == bytes
+        {
+            return Ok(state.servers.clone());
+        }
+        // Anything unusual (another version, a file that does not parse) takes the full read,
+        // which migrates, reports corruption with its backup, and fills the cache.
+        match serde_json::from_slice::<ServersOnly>(&bytes) {
+            Ok(view)
+                if view.version == u64::from(STATE_VERSION)
+                    && validate_servers(&view.servers).is_ok() =>
+            {
+                self.check_lineage_id(view.lineage)?;
+                Ok(view.servers)
+            }
+            _ => self.load().map(|s| s.servers),
+        }
     }
 
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {

@@ -56,44 +56,12 @@ impl State {
     /// to the names inside the records, deployments only on known servers, progress <= 100.
     /// The error names the offending field as a path (`servers.web-1.ssh_user`).
     pub fn validate(&self) -> Result<(), StoreError> {
-        for (key, server) in &self.servers {
-            let field = |f: &str| format!("servers.{key}.{f}");
-            validate_server_name(key).map_err(|r| StoreError::invalid("servers key", r))?;
-            if &server.name != key {
-                return Err(StoreError::invalid(
-                    field("name"),
-                    format!("must equal its key `{key}`, found `{}`", server.name),
-                ));
-            }
-            if server.host.is_empty()
-                || server.host.len() > 253
-                || !server
-                    .host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
-                || server.host.starts_with('-')
-            {
-                return Err(StoreError::invalid(
-                    field("host"),
-                    "expected an IPv4/IPv6 address or a host name (a-z, 0-9, '.', '-', ':'), not starting with '-'",
-                ));
-            }
-            if server.ssh_port == 0 {
-                return Err(StoreError::invalid(field("ssh_port"), "must be 1-65535"));
-            }
-            validate_unix_user(&server.ssh_user)
-                .map_err(|r| StoreError::invalid(field("ssh_user"), r))?;
-            crate::vault::validate_secret_name(&server.ssh_key_secret)
-                .map_err(|r| StoreError::invalid(field("ssh_key_secret"), r))?;
-            if let Some(dns) = &server.dns {
-                validate_dns_name(&dns.zone_name)
-                    .map_err(|r| StoreError::invalid(field("dns.zone_name"), r))?;
-                if let Some(sub) = &dns.subdomain {
-                    validate_dns_name(sub)
-                        .map_err(|r| StoreError::invalid(field("dns.subdomain"), r))?;
-                }
-            }
-        }
+        validate_servers(&self.servers)?;
+        self.validate_deployments()?;
+        self.settings.validate()
+    }
+
+    fn validate_deployments(&self) -> Result<(), StoreError> {
         for (server, apps) in &self.deployments {
             if !self.servers.contains_key(server) {
                 return Err(StoreError::invalid(
@@ -110,8 +78,51 @@ impl State {
                 }
             }
         }
-        self.settings.validate()
+        Ok(())
     }
+}
+
+/// The server half of [`State::validate`] (also what a servers-only read checks).
+pub(crate) fn validate_servers(servers: &BTreeMap<String, ServerRecord>) -> Result<(), StoreError> {
+    for (key, server) in servers {
+        let field = |f: &str| format!("servers.{key}.{f}");
+        validate_server_name(key).map_err(|r| StoreError::invalid("servers key", r))?;
+        if &server.name != key {
+            return Err(StoreError::invalid(
+                field("name"),
+                format!("must equal its key `{key}`, found `{}`", server.name),
+            ));
+        }
+        if server.host.is_empty()
+            || server.host.len() > 253
+            || !server
+                .host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+            || server.host.starts_with('-')
+        {
+            return Err(StoreError::invalid(
+                field("host"),
+                "expected an IPv4/IPv6 address or a host name (a-z, 0-9, '.', '-', ':'), not starting with '-'",
+            ));
+        }
+        if server.ssh_port == 0 {
+            return Err(StoreError::invalid(field("ssh_port"), "must be 1-65535"));
+        }
+        validate_unix_user(&server.ssh_user)
+            .map_err(|r| StoreError::invalid(field("ssh_user"), r))?;
+        crate::vault::validate_secret_name(&server.ssh_key_secret)
+            .map_err(|r| StoreError::invalid(field("ssh_key_secret"), r))?;
+        if let Some(dns) = &server.dns {
+            validate_dns_name(&dns.zone_name)
+                .map_err(|r| StoreError::invalid(field("dns.zone_name"), r))?;
+            if let Some(sub) = &dns.subdomain {
+                validate_dns_name(sub)
+                    .map_err(|r| StoreError::invalid(field("dns.subdomain"), r))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Default for State {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::error::StoreError;
-use crate::state::{JobRecord, State};
+use crate::state::{JobRecord, ServerRecord, State};
 
 /// The closure type of [`Store::update`].
 pub type UpdateFn<'a> = dyn FnMut(&mut State) -> Result<(), StoreError> + 'a;
@@ -37,6 +37,12 @@ pub trait Store: Send + Sync {
     ///
     /// Returns the state as it is after the update.
     fn update<'a>(&self, operation: &str, f: &mut UpdateFn<'a>) -> Result<State, StoreError>;
+
+    /// The servers alone, for reads that need nothing else (`server list`): the file store
+    /// skips the rest of the state without building it.
+    fn servers(&self) -> Result<BTreeMap<String, ServerRecord>, StoreError> {
+        Ok(self.load()?.servers)
+    }
 
     /// One job, or `None` when no job has that id.
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;

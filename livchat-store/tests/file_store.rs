@@ -353,3 +353,21 @@ fn a_migration_interrupted_after_the_job_files_keeps_the_newer_job_file() {
     assert_eq!(again.load().unwrap().version, livchat_store::STATE_VERSION);
     assert_eq!(again.job("job-old-1").unwrap(), Some(moved_on));
 }
+
+#[test]
+fn a_servers_only_read_checks_what_a_full_read_checks() {
+    let (dir, store) = home();
+    add(&store, "web-1");
+    // A fresh store (no cache), as `livchat server list` in a new process.
+    assert_eq!(
+        JsonFileStore::new(dir.path()).servers().unwrap(),
+        store.load().unwrap().servers
+    );
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
+    doc["servers"]["web-1"]["ssh_user"] = "-oProxyCommand=x".into();
+    std::fs::write(store.path(), doc.to_string()).unwrap();
+    let err = JsonFileStore::new(dir.path()).servers().unwrap_err();
+    assert!(matches!(err, StoreError::CorruptState { .. }), "{err}");
+    assert!(err.to_string().contains("servers.web-1.ssh_user"), "{err}");
+}

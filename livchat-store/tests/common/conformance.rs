@@ -140,6 +140,9 @@ pub fn check_store(store: Arc<dyn Store>) {
     assert_eq!(end.servers.len(), 1 + 40);
     assert_eq!(end.serial, s0 + 2 + 40);
     assert_eq!(end.lineage, lineage);
+
+    // The servers-only read agrees with the whole state.
+    assert_eq!(store.servers().unwrap(), end.servers);
 }
 
 fn uuid_like() -> uuid::Uuid {
