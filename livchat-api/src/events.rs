@@ -42,9 +42,10 @@ fn event(name: &str, data: &impl serde::Serialize) -> Event {
 }
 
 impl Follow {
-    /// The events that are new since the last read; empty when nothing changed.
-    fn read(&mut self) -> Result<Vec<Event>, ApiError> {
-        let record = self.orch.jobs().get(&self.id)?;
+    /// The events that are new since the last read; empty when nothing changed. A job whose
+    /// process is gone reads as interrupted (and ends the stream) rather than running forever.
+    async fn read(&mut self) -> Result<Vec<Event>, ApiError> {
+        let record = self.orch.current_job(&self.id).await?;
         let ended = is_ended(record.status);
         let mut events = Vec::new();
         let lines = self.orch.job_logs(&self.id, self.cursor)?;
@@ -96,7 +97,7 @@ impl Follow {
                 self.wait().await;
             }
             self.first = false;
-            match self.read() {
+            match self.read().await {
                 Ok(events) if events.is_empty() => continue,
                 Ok(events) => return Some((events, self)),
                 Err(e) => {

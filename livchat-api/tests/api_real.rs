@@ -587,6 +587,80 @@ async fn tls_serves_https_on_a_non_loopback_address_with_the_given_certificate()
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_of_a_job_ends_interrupted_when_the_process_running_it_is_gone() {
+    // Issue #19: the stream re-read the job until its status ended, and a job whose process
+    // is gone stays `running` in the store, so a second service followed it forever.
+    let dir = tempfile::tempdir().unwrap();
+    let home = init_home(dir.path());
+    let token = token(&home, false);
+    let endpoint = hanging_endpoint();
+    let env = [("LIVCHAT_HETZNER_ENDPOINT", endpoint.as_str())];
+    let runner = Service::start(&home, &["--shutdown-grace-secs", "1"], &env);
+    let http = client();
+    let r = http
+        .put(format!(
+            "{}/api/secrets/{}",
+            runner.url,
+            livchat_core::HETZNER_TOKEN
+        ))
+        .bearer_auth(&token)
+        .json(&json!({ "value": "fake-token" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!("{}/api/servers", runner.url))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "web-1", "server_type": "cx22", "location": "nbg1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while job(&http, &runner, &token, &id).await["status"] != "running" {
+        assert!(Instant::now() < deadline, "job never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Another service on the home follows the job; then the one running it stops.
+    let follower = Service::start(&home, &[], &env);
+    let mut stream = http
+        .get(format!("{}/api/jobs/{id}/events", follower.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    // Streaming: its progress event shows the job running.
+    let mut seen = String::new();
+    while !seen.contains("\"running\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("the stream started")
+            .unwrap()
+            .expect("the stream is open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(runner.terminate().success());
+    let rest = tokio::time::timeout(Duration::from_secs(20), stream.text())
+        .await
+        .expect("the stream of a job whose process is gone ended")
+        .unwrap();
+    assert!(
+        rest.contains("event: end") && rest.contains("\"interrupted\""),
+        "{rest}"
+    );
+    assert_eq!(
+        job(&http, &follower, &token, &id).await["status"],
+        "interrupted"
+    );
+}
+
 /// state.json followed by every job file (name and bytes): what "no change" compares, now
 /// that jobs are files of their own beside the state.
 fn state_and_jobs(home: &std::path::Path) -> Vec<u8> {

@@ -411,11 +411,16 @@ pub enum JobCommand {
     /// Print a job's log.
     Logs {
         id: String,
+        /// Keep printing new lines until the job ends (a job whose process is gone ends
+        /// interrupted) or --timeout passes.
         #[arg(long)]
         follow: bool,
         /// Only the last N lines (then follow from there with --follow).
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
+        /// With --follow: seconds to follow at most (1-3600); exit 1 if the job still runs then.
+        #[arg(long, value_name = "SECS", default_value_t = 3600, requires = "follow")]
+        timeout: u64,
     },
     /// Cancel a queued or running job.
     Cancel { id: String },

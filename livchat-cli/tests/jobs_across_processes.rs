@@ -235,3 +235,102 @@ fn the_api_token_is_made_at_init_printed_alone_and_rotated() {
         "{names}"
     );
 }
+
+/// Waits (bounded) for `child` to exit; kills it and fails if it is still running then.
+fn exits_within(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{what} still ran after {limit:?}\n{}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn job_logs_follow_ends_at_its_timeout_and_when_the_job_s_process_dies() {
+    // Issue #19: `job logs --follow` polled until the job's status ended, and a job whose
+    // process died stays running in the store: the follow never ended.
+    let home = Home::new();
+    home.put_silent_server("byo-1", silent_listener());
+    let started = home.run(
+        &[
+            "--output",
+            "json",
+            "server",
+            "setup",
+            "--detach",
+            "byo-1",
+            "--zone",
+            "example.com",
+        ],
+        None,
+    );
+    assert!(started.status.success(), "{}", text(&started));
+    let job: serde_json::Value = serde_json::from_slice(&started.stdout).unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let owner = job["owner"]["pid"].as_u64().unwrap();
+    home.wait_status(&id, &["running"]);
+
+    // Bounded like `job wait`: 1-3600 s, refused before anything is printed.
+    let zero = home.run(&["job", "logs", &id, "--follow", "--timeout", "0"], None);
+    assert_eq!(zero.status.code(), Some(2), "{}", text(&zero));
+    assert!(
+        String::from_utf8_lossy(&zero.stderr).contains("1-3600") && zero.stdout.is_empty(),
+        "{}",
+        text(&zero)
+    );
+    // At its timeout the follow stops, says so and exits 1; the job runs on.
+    let spawn_follow = |extra: &[&str]| {
+        let mut args = vec!["job", "logs", id.as_str(), "--follow"];
+        args.extend_from_slice(extra);
+        home.command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let timed = exits_within(
+        spawn_follow(&["--timeout", "1"]),
+        Duration::from_secs(20),
+        "job logs --follow --timeout 1",
+    );
+    assert_eq!(timed.status.code(), Some(1), "{}", text(&timed));
+    assert!(
+        String::from_utf8_lossy(&timed.stdout).contains("connect"),
+        "the log so far was printed: {}",
+        text(&timed)
+    );
+    assert!(
+        String::from_utf8_lossy(&timed.stderr).contains("still running after 1 s"),
+        "{}",
+        text(&timed)
+    );
+    assert_eq!(home.job(&id)["status"], "running");
+
+    // A follow without --timeout ends once the process running the job is gone.
+    let follow = spawn_follow(&[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-9", &owner.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let ended = exits_within(
+        follow,
+        Duration::from_secs(20),
+        "job logs --follow of a job whose process died",
+    );
+    assert_eq!(ended.status.code(), Some(0), "{}", text(&ended));
+    let err = String::from_utf8_lossy(&ended.stderr);
+    assert!(
+        err.contains(&format!("job {id} is interrupted")) && err.contains("retry it"),
+        "{}",
+        text(&ended)
+    );
+    assert_eq!(home.job(&id)["status"], "interrupted");
+}

@@ -479,8 +479,8 @@ impl JobManager {
         self.get(id)
     }
 
-    /// Puts a failed, cancelled or interrupted job back in the queue; [`JobManager::run`] then
-    /// resumes it from its first incomplete step.
+    /// Puts a failed, cancelled or interrupted job back in the queue, owned by this process;
+    /// [`JobManager::run`] then resumes it from its first incomplete step.
     pub fn retry(&self, id: &str) -> Result<JobRecord> {
         let (job, ()) = self.edit(id, "job retry", |job| {
             match job.status {
@@ -500,6 +500,10 @@ impl JobManager {
             job.error = None;
             job.finished_at = None;
             job.current_step = None;
+            // Owned by this process in the same write: a reader between two writes would see
+            // a queued job of a dead owner and call it interrupted.
+            job.owner = Some(this_process());
+            job.cancel_requested = false;
             Ok(())
         })?;
         Ok(job)

@@ -270,6 +270,57 @@ impl Orchestrator {
         })
     }
 
+    /// A job as it stands now. A job left queued or running by a process that is gone can
+    /// never end by itself, so it is marked interrupted here (as opening a home does): whoever
+    /// waits for a job or follows it sees it end instead of waiting forever.
+    ///
+    /// A job owned by a process on another host is taken as alive (it cannot be checked from
+    /// here; callers bound their wait). Before calling a job abandoned it is read again a
+    /// moment later: a retry queues a job and records its new owner in two writes.
+    pub async fn current_job(&self, id: &str) -> Result<JobRecord> {
+        let job = self.jobs.get(id)?;
+        if !abandoned(&job) {
+            return Ok(job);
+        }
+        tokio::time::sleep(OWNER_RECHECK).await;
+        let again = self.jobs.get(id)?;
+        if !abandoned(&again) || again.attempt != job.attempt {
+            return Ok(again);
+        }
+        // Only this job: the others are for their own readers (or the next open) to judge.
+        self.jobs
+            .recover_interrupted(&|j| j.id != id || !abandoned(j))?;
+        self.jobs.get(id)
+    }
+
+    /// Prints (through `on_lines`) a job's log from line `from` on as it grows, until the job
+    /// ends (an abandoned job ends interrupted, see [`Orchestrator::current_job`]) or `timeout`
+    /// passes. Returns the job as it was last read: still queued or running means the timeout.
+    pub async fn follow_job_logs<E: From<CoreError>>(
+        &self,
+        id: &str,
+        from: usize,
+        timeout: Duration,
+        on_lines: &mut (dyn FnMut(&[LogLine]) -> std::result::Result<(), E> + Send),
+    ) -> std::result::Result<JobRecord, E> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut from = from;
+        loop {
+            // The record before the log: once it says ended, the log read after it is whole.
+            let job = self.current_job(id).await?;
+            let lines = self.job_logs(id, from)?;
+            from += lines.len();
+            if !lines.is_empty() {
+                on_lines(&lines)?;
+            }
+            let now = tokio::time::Instant::now();
+            if crate::jobs::is_ended(job.status) || now >= deadline {
+                return Ok(job);
+            }
+            tokio::time::sleep(FOLLOW_POLL.min(deadline - now)).await;
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -962,9 +1013,7 @@ impl Orchestrator {
         {
             return Err(crate::jobs::busy_error(&other));
         }
-        self.jobs.retry(id)?;
-        self.mark_job_owner(id, true)?;
-        self.jobs.get(id)
+        self.jobs.retry(id)
     }
 
     /// Takes over a queued job that another process of this home created (the CLI's
@@ -1003,10 +1052,11 @@ impl Orchestrator {
         self.jobs.cancel(id)
     }
 
-    /// Waits until a job ends (polling the store, so it works for jobs of other processes).
+    /// Waits until a job ends (polling the store, so it works for jobs of other processes); a
+    /// job whose process is gone ends interrupted (see [`Orchestrator::current_job`]).
     pub async fn wait_job(&self, id: &str) -> Result<JobRecord> {
         loop {
-            let job = self.jobs.get(id)?;
+            let job = self.current_job(id).await?;
             if crate::jobs::is_ended(job.status) {
                 return Ok(job);
             }
@@ -1123,6 +1173,20 @@ fn given_token_error(e: livchat_providers::CloudError) -> String {
 
 fn job_owner(job: &JobRecord) -> Option<(u32, String)> {
     job.owner.as_ref().map(|o| (o.pid, o.host.clone()))
+}
+
+/// How often [`Orchestrator::follow_job_logs`] reads the job and its log.
+const FOLLOW_POLL: Duration = Duration::from_millis(300);
+
+/// How long [`Orchestrator::current_job`] waits before reading a job that looks abandoned again.
+const OWNER_RECHECK: Duration = Duration::from_millis(250);
+
+/// Queued or running with no owner, or with an owner on this host whose process is gone.
+fn abandoned(job: &JobRecord) -> bool {
+    matches!(job.status, JobStatus::Queued | JobStatus::Running)
+        && job.owner.as_ref().is_none_or(|o| {
+            o.host == livchat_store::this_host() && !livchat_store::process_alive(o.pid)
+        })
 }
 
 /// `--set key=value` arguments into a map (keys checked by the catalog against the app).

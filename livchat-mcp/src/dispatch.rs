@@ -438,6 +438,19 @@ mod tests {
         assert!(message.contains("expected"), "{message}");
     }
 
+    /// The MCP side of the frontends' parity (the CLI's is `livchat-cli/tests/parity.rs`, the
+    /// REST one `routes::tests`): a new operation of the registry fails here until it is a
+    /// tool or is left out on purpose.
+    #[test]
+    fn every_operation_of_the_registry_is_a_tool_but_job_cleanup_in_registry_order() {
+        let registry: Vec<&str> = ops::operations()
+            .iter()
+            .map(|o| o.name)
+            .filter(|name| *name != "job_cleanup")
+            .collect();
+        assert_eq!(TOOLS, registry.as_slice());
+    }
+
     #[test]
     fn mcp_arguments_are_taken_only_where_the_tool_declares_them() {
         let info = ops::operation("server_show").unwrap();

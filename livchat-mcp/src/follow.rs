@@ -113,8 +113,9 @@ pub async fn follow(
         last_message: None,
     };
     let deadline = tokio::time::Instant::now() + max_wait;
-    // Where the job stands now: events before the subscription are not replayed.
-    match orch.jobs().get(id) {
+    // Where the job stands now: events before the subscription are not replayed. Reads go
+    // through `current_job`, so a job whose process is gone ends (interrupted) the follow.
+    match orch.current_job(id).await {
         Ok(job) => {
             reporter.report(job.progress, record_message(&job)).await;
             if livchat_core::jobs::is_ended(job.status) {
@@ -152,7 +153,7 @@ pub async fn follow(
                 Some(JobEvent::Finished { .. }) => return Stopped::Ended,
                 Some(JobEvent::Log(_)) => {}
                 // Polling (or a lagged stream): read the record.
-                None => match orch.jobs().get(id) {
+                None => match orch.current_job(id).await {
                     Ok(job) => {
                         reporter.report(job.progress, record_message(&job)).await;
                         if livchat_core::jobs::is_ended(job.status) {

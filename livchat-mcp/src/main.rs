@@ -7,6 +7,13 @@
 //! call started, and the HTTP bearer check in front of rmcp's transport.
 //! Must not touch: any leaf crate directly, the home's files, SSH or clouds; every effect is a
 //! core operation, so a job started here is the same job `livchat job list` shows.
+//!
+//! Why the tools are not declared with rmcp's `#[tool]` macros: they are built from the core's
+//! operation registry (`catalog`, `dispatch`), the one the CLI's commands and the REST routes
+//! come from, so one definition per operation serves all three frontends and a parity test on
+//! each side (here `dispatch::tests`) fails when an operation is missing; macros would restate
+//! every tool's name, schema and annotations by hand. Output schemas keep only the top level of
+//! each result (`catalog::output_schema`) to keep the `tools/list` answer under 40 KB.
 
 mod catalog;
 mod dispatch;

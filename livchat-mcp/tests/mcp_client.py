@@ -169,6 +169,9 @@ async def scenario_cancel(session, cfg):
         tg.start_soon(call)
         with anyio.fail_after(cfg.get("timeout", 600)):
             await reached.wait()
+        waited = None
+        if cfg.get("wait_secs"):
+            waited = await wait_with_progress(session, cfg["wait_secs"])
         tg.cancel_scope.cancel()
     # The same session then waits for the job: it must end cancelled, not run on.
     seen = []
@@ -176,7 +179,24 @@ async def scenario_cancel(session, cfg):
     ended = []
     for job in jobs:
         ended.append((await call_ok(session, "job_wait", {"id": job["id"], "timeout_secs": 120}, seen))["result"])
-    return {"events": events, "jobs": ended}
+    return {"events": events, "jobs": ended, "waited": waited}
+
+
+async def wait_with_progress(session, secs):
+    """`job_wait` on the one job with a progress callback, bounded by `timeout_secs`."""
+    jobs = (await call_ok(session, "job_list", {}, []))["result"]
+    check(len(jobs) == 1, f"one job expected: {jobs}")
+    events = []
+
+    async def on_progress(progress, total, message):
+        events.append({"progress": progress, "total": total, "message": message})
+
+    started = anyio.current_time()
+    result = await session.call_tool("job_wait", {"id": jobs[0]["id"], "timeout_secs": secs},
+                                     progress_callback=on_progress)
+    check(not result.is_error, f"job_wait failed: {text_of(result)}")
+    return {"events": events, "result": result.structured_content["result"],
+            "elapsed": anyio.current_time() - started}
 
 
 async def scenario_flow(session, cfg):

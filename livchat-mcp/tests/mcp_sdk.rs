@@ -1,8 +1,11 @@
 //! `livchat-mcp` driven by a real MCP client, the official Python SDK (`mcp`, pinned in
 //! `cargo xtask setup`), over stdio and streamable HTTP: the tool list with its schemas and
 //! annotations, read tools whose `structuredContent` the SDK validates against their
-//! `outputSchema`, bad input as tool errors that change nothing, hostile `server_exec` argv over
-//! a real sshd, no secret value in any result, and the bearer token in front of HTTP.
+//! `outputSchema` (`server_show` and `app_deployed` of a server with an app among them), bad
+//! input as tool errors that change nothing, destructive tools that only plan without
+//! `confirm: true`, `job_wait` notified of progress and returning at its deadline, hostile
+//! `server_exec` argv over a real sshd, no secret value in any result, and the bearer token in
+//! front of HTTP.
 //! The client script is `tests/mcp_client.py`.
 
 use std::io::Write;
@@ -61,6 +64,26 @@ impl Home {
             state_and_jobs(&self.path),
             std::fs::read(self.path.join("credentials.vault")).unwrap(),
         )
+    }
+
+    /// Records a server added by hand and set up (its key secret named as `server add` names it) with
+    /// `app` deployed and running on it, in state.json as those commands leave it.
+    fn put_server_with_deployment(&self, server: &str, app: &str) {
+        let file = self.path.join("state.json");
+        let mut state: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        state["servers"][server] = json!({
+            "name": server, "provider": "manual", "host": "192.0.2.10", "ssh_port": 22,
+            "ssh_user": "root", "ssh_key_secret": format!("ssh.{server}.private_key"),
+            "host_key_fingerprint": "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "dns": {"zone_name": "example.com"}, "labels": {}, "status": "ready", "setup": {},
+            "created_at": "2026-12-01T00:00:00Z"
+        });
+        state["deployments"][server][app] = json!({
+            "app": app, "version": "1", "stack_name": app,
+            "domains": [format!("{app}.example.com")], "dns_record_ids": [],
+            "dependencies": [], "status": "running", "deployed_at": "2026-12-01T00:00:00Z"
+        });
+        std::fs::write(&file, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
     }
 
     /// The client configuration for a stdio server on this home, with extra environment.
@@ -280,8 +303,24 @@ async fn read_tools_return_structured_content_matching_their_output_schema() {
         .as_str()
         .unwrap()
         .to_string();
+    // A server added by hand with n8n deployed on it (records written as `server add` and a
+    // finished deploy leave them: cheaper than doing both), and vault secrets of each, which
+    // the destructive plans below must name.
+    let orch = home.open();
+    let created = orch.jobs().get(&job).unwrap();
+    assert!(livchat_core::jobs::is_ended(created.status), "{created:?}");
+    for (name, value) in [
+        ("ssh.byo-1.private_key", "not-a-real-key"),
+        ("app.n8n.encryption_key", "n8n-key-value"),
+    ] {
+        orch.secret_set(name, value.to_string().into()).unwrap();
+    }
+    drop(orch);
+    home.put_server_with_deployment("byo-1", "n8n");
     let reads = json!([
         ["server_list", {}],
+        ["server_show", {"server": "byo-1"}],
+        ["app_deployed", {"server": "byo-1"}],
         ["app_list", {}],
         ["app_list", {"category": "application"}],
         ["app_show", {"app": "n8n"}],
@@ -299,12 +338,45 @@ async fn read_tools_return_structured_content_matching_their_output_schema() {
         ["secret_names", {}],
     ]);
     let cfg = with(&home.stdio(&env), "reads", reads);
-    let report = tokio::task::spawn_blocking(move || client(&python, "reads", &cfg))
-        .await
-        .unwrap();
-    assert_eq!(report["called"].as_array().unwrap().len(), 16);
+    let report = {
+        let python = python.clone();
+        tokio::task::spawn_blocking(move || client(&python, "reads", &cfg))
+            .await
+            .unwrap()
+    };
+    assert_eq!(report["called"].as_array().unwrap().len(), 18);
     let results = report["results"].to_string();
     assert!(!results.contains(hetzner.token()) && !results.contains(cloudflare.token()));
+    assert!(
+        results.contains("n8n"),
+        "app_deployed lists the deployment: {results}"
+    );
+
+    // Destructive tools without `confirm: true` return their plan and change nothing.
+    let before = home.snapshot();
+    let calls = json!([
+        ["server_delete", {"server": "byo-1", "force": true}, "ok", []],
+        ["app_undeploy", {"server": "byo-1", "app": "n8n", "delete_data": true}, "ok", []],
+    ]);
+    let cfg = with(&home.stdio(&env), "calls", calls);
+    let report = tokio::task::spawn_blocking(move || client(&python, "calls", &cfg))
+        .await
+        .unwrap();
+    for (i, deleted) in [(0, "ssh.byo-1.private_key"), (1, "app.n8n.encryption_key")] {
+        let out = &report["outputs"][i];
+        assert_eq!(out["confirm_required"], true, "{out}");
+        let resources = out["plan"]["resources"].to_string();
+        assert!(
+            resources.contains(&format!("DELETE vault secret {deleted}")),
+            "the plan names what would be lost: {out}"
+        );
+    }
+    assert!(home.snapshot() == before, "state.json or the vault changed");
+    assert_eq!(
+        home.open().jobs().list(None).unwrap().len(),
+        1,
+        "no new job"
+    );
 }
 
 #[test]
@@ -436,9 +508,28 @@ async fn cancelling_a_long_tool_call_cancels_its_job() {
         json!({"name": "web-1", "server_type": "cx22", "location": "nbg1", "image": "debian-12", "max_wait_secs": 900}),
     );
     let cfg = with(&cfg, "cancel_at", json!("pin_host_key"));
+    // Before the cancel, `job_wait` with a progress token on the same running job: it is
+    // notified, and its `timeout_secs` deadline returns the job still running.
+    let cfg = with(&cfg, "wait_secs", json!(2));
     let report = tokio::task::spawn_blocking(move || client(&python, "cancel", &cfg))
         .await
         .unwrap();
+    let waited = &report["waited"];
+    assert_eq!(waited["result"]["status"], "running", "{waited}");
+    assert_eq!(waited["result"]["current_step"], "pin_host_key", "{waited}");
+    let elapsed = waited["elapsed"].as_f64().unwrap();
+    assert!((2.0..30.0).contains(&elapsed), "{waited}");
+    let events = waited["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"].as_str().unwrap_or("").contains("pin_host_key")),
+        "no progress notification for job_wait: {waited}"
+    );
+    assert!(
+        events.iter().all(|e| e["total"].as_f64() == Some(100.0)),
+        "{waited}"
+    );
     let jobs = report["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["status"], "cancelled", "{jobs:?}");

@@ -69,24 +69,50 @@ pub(crate) async fn job(g: &Global, cmd: JobCommand) -> Result<ExitCode> {
             let j = orch.jobs().get(&id)?;
             print(out, &j, || job_pairs(&j));
         }
-        JobCommand::Logs { id, follow, tail } => {
+        JobCommand::Logs {
+            id,
+            follow,
+            tail,
+            timeout,
+        } => {
+            // Checked before anything is printed, as `job wait` checks its --timeout.
+            let timeout = livchat_core::ops::wait_timeout(Some(timeout))?;
             let mut from = 0;
             if let Some(tail) = tail {
                 from = orch.job_logs(&id, 0)?.len().saturating_sub(tail);
             }
-            loop {
-                let lines = orch.job_logs(&id, from)?;
-                from += lines.len();
-                for l in &lines {
+            let mut print_lines = |lines: &[livchat_core::model::LogLine]| -> Result<()> {
+                for l in lines {
                     match out {
                         OutputFormat::Json => stdoutln!("{}", serde_json::to_string(l)?),
                         OutputFormat::Table => print_log_line(l),
                     }
                 }
-                if !follow || is_ended(orch.jobs().get(&id)?.status) && lines.is_empty() {
-                    break;
+                Ok(())
+            };
+            if !follow {
+                print_lines(&orch.job_logs(&id, from)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Core bounds the follow: it ends when the job ends, when the job's process is
+            // gone (the job is then interrupted) or at the timeout.
+            let job = orch
+                .follow_job_logs(&id, from, timeout, &mut print_lines)
+                .await?;
+            match job.status {
+                JobStatus::Interrupted => eprintln!(
+                    "job {id} is interrupted: {}",
+                    job.error.as_deref().unwrap_or("its process ended")
+                ),
+                status if !is_ended(status) => {
+                    eprintln!(
+                        "job {id} is still {} after {} s; stopped following (it runs on)",
+                        status_name(status),
+                        timeout.as_secs()
+                    );
+                    return Ok(ExitCode::FAILURE);
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                _ => {}
             }
         }
         JobCommand::Cancel { id } => {

@@ -13,8 +13,21 @@ use serde::{Deserialize, Serialize};
 use super::{JobView, LogLineView, Operation, op_info};
 use crate::{CoreError, Orchestrator, Result};
 
-/// `job wait` waits at most this long per call.
+/// `job wait` (and a follow of a job's log) waits at most this long per call.
 pub const WAIT_MAX_SECS: u64 = 3600;
+
+/// The bound of a wait for a job or a follow of its log: `secs` (default 300) must be
+/// 1-[`WAIT_MAX_SECS`], so no caller can wait without end.
+pub fn wait_timeout(secs: Option<u64>) -> Result<Duration> {
+    let secs = secs.unwrap_or(300);
+    if !(1..=WAIT_MAX_SECS).contains(&secs) {
+        return Err(CoreError::invalid(
+            "timeout_secs",
+            format!("must be 1-{WAIT_MAX_SECS}"),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
 
 /// List jobs, newest first.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -112,17 +125,8 @@ impl Operation for JobWait {
         "Wait for a job to end (bounded)");
     type Output = JobView;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
-        let secs = self.timeout_secs.unwrap_or(300);
-        if !(1..=WAIT_MAX_SECS).contains(&secs) {
-            return Err(CoreError::invalid(
-                "timeout_secs",
-                format!("must be 1-{WAIT_MAX_SECS}"),
-            ));
-        }
-        Ok(orch
-            .wait_job_for(&self.id, Duration::from_secs(secs))
-            .await?
-            .into())
+        let timeout = wait_timeout(self.timeout_secs)?;
+        Ok(orch.wait_job_for(&self.id, timeout).await?.into())
     }
 }
 

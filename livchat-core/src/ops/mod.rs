@@ -40,6 +40,7 @@ pub use apps::{AppDeploy, AppDeployed, AppList, AppRender, AppShow, AppSummary, 
 pub use handle::JobHandle;
 pub use jobs::{
     JobCancel, JobCleanup, JobCleanupResult, JobList, JobLogs, JobRetry, JobShow, JobWait,
+    WAIT_MAX_SECS, wait_timeout,
 };
 pub use servers::{
     ServerAdd, ServerAdded, ServerCreate, ServerDelete, ServerDnsUpdate, ServerExec, ServerList,

@@ -679,3 +679,45 @@ async fn server_add_refuses_a_dns_name_and_accepts_a_hyphenated_user_with_a_note
     assert!(notes.contains("needs root"), "{notes}");
     verify(orch);
 }
+
+#[tokio::test]
+async fn server_setup_of_a_server_added_with_a_non_root_user_is_refused_with_the_reason_and_so_is_its_plan()
+ {
+    use livchat_core::ops::{JobOperation, Operation, ServerSetup};
+    // Issue #13: setup's steps (apt, Docker, ufw) run as the SSH user without sudo, so a
+    // server added with another user is refused, saying why and what to do, before any job
+    // exists or anything connects (the connector expects the add's connection only).
+    let world = World::new();
+    let mut mocks = Mocks::default();
+    connects_once(&mut mocks, HostKeyPolicy::TrustOnFirstUse, NEW_FP);
+    let orch = world.build(mocks);
+    orch.server_add(AddServer {
+        user: "deploy-user".into(),
+        ..add("db-1", IP, Some(HostKeyTrust::AcceptNew))
+    })
+    .await
+    .unwrap();
+    let before = world.state();
+    let setup = ServerSetup {
+        server: "db-1".into(),
+        zone: ZONE.into(),
+        subdomain: None,
+        dns: Default::default(),
+    };
+    let planned = setup.plan(&orch).unwrap_err();
+    let started = setup.run(&orch).await.unwrap_err();
+    for err in [planned, started] {
+        assert!(
+            matches!(&err, CoreError::Refused(m) if m.contains("server db-1 is reached as deploy-user")
+                && m.contains("setup needs root")
+                && m.contains("--user root")),
+            "{err:?}"
+        );
+    }
+    assert!(
+        orch.jobs().list(None).unwrap().is_empty(),
+        "no job was made"
+    );
+    assert_eq!(world.state(), before, "the state is unchanged");
+    verify(orch);
+}

@@ -152,6 +152,89 @@ async fn wait_job_returns_when_the_job_ends_and_names_an_unknown_job() {
     verify(orch);
 }
 
+/// Records `owner` as the process running job `id` (a process that is gone, in these tests).
+fn set_owner(world: &World, id: &str, owner: Option<livchat_store::JobOwner>) {
+    world
+        .store
+        .update_job(id, "test owner", &mut |j| {
+            j.owner = owner.clone();
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn wait_job_ends_a_job_whose_process_is_gone_as_interrupted_instead_of_waiting_forever() {
+    // Issue #19: `job wait` and the follows of a job polled its status, and a job left
+    // running by a process that died never changes status.
+    let (world, orch) = undeploy_world(0);
+    let job = orch.start_undeploy_app("web-1", "redis", false).unwrap();
+    let gone = livchat_store::JobOwner {
+        pid: u32::MAX,
+        host: livchat_store::this_host(),
+    };
+    set_owner(&world, &job.id, Some(gone));
+    let waited = tokio::time::timeout(Duration::from_secs(10), orch.wait_job(&job.id))
+        .await
+        .expect("the wait ended")
+        .unwrap();
+    assert_eq!(waited.status, JobStatus::Interrupted);
+    assert!(
+        waited
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("ended before it finished")),
+        "{waited:?}"
+    );
+    verify(orch);
+}
+
+#[tokio::test]
+async fn current_job_leaves_a_job_of_a_live_process_or_of_another_host_as_it_is() {
+    let (world, orch) = undeploy_world(0);
+    let job = orch.start_undeploy_app("web-1", "redis", false).unwrap();
+    // Owned by this process: alive.
+    assert_eq!(
+        orch.current_job(&job.id).await.unwrap().status,
+        JobStatus::Queued
+    );
+    // Another host's process cannot be checked from here: the caller's bound ends the wait.
+    let elsewhere = livchat_store::JobOwner {
+        pid: u32::MAX,
+        host: "another-host.invalid".into(),
+    };
+    set_owner(&world, &job.id, Some(elsewhere));
+    let waited = orch
+        .wait_job_for(&job.id, Duration::from_millis(700))
+        .await
+        .unwrap();
+    assert_eq!(waited.status, JobStatus::Queued);
+    verify(orch);
+}
+
+#[tokio::test]
+async fn follow_job_logs_prints_every_line_then_stops_at_its_timeout_while_the_job_runs_on() {
+    let (_world, orch) = undeploy_world(0);
+    let job = orch.start_undeploy_app("web-1", "redis", false).unwrap();
+    let mut seen = 0;
+    let started = std::time::Instant::now();
+    let last = orch
+        .follow_job_logs::<CoreError>(&job.id, 0, Duration::from_millis(600), &mut |lines| {
+            seen += lines.len();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(last.status, JobStatus::Queued, "the job was left as it was");
+    assert_eq!(seen, orch.job_logs(&job.id, 0).unwrap().len());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    verify(orch);
+}
+
 #[tokio::test]
 async fn for_each_server_runs_at_most_the_given_number_at_once_and_returns_one_result_per_server_in_order()
  {
