@@ -245,13 +245,14 @@ impl Orchestrator {
     pub fn open(config: Config) -> Result<Arc<Orchestrator>> {
         let paths = livchat_store::HomePaths::new(&config.home);
         let store = Arc::new(livchat_store::JsonFileStore::new(&config.home));
-        // A missing state.json is the store's NotInitialized error, naming the file.
-        store.load()?;
+        // A missing state.json is the store's NotInitialized error, naming the file. Only the
+        // servers are read here: a command that lists them reads nothing else.
+        store.servers()?;
         let (password, _) = livchat_store::resolve_vault_password(
             &config.home,
             config.vault_password_file.as_deref(),
         )?;
-        let vault = livchat_store::Vault::open(&paths.vault, password, None)?;
+        let vault = livchat_store::Vault::open_deferred(&paths.vault, password, None)?;
         let catalog = Catalog::load(config.apps_dirs.as_deref())
             .map_err(|e| CoreError::Apps(e.to_string()))?;
         let logs = Arc::new(livchat_store::FileJobLogs::new(&config.home));

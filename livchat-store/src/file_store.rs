@@ -43,6 +43,8 @@ pub struct JsonFileStore {
     seen_lineage: Mutex<Option<Uuid>>,
     /// The last version read or written, with the bytes it was parsed from.
     cached: Mutex<Option<(Vec<u8>, State)>>,
+    /// The last servers-only read, with the bytes it was parsed from.
+    cached_servers: Mutex<Option<(Vec<u8>, BTreeMap<String, ServerRecord>)>>,
     jobs: JobFiles,
     /// Set once this instance has seen a state file of the current version, so job calls
     /// need not read the state again to know its jobs were moved out.
@@ -86,6 +88,7 @@ impl JsonFileStore {
             lock: LockConfig::default(),
             seen_lineage: Mutex::new(None),
             cached: Mutex::new(None),
+            cached_servers: Mutex::new(None),
             current_version_seen: AtomicBool::new(false),
         }
     }
@@ -283,6 +286,15 @@ impl Store for JsonFileStore {
         {
             return Ok(state.servers.clone());
         }
+        let mut cached = self
+            .cached_servers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, servers)) = cached.as_ref()
+            && *seen == bytes
+        {
+            return Ok(servers.clone());
+        }
         // Anything unusual (another version, a file that does not parse) takes the full read,
         // which migrates, reports corruption with its backup, and fills the cache.
         match serde_json::from_slice::<ServersOnly>(&bytes) {
@@ -291,6 +303,8 @@ impl Store for JsonFileStore {
                     && validate_servers(&view.servers).is_ok() =>
             {
                 self.check_lineage_id(view.lineage)?;
+                self.current_version_seen.store(true, Ordering::Relaxed);
+                *cached = Some((bytes, view.servers.clone()));
                 Ok(view.servers)
             }
             _ => self.load().map(|s| s.servers),

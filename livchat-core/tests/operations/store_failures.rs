@@ -144,14 +144,16 @@ async fn server_add_whose_vault_refuses_the_key_records_no_server() {
 async fn operations_on_an_unreadable_state_report_the_store_error_and_call_nothing() {
     let world = World::new();
     let mut store = MockStore::new();
-    store.expect_load().returning(|| {
-        Err(StoreError::Io {
-            path: PathBuf::from("/home/u/.livchat/state.json"),
-            action: "read",
-            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-        })
-    });
+    let unreadable = || StoreError::Io {
+        path: PathBuf::from("/home/u/.livchat/state.json"),
+        action: "read",
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    store.expect_load().returning(move || Err(unreadable()));
+    store.expect_servers().returning(move || Err(unreadable()));
     store.expect_update().never();
+    store.expect_insert_job().never();
+    store.expect_update_job().never();
     let orch = world.build_with(Arc::new(store), world.secrets.clone(), Mocks::default());
     for err in [
         orch.servers().unwrap_err(),

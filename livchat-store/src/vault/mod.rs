@@ -83,6 +83,25 @@ impl Vault {
         Ok(vault)
     }
 
+    /// Like [`Vault::open`], but the password is checked (and the key derived, PBKDF2 with
+    /// the 10,000 rounds the format fixes) at the first read or write instead: a command
+    /// that touches no secret (`server list`) does not pay for it. A missing file is still
+    /// `NotInitialized` here; a wrong password is `VaultHmac` from the first use.
+    pub fn open_deferred(
+        path: impl Into<PathBuf>,
+        password: SecretString,
+        label: Option<String>,
+    ) -> Result<Vault, StoreError> {
+        let vault = Self::unchecked(path.into(), password, label)?;
+        match std::fs::metadata(&vault.path) {
+            Ok(_) => Ok(vault),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::NotInitialized { path: vault.path })
+            }
+            Err(e) => Err(StoreError::io(&vault.path, "stat", e)),
+        }
+    }
+
     /// Creates an empty vault at `path` if there is none, then opens it (an existing vault is
     /// never overwritten; a wrong password for it is an error). Returns whether it was created.
     pub fn create_if_missing(
