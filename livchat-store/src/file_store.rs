@@ -33,6 +33,9 @@ use crate::store::{JobUpdateFn, Store, UpdateFn, apply_job_update, apply_update,
 /// File name of the state inside the home directory.
 pub const STATE_FILE: &str = "state.json";
 
+/// Servers by name, as a servers-only read returns them.
+type Servers = BTreeMap<String, ServerRecord>;
+
 /// The state file store. Cheap to create; holds no file open between calls.
 #[derive(Debug)]
 pub struct JsonFileStore {
@@ -44,7 +47,7 @@ pub struct JsonFileStore {
     /// The last version read or written, with the bytes it was parsed from.
     cached: Mutex<Option<(Vec<u8>, State)>>,
     /// The last servers-only read, with the bytes it was parsed from.
-    cached_servers: Mutex<Option<(Vec<u8>, BTreeMap<String, ServerRecord>)>>,
+    cached_servers: Mutex<Option<(Vec<u8>, Servers)>>,
     jobs: JobFiles,
     /// Set once this instance has seen a state file of the current version, so job calls
     /// need not read the state again to know its jobs were moved out.
