@@ -21,10 +21,12 @@ pub mod config;
 mod connections;
 mod first_run;
 pub mod flows;
+mod job_control;
 pub mod ops;
 pub mod orchestrator;
 pub mod preflight;
 mod probe;
+mod server_add;
 mod setup_ahead;
 
 pub use config::Config;

@@ -18,16 +18,15 @@ use livchat_remote::{
     SshTarget,
 };
 use livchat_store::{
-    DeploymentRecord, JobLogStore, JobRecord, JobStatus, LogLine, ProviderKind, SecretStore,
-    ServerRecord, ServerStatus, SettingKey, State, Store, StoreExt,
+    DeploymentRecord, JobLogStore, SecretStore, ServerRecord, SettingKey, State, Store,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{CoreError, Result};
-use crate::host_key::{HostKeyOffer, HostKeyTrust, Repinned};
-use crate::jobs::{JobKind, JobManager};
+use crate::host_key::HostKeyTrust;
+use crate::jobs::JobManager;
 
 /// The vault key of the Hetzner API token.
 pub const HETZNER_TOKEN: &str = "hetzner_token";
@@ -260,66 +259,6 @@ impl Orchestrator {
             OrchestratorBuilder::new(config, store, Arc::new(vault), logs, catalog).build();
         orchestrator.recover_interrupted_jobs()?;
         Ok(orchestrator)
-    }
-
-    /// Marks jobs whose process is gone as interrupted (see [`JobManager::recover_interrupted`]).
-    pub fn recover_interrupted_jobs(&self) -> Result<Vec<String>> {
-        self.jobs.recover_interrupted(&|job| {
-            job_owner(job).is_some_and(|(pid, host)| {
-                host == livchat_store::this_host() && livchat_store::process_alive(pid)
-            })
-        })
-    }
-
-    /// A job as it stands now. A job left queued or running by a process that is gone can
-    /// never end by itself, so it is marked interrupted here (as opening a home does): whoever
-    /// waits for a job or follows it sees it end instead of waiting forever.
-    ///
-    /// A job owned by a process on another host is taken as alive (it cannot be checked from
-    /// here; callers bound their wait). Before calling a job abandoned it is read again a
-    /// moment later: a retry queues a job and records its new owner in two writes.
-    pub async fn current_job(&self, id: &str) -> Result<JobRecord> {
-        let job = self.jobs.get(id)?;
-        if !abandoned(&job) {
-            return Ok(job);
-        }
-        tokio::time::sleep(OWNER_RECHECK).await;
-        let again = self.jobs.get(id)?;
-        if !abandoned(&again) || again.attempt != job.attempt {
-            return Ok(again);
-        }
-        // Only this job: the others are for their own readers (or the next open) to judge.
-        self.jobs
-            .recover_interrupted(&|j| j.id != id || !abandoned(j))?;
-        self.jobs.get(id)
-    }
-
-    /// Prints (through `on_lines`) a job's log from line `from` on as it grows, until the job
-    /// ends (an abandoned job ends interrupted, see [`Orchestrator::current_job`]) or `timeout`
-    /// passes. Returns the job as it was last read: still queued or running means the timeout.
-    pub async fn follow_job_logs<E: From<CoreError>>(
-        &self,
-        id: &str,
-        from: usize,
-        timeout: Duration,
-        on_lines: &mut (dyn FnMut(&[LogLine]) -> std::result::Result<(), E> + Send),
-    ) -> std::result::Result<JobRecord, E> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut from = from;
-        loop {
-            // The record before the log: once it says ended, the log read after it is whole.
-            let job = self.current_job(id).await?;
-            let lines = self.job_logs(id, from)?;
-            from += lines.len();
-            if !lines.is_empty() {
-                on_lines(&lines)?;
-            }
-            let now = tokio::time::Instant::now();
-            if crate::jobs::is_ended(job.status) || now >= deadline {
-                return Ok(job);
-            }
-            tokio::time::sleep(FOLLOW_POLL.min(deadline - now)).await;
-        }
     }
 
     pub fn config(&self) -> &Config {
@@ -559,7 +498,7 @@ impl Orchestrator {
     /// Opens a connection to a recorded server the way it authenticates: a key of the user's
     /// ssh-agent, or the key in the vault (opened with its passphrase from the vault, in
     /// memory only, when it has one).
-    async fn connect_server(
+    pub(crate) async fn connect_server(
         &self,
         server: &ServerRecord,
         policy: &HostKeyPolicy,
@@ -583,7 +522,7 @@ impl Orchestrator {
         Ok(self.connector.connect(&target, &key, policy).await?)
     }
 
-    fn agent_socket(&self) -> Result<std::path::PathBuf> {
+    pub(crate) fn agent_socket(&self) -> Result<std::path::PathBuf> {
         self.config.ssh_agent_socket.clone().ok_or_else(|| {
             CoreError::invalid(
                 "--ssh-agent",
@@ -598,275 +537,6 @@ impl Orchestrator {
 
     pub(crate) async fn platform(&self, name: &str) -> Result<Arc<dyn ContainerPlatform>> {
         Ok((self.platform_factory)(self.executor(name).await?))
-    }
-
-    /// Adds an existing server: checks every field, connects once, has the host key trusted
-    /// as `req.host_key` says (never silently), then stores the key in the vault and pins the
-    /// host key. Nothing is recorded or stored if any of it fails or the key is declined.
-    pub async fn server_add(&self, req: AddServer) -> Result<AddedServer> {
-        let AddServer {
-            name,
-            host,
-            port,
-            user,
-            private_key,
-            key_passphrase,
-            ssh_agent,
-            host_key,
-        } = req;
-        let name = name.as_str();
-        livchat_store::validate_server_name(name)
-            .map_err(|r| CoreError::invalid("server name", r))?;
-        // The state's own rule, so whatever is accepted here can be stored and read back.
-        livchat_store::validate_unix_user(&user).map_err(|r| CoreError::invalid("user", r))?;
-        validate_host(&host)?;
-        // Swarm advertises an IP address and the A records point at one: a DNS name would be
-        // resolved by each step on its own, and could change between them.
-        if host.parse::<IpAddr>().is_err() {
-            return Err(CoreError::invalid(
-                "host",
-                format!(
-                    "`{host}` is a DNS name; give the server's IP address (`getent ahostsv4 {host}` shows it): Swarm advertises an IP and the DNS records point at it"
-                ),
-            ));
-        }
-        if port == 0 {
-            return Err(CoreError::invalid("port", "must be 1-65535"));
-        }
-        let host_key = match host_key {
-            Some(HostKeyTrust::Expect(fp)) => HostKeyTrust::Expect(
-                crate::host_key::validate_fingerprint("host_key_fingerprint", &fp)?,
-            ),
-            Some(other) => other,
-            None => {
-                return Err(CoreError::invalid(
-                    "host_key_fingerprint",
-                    "the host key cannot be confirmed without a terminal; give its fingerprint, SHA256:... (`--host-key-fingerprint`, or `host_key_fingerprint` over REST and MCP; `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server prints it) or, to trust the key presented on first contact, `--accept-new-host-key` (`accept_new_host_key: true`)",
-                ));
-            }
-        };
-        let state = self.store.load()?;
-        if state.servers.contains_key(name) {
-            return Err(CoreError::Refused(format!(
-                "server {name} already exists; delete it first or choose another name"
-            )));
-        }
-        let mut notes = Vec::new();
-        for other in state.servers.values().filter(|s| s.host == host) {
-            notes.push(format!(
-                "server {} already points at {host}: both records manage the same machine, and setting up one renames its host and Swarm node for the other",
-                other.name
-            ));
-        }
-        if user != "root" {
-            notes.push(format!(
-                "{user} is not root: `server exec` works as {user}, but `server setup` needs root (apt, Docker, ufw) and refuses this server; add it with --user root to set it up"
-            ));
-        }
-        let secret_name = ssh_key_secret(name);
-        let passphrase_name = ssh_key_passphrase_secret(name);
-        let key = match (private_key, ssh_agent) {
-            (Some(_), true) => {
-                return Err(CoreError::invalid(
-                    "--ssh-agent",
-                    "give either --key FILE or --ssh-agent, not both",
-                ));
-            }
-            (None, true) => None,
-            (Some(k), false) => Some(k),
-            (None, false) => Some(self.secrets.get(&secret_name)?.ok_or_else(|| {
-                CoreError::invalid(
-                    "key",
-                    "give --key FILE (an OpenSSH or PEM private key: Ed25519, ECDSA or RSA, with or without a passphrase) or --ssh-agent",
-                )
-            })?),
-        };
-        // The key as the connection uses it (decrypted in memory), and the passphrase to keep.
-        let (usable_key, passphrase) = match &key {
-            Some(k) if livchat_remote::private_key_is_encrypted(k) => {
-                let Some(p) = key_passphrase else {
-                    return Err(CoreError::invalid(
-                        "--key-passphrase-file",
-                        "the key is protected by a passphrase; give it on the terminal prompt or with --key-passphrase-file FILE",
-                    ));
-                };
-                let opened = livchat_remote::decrypt_private_key(k, Some(&p))?;
-                (Some(opened.private_openssh), Some(p))
-            }
-            Some(k) => {
-                livchat_remote::parse_private_key(k)?;
-                (Some(k.clone()), None)
-            }
-            None => (None, None),
-        };
-        let target = SshTarget {
-            name: name.to_string(),
-            host: host.clone(),
-            port,
-            user: user.clone(),
-        };
-        let policy = match &host_key {
-            HostKeyTrust::Expect(fp) => HostKeyPolicy::Pinned(fp.clone()),
-            HostKeyTrust::AcceptNew | HostKeyTrust::Ask(_) => HostKeyPolicy::TrustOnFirstUse,
-        };
-        let opened = match &usable_key {
-            Some(k) => self
-                .connector
-                .connect(&target, k, &policy)
-                .await
-                .map(|c| (c, None)),
-            None => {
-                let socket = self.agent_socket()?;
-                self.connector
-                    .connect_agent(&target, &socket, None, &policy)
-                    .await
-                    .map(|(c, fp)| (c, Some(fp)))
-            }
-        };
-        let (connected, agent_key) = match opened {
-            Err(livchat_remote::RemoteError::HostKeyChanged {
-                pinned, offered, ..
-            }) => {
-                return Err(CoreError::Refused(format!(
-                    "{host} presents host key {offered}, not the expected {pinned}; nothing was added. \
-                     Check the fingerprint on the server's console"
-                )));
-            }
-            other => other?,
-        };
-        let fingerprint = connected.host_key_fingerprint.clone();
-        if let HostKeyTrust::Ask(question) = &host_key {
-            let offer = HostKeyOffer {
-                server: name.to_string(),
-                host: host.clone(),
-                port,
-                pinned: None,
-                presented: fingerprint.clone(),
-            };
-            if !question(&offer) {
-                return Err(CoreError::Refused(format!(
-                    "host key {fingerprint} of {host} not accepted; nothing was added"
-                )));
-            }
-        }
-        if let Some(key) = key {
-            self.secrets.set(&secret_name, key)?;
-            match passphrase {
-                Some(p) => self.secrets.set(&passphrase_name, p)?,
-                // A passphrase left from an earlier server of this name must not be applied
-                // to this key.
-                None => {
-                    self.secrets.delete(&passphrase_name)?;
-                }
-            }
-        }
-        let record = ServerRecord {
-            name: name.to_string(),
-            provider: ProviderKind::Manual,
-            provider_id: None,
-            host: host.clone(),
-            ssh_port: port,
-            ssh_user: user.clone(),
-            ssh_key_secret: secret_name,
-            ssh_agent_key: agent_key,
-            host_key_fingerprint: Some(fingerprint),
-            dns: None,
-            server_type: None,
-            location: None,
-            image: None,
-            labels: BTreeMap::new(),
-            status: ServerStatus::Running,
-            setup: Default::default(),
-            created_at: chrono::Utc::now(),
-        };
-        let stored = record.clone();
-        self.store.update("server add", &mut |s| {
-            if s.servers.contains_key(name) {
-                return Err(livchat_store::StoreError::InvalidInput {
-                    field: "server name".into(),
-                    reason: format!("server {name} already exists"),
-                });
-            }
-            s.servers.insert(name.to_string(), stored.clone());
-            Ok(())
-        })?;
-        self.connections
-            .lock()
-            .await
-            .insert(name.to_string(), connected.executor);
-        Ok(AddedServer { record, notes })
-    }
-
-    /// Replaces a server's pinned host key with the one it presents now, the explicit user
-    /// action after a reinstall: only a key whose fingerprint the user gave (`Expect`) or
-    /// confirmed after seeing the old and the new one (`Ask`). `AcceptNew` is refused.
-    pub async fn repin_host_key(&self, name: &str, trust: HostKeyTrust) -> Result<Repinned> {
-        let server = self.server(name)?;
-        let trust = match trust {
-            HostKeyTrust::Expect(fp) => {
-                HostKeyTrust::Expect(crate::host_key::validate_fingerprint("--fingerprint", &fp)?)
-            }
-            HostKeyTrust::AcceptNew => {
-                return Err(CoreError::invalid(
-                    "--fingerprint",
-                    "a changed host key is never accepted unchecked; give --fingerprint SHA256:... as `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints it on the server's console, or run on a terminal to compare and confirm",
-                ));
-            }
-            ask @ HostKeyTrust::Ask(_) => ask,
-        };
-        let policy = match &trust {
-            HostKeyTrust::Expect(fp) => HostKeyPolicy::Pinned(fp.clone()),
-            _ => HostKeyPolicy::TrustOnFirstUse,
-        };
-        let connected = match self.connect_server(&server, &policy).await {
-            Err(CoreError::Remote(livchat_remote::RemoteError::HostKeyChanged {
-                pinned,
-                offered,
-                ..
-            })) => {
-                return Err(CoreError::Refused(format!(
-                    "server {name} presents host key {offered}, not the given {pinned}; the pin was not changed"
-                )));
-            }
-            other => other?,
-        };
-        let new = connected.host_key_fingerprint.clone();
-        let old = server.host_key_fingerprint.clone();
-        let changed = old.as_deref() != Some(new.as_str());
-        if let HostKeyTrust::Ask(question) = &trust
-            && changed
-        {
-            let offer = HostKeyOffer {
-                server: name.to_string(),
-                host: server.host.clone(),
-                port: server.ssh_port,
-                pinned: old.clone(),
-                presented: new.clone(),
-            };
-            if !question(&offer) {
-                return Err(CoreError::Refused(format!(
-                    "host key {new} of {name} not accepted; the pin was not changed"
-                )));
-            }
-        }
-        if changed {
-            self.store.update("server repin", &mut |s| {
-                if let Some(sv) = s.servers.get_mut(name) {
-                    sv.host_key_fingerprint = Some(new.clone());
-                }
-                Ok(())
-            })?;
-        }
-        self.connections
-            .lock()
-            .await
-            .insert(name.to_string(), connected.executor);
-        Ok(Repinned {
-            server: name.to_string(),
-            old,
-            new,
-            changed,
-        })
     }
 
     /// Runs `argv` on the server; the arguments arrive byte for byte.
@@ -989,144 +659,6 @@ impl Orchestrator {
             .unwrap_or_default())
     }
 
-    // ----- jobs ----------------------------------------------------------------------------
-
-    /// Runs a queued job in this task until it ends; the record says how it ended.
-    pub async fn run_job(self: &Arc<Self>, id: &str) -> Result<JobRecord> {
-        let ctx = self.jobs.prepare(id)?;
-        self.watch_cancel_requests(id, ctx.cancel_token());
-        let job = self.jobs.run(id, self.as_ref()).await;
-        self.mark_job_owner(id, false)?;
-        job
-    }
-
-    /// Puts a failed, cancelled or interrupted job back in the queue, owned by this process;
-    /// [`Orchestrator::run_job`] then resumes it from its first incomplete step.
-    pub fn start_retry_job(&self, id: &str) -> Result<JobRecord> {
-        let job = self.jobs.get(id)?;
-        if !self.config.wait_turn
-            && let Some(server) = job.server.as_deref()
-            && let Some(other) = self
-                .store
-                .live_jobs()?
-                .into_iter()
-                .find(|j| j.id != id && crate::jobs::occupies(j, server))
-        {
-            return Err(crate::jobs::busy_error(&other));
-        }
-        self.jobs.retry(id)
-    }
-
-    /// Takes over a queued job that another process of this home created (the CLI's
-    /// `--detach` hands its job to a background process this way). Only a queued job can be
-    /// taken: a running one belongs to the process running it.
-    pub fn adopt_job(&self, id: &str) -> Result<JobRecord> {
-        let (job, ()) = self
-            .store
-            .update_job_with(id, "job adopt", |job| {
-                if job.status != JobStatus::Queued {
-                    return Err(livchat_store::StoreError::Rejected(format!(
-                        "job {id} is not queued; only a queued job can be taken over"
-                    )));
-                }
-                job.owner = Some(crate::jobs::this_process());
-                job.cancel_requested = false;
-                Ok(())
-            })?
-            .ok_or_else(|| crate::jobs::job_not_found(id))?;
-        Ok(job)
-    }
-
-    /// Cancels a job: in this process through its token; in another process by recording the
-    /// request, which that process polls between and during steps.
-    pub fn cancel_job(&self, id: &str) -> Result<JobRecord> {
-        let job = self.jobs.get(id)?;
-        let owned_elsewhere = job_owner(&job).is_some_and(|(pid, host)| {
-            (pid != std::process::id() || host != livchat_store::this_host())
-                && livchat_store::process_alive(pid)
-        });
-        if owned_elsewhere && matches!(job.status, JobStatus::Running | JobStatus::Queued) {
-            self.jobs
-                .edit_if_present(id, "job cancel request", |j| j.cancel_requested = true)?;
-            return self.jobs.get(id);
-        }
-        self.jobs.cancel(id)
-    }
-
-    /// Waits until a job ends (polling the store, so it works for jobs of other processes); a
-    /// job whose process is gone ends interrupted (see [`Orchestrator::current_job`]).
-    pub async fn wait_job(&self, id: &str) -> Result<JobRecord> {
-        loop {
-            let job = self.current_job(id).await?;
-            if crate::jobs::is_ended(job.status) {
-                return Ok(job);
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-
-    /// [`Orchestrator::wait_job`] for at most `timeout`; the job as it is then.
-    pub async fn wait_job_for(&self, id: &str, timeout: Duration) -> Result<JobRecord> {
-        match tokio::time::timeout(timeout, self.wait_job(id)).await {
-            Ok(job) => job,
-            Err(_) => self.jobs.get(id),
-        }
-    }
-
-    /// The log of a job from line `from` on.
-    pub fn job_logs(&self, id: &str, from: usize) -> Result<Vec<LogLine>> {
-        self.jobs.logs(id, from)
-    }
-
-    /// Records which process runs a job (or that none does any more), so a restart can tell
-    /// a live job from an interrupted one and `job cancel` can reach it.
-    pub(crate) fn mark_job_owner(&self, id: &str, owned: bool) -> Result<()> {
-        self.jobs.edit_if_present(id, "job owner", |j| {
-            j.owner = owned.then(crate::jobs::this_process);
-            // A request left from an earlier attempt must not cancel the next one.
-            j.cancel_requested = false;
-        })?;
-        Ok(())
-    }
-
-    /// Creates a job owned by this process.
-    pub(crate) fn create_job(
-        &self,
-        kind: JobKind,
-        server: Option<&str>,
-        params: serde_json::Value,
-        steps: Vec<String>,
-    ) -> Result<JobRecord> {
-        if self.config.wait_turn {
-            self.jobs.create(kind, server, params, steps)
-        } else {
-            self.jobs.create_exclusive(kind, server, params, steps)
-        }
-    }
-
-    /// Polls the store for a cancel request made by another process, and cancels `token`.
-    pub(crate) fn watch_cancel_requests(self: &Arc<Self>, id: &str, token: CancellationToken) {
-        let this = Arc::clone(self);
-        let id = id.to_string();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-                match this.jobs.get(&id) {
-                    Ok(job) if crate::jobs::is_ended(job.status) => return,
-                    Ok(job) if job.cancel_requested => {
-                        token.cancel();
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        });
-    }
-
     // ----- many servers --------------------------------------------------------------------
 
     /// Runs `op` for every server name with at most `concurrency` at once; one result per
@@ -1170,24 +702,6 @@ fn given_token_error(e: livchat_providers::CloudError) -> String {
         ),
         other => other.to_string(),
     }
-}
-
-fn job_owner(job: &JobRecord) -> Option<(u32, String)> {
-    job.owner.as_ref().map(|o| (o.pid, o.host.clone()))
-}
-
-/// How often [`Orchestrator::follow_job_logs`] reads the job and its log.
-const FOLLOW_POLL: Duration = Duration::from_millis(300);
-
-/// How long [`Orchestrator::current_job`] waits before reading a job that looks abandoned again.
-const OWNER_RECHECK: Duration = Duration::from_millis(250);
-
-/// Queued or running with no owner, or with an owner on this host whose process is gone.
-fn abandoned(job: &JobRecord) -> bool {
-    matches!(job.status, JobStatus::Queued | JobStatus::Running)
-        && job.owner.as_ref().is_none_or(|o| {
-            o.host == livchat_store::this_host() && !livchat_store::process_alive(o.pid)
-        })
 }
 
 /// `--set key=value` arguments into a map (keys checked by the catalog against the app).
