@@ -35,6 +35,11 @@ pub struct Config {
     /// The DNS server that checks names of servers with manual DNS
     /// (`LIVCHAT_DNS_RESOLVER=IP:PORT`; default: the first nameserver of /etc/resolv.conf).
     pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Where the server reaches Portainer for app stacks, instead of its Traefik route
+    /// (`https://<portainer domain>` through the server's port 443):
+    /// `LIVCHAT_PORTAINER_ADDRESS=IP:PORT`, Portainer's plain HTTP port as the server sees it
+    /// (a Portainer published on the server's loopback; the tests' fake Portainer).
+    pub portainer_address: Option<livchat_remote::PortainerAddress>,
 }
 
 impl Config {
@@ -51,6 +56,7 @@ impl Config {
             wait_turn: false,
             ssh_agent_socket: None,
             dns_resolver: None,
+            portainer_address: None,
         }
     }
 
@@ -72,6 +78,19 @@ impl Config {
                     format!("`{addr}` is not IP:PORT (e.g. 127.0.0.1:53)"),
                 )
             })?);
+        }
+        if let Some(addr) = lookup("LIVCHAT_PORTAINER_ADDRESS") {
+            let parsed = addr
+                .rsplit_once(':')
+                .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+                .filter(|(host, port)| *port != 0 && host.parse::<std::net::IpAddr>().is_ok());
+            let (host, port) = parsed.ok_or_else(|| {
+                crate::CoreError::invalid(
+                    "LIVCHAT_PORTAINER_ADDRESS",
+                    format!("`{addr}` is not IP:PORT (e.g. 127.0.0.1:9000)"),
+                )
+            })?;
+            self.portainer_address = Some(livchat_remote::PortainerAddress::direct(host, port));
         }
         if let Some(dirs) = lookup("LIVCHAT_APPS_DIR") {
             self.apps_dirs = Some(dirs);

@@ -77,4 +77,20 @@ impl RemoteExecutor for Evicting {
         self.evict_if_gone(&result).await;
         result
     }
+
+    async fn open_tunnel(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<livchat_remote::TunnelStream, RemoteError> {
+        match self.inner.open_tunnel(host, port).await {
+            Ok(stream) => Ok(stream),
+            // Checked without the stream: a result holding it could not be held across await.
+            Err(e) => {
+                let failed: Result<(), RemoteError> = Err(e);
+                self.evict_if_gone(&failed).await;
+                Err(failed.expect_err("an error was just put there"))
+            }
+        }
+    }
 }

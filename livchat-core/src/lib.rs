@@ -26,6 +26,7 @@ pub mod orchestrator;
 pub mod preflight;
 mod probe;
 mod setup_ahead;
+pub mod stack_path;
 
 pub use config::Config;
 pub use flows::{

@@ -117,6 +117,7 @@ async fn rig() -> Option<Rig> {
         labels: Default::default(),
         status: ServerStatus::Ready,
         setup: Default::default(),
+        platform: Default::default(),
         created_at: chrono::Utc::now(),
     };
     store
@@ -153,6 +154,7 @@ fn record_app(store: &MemoryStore, app: &str) {
         dns_record_ids: Vec::new(),
         dependencies: Vec::new(),
         status: DeploymentStatus::Running,
+        via: Default::default(),
         deployed_at: chrono::Utc::now(),
     };
     store
