@@ -46,8 +46,8 @@ pub mod model {
     pub use livchat_providers::{DnsRecord, Image, Location, ServerType};
     pub use livchat_remote::ExecOutput;
     pub use livchat_store::{
-        DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, InitReport, JobRecord, JobStatus,
-        LogLevel, LogLine, ProviderKind, ServerRecord, ServerStatus,
+        DeployedVia, DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, InitReport, JobRecord,
+        JobStatus, LogLevel, LogLine, PlatformChoice, ProviderKind, ServerRecord, ServerStatus,
     };
     pub use secrecy::{ExposeSecret, SecretString};
     pub type DateTime = chrono::DateTime<chrono::Utc>;

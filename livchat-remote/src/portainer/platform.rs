@@ -128,7 +128,11 @@ impl PortainerPlatform {
         };
         let http = builder.build().map_err(|e| transport(e.to_string()))?;
         let client = Arc::new(PortainerClient::with_http(&base, auth, http)?);
-        let mut platform = Self::connect(client, runtime).await?;
+        // The local end's port means nothing to the user: a transport error names the address.
+        let mut platform = Self::connect(client, runtime).await.map_err(|e| match e {
+            PortainerError::Transport { reason, .. } => transport(reason),
+            other => other,
+        })?;
         platform.forward = Some(forward);
         Ok(platform)
     }
