@@ -289,10 +289,11 @@ pub enum ServerCommand {
         #[arg(long)]
         subdomain: Option<String>,
     },
-    /// How the server's app stacks are sent: auto (Portainer's API once the infrastructure
-    /// bundle runs there with its admin password in the vault, SSH until then), ssh, or
-    /// portainer. The infrastructure bundle always goes over SSH; deployed apps keep the path
-    /// that deployed them.
+    /// Choose how the server's app stacks are sent: auto, ssh or portainer.
+    ///
+    /// auto (the default): through Portainer's API once the infrastructure bundle runs there
+    /// with its admin password in the vault, over SSH until then. The infrastructure bundle
+    /// always goes over SSH; deployed apps keep the path that deployed them.
     SetPlatform {
         name: String,
         #[arg(value_enum)]

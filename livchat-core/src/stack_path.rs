@@ -60,9 +60,9 @@ pub fn admin_password_key(app: &str) -> String {
 /// Portainer cannot be used.
 ///
 /// An app already deployed keeps the path that deployed it, whatever the setting: the other
-/// path would deploy its stack a second time (Portainer refuses to create a stack whose name
-/// the swarm already runs, and an SSH deploy of a Portainer stack leaves Portainer's copy of
-/// the file stale).
+/// path would deploy its stack a second time (Portainer checks a new stack's name against the
+/// stacks the swarm runs, and an SSH deploy of a Portainer stack leaves Portainer's copy of the
+/// file stale).
 pub fn choose(
     setting: PlatformChoice,
     is_infrastructure: bool,

@@ -5,7 +5,7 @@
 use livchat_core::ErrorKind;
 use livchat_core::ops::{Operation, ServerSetPlatform};
 use livchat_remote::RemoteError;
-use livchat_store::{DeployedVia, JobStatus, PlatformChoice};
+use livchat_store::{DeployedVia, JobStatus, PlatformChoice, Store};
 
 use super::support::*;
 
