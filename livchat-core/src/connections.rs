@@ -37,7 +37,13 @@ impl Evicting {
     }
 
     async fn evict_if_gone<T>(&self, result: &Result<T, RemoteError>) {
-        if !matches!(result, Err(RemoteError::Disconnected { .. })) {
+        if let Err(e) = result {
+            self.evict_if_lost(e).await;
+        }
+    }
+
+    async fn evict_if_lost(&self, error: &RemoteError) {
+        if !matches!(error, RemoteError::Disconnected { .. }) {
             return;
         }
         let Some(cache) = self.cache.upgrade() else {
@@ -85,11 +91,10 @@ impl RemoteExecutor for Evicting {
     ) -> Result<livchat_remote::TunnelStream, RemoteError> {
         match self.inner.open_tunnel(host, port).await {
             Ok(stream) => Ok(stream),
-            // Checked without the stream: a result holding it could not be held across await.
+            // The error alone: a result holding the stream (not Sync) cannot live across await.
             Err(e) => {
-                let failed: Result<(), RemoteError> = Err(e);
-                self.evict_if_gone(&failed).await;
-                Err(failed.expect_err("an error was just put there"))
+                self.evict_if_lost(&e).await;
+                Err(e)
             }
         }
     }
