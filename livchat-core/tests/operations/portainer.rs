@@ -68,7 +68,17 @@ async fn plans_say_which_path_each_stack_takes_for_each_setting() {
             .contains("over SSH (docker stack deploy): the server is set to --platform ssh")
     );
 
-    // Set to Portainer where it does not run: the plan shows the refusal the job would meet.
+    // n8n deployed over SSH before: its redeploy stays there, so its stack is not deployed a
+    // second time by Portainer (issue #18's "nothing deployed twice").
+    set_platform(&world, PlatformChoice::Portainer);
+    world.put_deployment("web-1", "n8n", &[]);
+    let line = n8n_path(&world);
+    assert!(
+        line.contains("over SSH (docker stack deploy): already deployed through SSH (docker stack deploy): its redeploys and removal go the same way"),
+        "{line}"
+    );
+
+    // Set to Portainer on a server without the bundle: this job deploys it first.
     let bare = World::new();
     bare.put_server(ready_server("web-1"));
     set_platform(&bare, PlatformChoice::Portainer);
