@@ -63,7 +63,8 @@ impl Config {
     /// Applies the documented environment variables (`SSH_AUTH_SOCK`, `LIVCHAT_DNS_RESOLVER`,
     /// `LIVCHAT_APPS_DIR`,
     /// `LIVCHAT_ENDPOINT_MODE=dnsrr|vip`, `LIVCHAT_DOCKER_SOURCE=official|distribution`,
-    /// `LIVCHAT_HEALTH_TIMEOUT_SECS`, `LIVCHAT_SSH_WAIT_SECS`) through `lookup`.
+    /// `LIVCHAT_HEALTH_TIMEOUT_SECS`, `LIVCHAT_SSH_WAIT_SECS`, `LIVCHAT_PORTAINER_ADDRESS`)
+    /// through `lookup`.
     pub fn with_env(
         mut self,
         lookup: impl Fn(&str) -> Option<String>,
@@ -131,5 +132,37 @@ impl Config {
             }
         }
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(var: &str, value: &str) -> Result<Config, crate::CoreError> {
+        Config::new("/home").with_env(|k| (k == var).then(|| value.to_string()))
+    }
+
+    #[test]
+    fn portainer_address_is_an_ip_and_a_port_as_the_server_sees_them() {
+        let config = with("LIVCHAT_PORTAINER_ADDRESS", "127.0.0.1:9000").unwrap();
+        assert_eq!(
+            config.portainer_address,
+            Some(livchat_remote::PortainerAddress::direct("127.0.0.1", 9000))
+        );
+        for bad in [
+            "portainer:9000",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:x",
+            ";rm:1",
+        ] {
+            let err = with("LIVCHAT_PORTAINER_ADDRESS", bad).unwrap_err();
+            assert!(
+                err.to_string().contains("LIVCHAT_PORTAINER_ADDRESS"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(Config::new("/home").portainer_address, None);
     }
 }
