@@ -253,20 +253,21 @@ impl DnsMode {
     }
 }
 
-/// Which way a server's app stacks are sent (`server set-platform`). The infrastructure
-/// bundle (Traefik + Portainer) always goes over SSH: Portainer cannot deploy itself.
+/// How a server's app stacks are sent.
+// Its doc comments are the MCP and OpenAPI descriptions, kept short (tools/list < 40 KB).
+// The infrastructure bundle (Traefik + Portainer) always goes over SSH: Portainer cannot
+// deploy itself.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum PlatformChoice {
-    /// Portainer once the infrastructure bundle runs on the server and Portainer's admin
-    /// password is in the vault; SSH until then.
+    /// Portainer once it runs there, its password in the vault; else SSH.
     #[default]
     Auto,
-    /// `docker stack deploy` over SSH, always.
+    /// SSH always.
     Ssh,
-    /// Portainer's API, always; a deploy fails while Portainer cannot be reached.
+    /// Portainer always (a deploy fails without it).
     Portainer,
 }
 

@@ -367,10 +367,9 @@ impl Operation for ServerDnsUpdate {
     }
 }
 
-/// How a server's app stacks are sent from now on: `auto` (Portainer once the infrastructure
-/// bundle runs there with its admin password in the vault, SSH until then), `ssh` or
-/// `portainer`. The infrastructure bundle always goes over SSH; a deployed app keeps the path
-/// that deployed it.
+/// Set how a server's app stacks are sent.
+// (Short: the doc comment is the tools/list description.) The infrastructure bundle always
+// goes over SSH; a deployed app keeps the path that deployed it (`stack_path::choose`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSetPlatform {
