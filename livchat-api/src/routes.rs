@@ -115,6 +115,7 @@ pub fn routes() -> Vec<Route> {
         job::<ServerDelete>(M::DELETE, "/api/servers/{server}"),
         quick::<ServerExec>(M::POST, "/api/servers/{server}/exec"),
         quick::<ServerDnsUpdate>(M::PUT, "/api/servers/{server}/dns"),
+        quick::<ServerSetPlatform>(M::PUT, "/api/servers/{server}/platform"),
         quick::<AppList>(M::GET, "/api/apps"),
         quick::<AppShow>(M::GET, "/api/apps/{app}"),
         quick::<AppRender>(M::POST, "/api/apps/{app}/render"),

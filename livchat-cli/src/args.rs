@@ -289,6 +289,16 @@ pub enum ServerCommand {
         #[arg(long)]
         subdomain: Option<String>,
     },
+    /// Choose how the server's app stacks are sent: auto, ssh or portainer.
+    ///
+    /// auto (the default): through Portainer's API once the infrastructure bundle runs there
+    /// with its admin password in the vault, over SSH until then. The infrastructure bundle
+    /// always goes over SSH; deployed apps keep the path that deployed them.
+    SetPlatform {
+        name: String,
+        #[arg(value_enum)]
+        platform: PlatformArg,
+    },
     /// Run a program on a server; arguments arrive byte for byte (use `sh -c` for shell syntax).
     Exec {
         name: String,
@@ -304,6 +314,13 @@ pub enum ServerCommand {
         #[arg(long, value_name = "SHA256:...")]
         fingerprint: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlatformArg {
+    Auto,
+    Ssh,
+    Portainer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

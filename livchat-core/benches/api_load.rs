@@ -59,6 +59,7 @@ fn server(i: usize, port: u16) -> ServerRecord {
         labels: BTreeMap::from([("client".into(), format!("client-{}", i % 37))]),
         status: ServerStatus::Ready,
         setup: SetupRecord::default(),
+        platform: Default::default(),
         created_at: chrono::Utc::now(),
     }
 }

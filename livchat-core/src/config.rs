@@ -35,6 +35,11 @@ pub struct Config {
     /// The DNS server that checks names of servers with manual DNS
     /// (`LIVCHAT_DNS_RESOLVER=IP:PORT`; default: the first nameserver of /etc/resolv.conf).
     pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Where the server reaches Portainer for app stacks, instead of its Traefik route
+    /// (`https://<portainer domain>` through the server's port 443):
+    /// `LIVCHAT_PORTAINER_ADDRESS=IP:PORT`, Portainer's plain HTTP port as the server sees it
+    /// (a Portainer published on the server's loopback; the tests' fake Portainer).
+    pub portainer_address: Option<livchat_remote::PortainerAddress>,
 }
 
 impl Config {
@@ -51,13 +56,15 @@ impl Config {
             wait_turn: false,
             ssh_agent_socket: None,
             dns_resolver: None,
+            portainer_address: None,
         }
     }
 
     /// Applies the documented environment variables (`SSH_AUTH_SOCK`, `LIVCHAT_DNS_RESOLVER`,
     /// `LIVCHAT_APPS_DIR`,
     /// `LIVCHAT_ENDPOINT_MODE=dnsrr|vip`, `LIVCHAT_DOCKER_SOURCE=official|distribution`,
-    /// `LIVCHAT_HEALTH_TIMEOUT_SECS`, `LIVCHAT_SSH_WAIT_SECS`) through `lookup`.
+    /// `LIVCHAT_HEALTH_TIMEOUT_SECS`, `LIVCHAT_SSH_WAIT_SECS`, `LIVCHAT_PORTAINER_ADDRESS`)
+    /// through `lookup`.
     pub fn with_env(
         mut self,
         lookup: impl Fn(&str) -> Option<String>,
@@ -72,6 +79,19 @@ impl Config {
                     format!("`{addr}` is not IP:PORT (e.g. 127.0.0.1:53)"),
                 )
             })?);
+        }
+        if let Some(addr) = lookup("LIVCHAT_PORTAINER_ADDRESS") {
+            let parsed = addr
+                .rsplit_once(':')
+                .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+                .filter(|(host, port)| *port != 0 && host.parse::<std::net::IpAddr>().is_ok());
+            let (host, port) = parsed.ok_or_else(|| {
+                crate::CoreError::invalid(
+                    "LIVCHAT_PORTAINER_ADDRESS",
+                    format!("`{addr}` is not IP:PORT (e.g. 127.0.0.1:9000)"),
+                )
+            })?;
+            self.portainer_address = Some(livchat_remote::PortainerAddress::direct(host, port));
         }
         if let Some(dirs) = lookup("LIVCHAT_APPS_DIR") {
             self.apps_dirs = Some(dirs);
@@ -112,5 +132,37 @@ impl Config {
             }
         }
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(var: &str, value: &str) -> Result<Config, crate::CoreError> {
+        Config::new("/home").with_env(|k| (k == var).then(|| value.to_string()))
+    }
+
+    #[test]
+    fn portainer_address_is_an_ip_and_a_port_as_the_server_sees_them() {
+        let config = with("LIVCHAT_PORTAINER_ADDRESS", "127.0.0.1:9000").unwrap();
+        assert_eq!(
+            config.portainer_address,
+            Some(livchat_remote::PortainerAddress::direct("127.0.0.1", 9000))
+        );
+        for bad in [
+            "portainer:9000",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:x",
+            ";rm:1",
+        ] {
+            let err = with("LIVCHAT_PORTAINER_ADDRESS", bad).unwrap_err();
+            assert!(
+                err.to_string().contains("LIVCHAT_PORTAINER_ADDRESS"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(Config::new("/home").portainer_address, None);
     }
 }

@@ -37,7 +37,13 @@ impl Evicting {
     }
 
     async fn evict_if_gone<T>(&self, result: &Result<T, RemoteError>) {
-        if !matches!(result, Err(RemoteError::Disconnected { .. })) {
+        if let Err(e) = result {
+            self.evict_if_lost(e).await;
+        }
+    }
+
+    async fn evict_if_lost(&self, error: &RemoteError) {
+        if !matches!(error, RemoteError::Disconnected { .. }) {
             return;
         }
         let Some(cache) = self.cache.upgrade() else {
@@ -76,5 +82,20 @@ impl RemoteExecutor for Evicting {
         let result = self.inner.upload(path, content, mode, cancel).await;
         self.evict_if_gone(&result).await;
         result
+    }
+
+    async fn open_tunnel(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<livchat_remote::TunnelStream, RemoteError> {
+        match self.inner.open_tunnel(host, port).await {
+            Ok(stream) => Ok(stream),
+            // The error alone: a result holding the stream (not Sync) cannot live across await.
+            Err(e) => {
+                self.evict_if_lost(&e).await;
+                Err(e)
+            }
+        }
     }
 }

@@ -28,6 +28,7 @@ pub mod preflight;
 mod probe;
 mod server_add;
 mod setup_ahead;
+pub mod stack_path;
 
 pub use config::Config;
 pub use flows::{
@@ -47,8 +48,8 @@ pub mod model {
     pub use livchat_providers::{DnsRecord, Image, Location, ServerType};
     pub use livchat_remote::ExecOutput;
     pub use livchat_store::{
-        DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, InitReport, JobRecord, JobStatus,
-        LogLevel, LogLine, ProviderKind, ServerRecord, ServerStatus,
+        DeployedVia, DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, InitReport, JobRecord,
+        JobStatus, LogLevel, LogLine, PlatformChoice, ProviderKind, ServerRecord, ServerStatus,
     };
     pub use secrecy::{ExposeSecret, SecretString};
     pub type DateTime = chrono::DateTime<chrono::Utc>;

@@ -192,6 +192,7 @@ impl Orchestrator {
             labels: BTreeMap::new(),
             status: ServerStatus::Running,
             setup: Default::default(),
+            platform: Default::default(),
             created_at: chrono::Utc::now(),
         };
         let stored = record.clone();

@@ -117,6 +117,7 @@ async fn rig() -> Option<Rig> {
         labels: Default::default(),
         status: ServerStatus::Ready,
         setup: Default::default(),
+        platform: Default::default(),
         created_at: chrono::Utc::now(),
     };
     store
@@ -153,6 +154,7 @@ fn record_app(store: &MemoryStore, app: &str) {
         dns_record_ids: Vec::new(),
         dependencies: Vec::new(),
         status: DeploymentStatus::Running,
+        via: Default::default(),
         deployed_at: chrono::Utc::now(),
     };
     store
@@ -302,4 +304,243 @@ async fn status_and_logs_of_a_deployed_app_come_live_from_the_swarm_with_its_sec
     .await
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+/// The orchestrator of the Portainer test: the rig's server set up with manual DNS, the apps of
+/// `tests/portainer-apps`, Portainer reached at the fake's port through the SSH tunnel, stack
+/// files of the SSH path in a temporary directory.
+fn portainer_orchestrator(
+    rig: &Rig,
+    fake_port: u16,
+    apps: &std::path::Path,
+) -> (Arc<Orchestrator>, Arc<MemorySecrets>) {
+    let mut server = rig.orch.server(SERVER).unwrap();
+    server.dns = Some(livchat_store::DnsConfig {
+        zone_name: "lab.example.com".into(),
+        subdomain: None,
+        mode: livchat_store::DnsMode::Manual,
+    });
+    rig.store
+        .update("test dns", &mut |s| {
+            s.servers.insert(SERVER.into(), server.clone());
+            Ok(())
+        })
+        .unwrap();
+    let secrets = Arc::new(MemorySecrets::new());
+    let key = rig.orch.secret_get("ssh.swarm-1.private_key").unwrap();
+    secrets.set("ssh.swarm-1.private_key", key).unwrap();
+    let mut config = Config::new(rig._stacks.path());
+    config.endpoint_mode = livchat_apps::EndpointMode::Dnsrr;
+    config.health_timeout = Duration::from_secs(120);
+    config.portainer_address = Some(livchat_remote::PortainerAddress::direct(
+        "127.0.0.1",
+        fake_port,
+    ));
+    let stacks_dir = rig._stacks.path().join("stacks").display().to_string();
+    let orch = OrchestratorBuilder::new(
+        config,
+        rig.store.clone(),
+        secrets.clone(),
+        Arc::new(MemoryJobLogs::default()),
+        livchat_apps::Catalog::load(apps.to_str()).unwrap(),
+    )
+    .platform_factory(Arc::new(move |executor| {
+        Arc::new(SwarmOverSsh::with_config(
+            executor,
+            SwarmConfig {
+                stacks_dir: stacks_dir.clone(),
+                ..SwarmConfig::default()
+            },
+        )) as Arc<dyn ContainerPlatform>
+    }))
+    .build();
+    (orch, secrets)
+}
+
+async fn deploy_hello(orch: &Arc<Orchestrator>, greeting: &str) -> livchat_store::JobRecord {
+    let job = orch
+        .start_deploy_app(SERVER, "hello", &[format!("greeting={greeting}")])
+        .unwrap();
+    orch.run_job(&job.id).await.unwrap()
+}
+
+/// What Portainer was asked to change: stack creations, updates and deletions.
+fn stack_changes(fake: &fixtures::fake_portainer::FakePortainer) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| !r.starts_with("GET ") && !r.starts_with("POST /api/auth"))
+        .collect()
+}
+
+async fn hello_logs_say(rig: &Rig, line: &str) -> bool {
+    for _ in 0..40 {
+        let logs = rig.platform.service_logs("hello", "web", 20).await;
+        if logs.is_ok_and(|l| l.iter().any(|x| x.trim().ends_with(line))) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+/// #18: once the infrastructure bundle runs (deployed over SSH) with Portainer's admin password
+/// in the vault, an app's stack is created, updated and deleted through Portainer's API (the
+/// fake applies it to the real swarm), reached through an SSH tunnel of the server's
+/// connection; a wrong admin password fails the job before anything changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_deployed_after_the_infrastructure_is_owned_by_portainer_until_undeployed() {
+    let Some(rig) = rig().await else { return };
+    let engine = Dockerd::shared().unwrap();
+    let image = tokio::task::spawn_blocking(move || fixtures::images::busybox(engine))
+        .await
+        .unwrap()
+        .expect("building the busybox image");
+    if image.is_none() {
+        return;
+    }
+    let password = "correct-horse-battery-staple";
+    let fake = fixtures::fake_portainer::FakePortainer::start(
+        fixtures::fake_portainer::FakePortainerOptions {
+            admin: Some(("admin".into(), password.into())),
+            docker_host: Some(engine.host()),
+            docker_binary: fixtures::tools::find("docker"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let fake_port: u16 = fake.url().rsplit(':').next().unwrap().parse().unwrap();
+    let apps = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portainer-apps");
+    let (orch, secrets) = portainer_orchestrator(&rig, fake_port, &apps);
+    let key = "app.infrastructure.admin_password";
+    secrets.set(key, SecretString::from(password)).unwrap();
+
+    // The plan says which path each stack takes, before anything runs.
+    let plan = orch
+        .plan_deploy_app(SERVER, "hello", &["greeting=hello".into()])
+        .unwrap();
+    let lines = plan.resources.join("\n");
+    assert!(
+        lines.contains("stack infrastructure on swarm-1 over SSH (docker stack deploy): the infrastructure bundle always goes over SSH"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("stack hello on swarm-1 through Portainer's API (tunnel over SSH), owned by Portainer: Portainer (infrastructure) is deployed first by this job"),
+        "{lines}"
+    );
+
+    let job = deploy_hello(&orch, "hello").await;
+    assert_eq!(
+        job.status,
+        livchat_store::JobStatus::Completed,
+        "{:?}",
+        job.error
+    );
+    let via = |app: &str| rig.store.load().unwrap().deployments[SERVER][app].via;
+    assert_eq!(via("infrastructure"), livchat_store::DeployedVia::Ssh);
+    assert_eq!(via("hello"), livchat_store::DeployedVia::Portainer);
+    // Portainer owns hello's stack; the bundle is not Portainer's (it went over SSH).
+    assert_eq!(fake.stack_names(), vec!["hello".to_string()]);
+    assert!(
+        stack_changes(&fake)
+            .iter()
+            .any(|r| r.starts_with("POST /api/stacks/create/swarm/string?endpointId=1")),
+        "{:?}",
+        fake.requests()
+    );
+    assert!(
+        hello_logs_say(&rig, "greeting=hello").await,
+        "hello did not start"
+    );
+
+    // A redeploy with a changed value updates Portainer's stack in place.
+    let job = deploy_hello(&orch, "bonjour").await;
+    assert_eq!(
+        job.status,
+        livchat_store::JobStatus::Completed,
+        "{:?}",
+        job.error
+    );
+    assert_eq!(fake.stack_names(), vec!["hello".to_string()]);
+    let updated = fake.request_bodies().into_iter().any(|(line, body)| {
+        line.starts_with("PUT /api/stacks/")
+            && body["StackFileContent"]
+                .as_str()
+                .is_some_and(|c| c.contains("GREETING: bonjour"))
+    });
+    assert!(
+        updated,
+        "no update with the new value: {:?}",
+        fake.requests()
+    );
+    assert!(
+        hello_logs_say(&rig, "greeting=bonjour").await,
+        "the update did not apply"
+    );
+
+    // A wrong admin password: the job fails, says why, and nothing changes anywhere.
+    secrets
+        .set(key, SecretString::from("not-the-admin-password"))
+        .unwrap();
+    let changes_before = stack_changes(&fake);
+    let job = deploy_hello(&orch, "hola").await;
+    assert_eq!(job.status, livchat_store::JobStatus::Failed);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(
+            "refused the admin password in the vault (app.infrastructure.admin_password)"
+        ) && error.contains("Nothing was changed"),
+        "{error}"
+    );
+    assert!(!error.contains("not-the-admin-password"), "{error}");
+    assert!(job.steps_completed.is_empty(), "{:?}", job.steps_completed);
+    assert_eq!(stack_changes(&fake), changes_before);
+    let record = &rig.store.load().unwrap().deployments[SERVER]["hello"];
+    assert_eq!(record.status, DeploymentStatus::Running);
+    let hello = rig.platform.stack_status("hello").await.unwrap();
+    assert!(hello.is_healthy(), "{hello}");
+
+    // Undeploy deletes Portainer's stack, and the swarm's with it.
+    secrets.set(key, SecretString::from(password)).unwrap();
+    let job = orch.start_undeploy_app(SERVER, "hello", false).unwrap();
+    let job = orch.run_job(&job.id).await.unwrap();
+    assert_eq!(
+        job.status,
+        livchat_store::JobStatus::Completed,
+        "{:?}",
+        job.error
+    );
+    assert!(fake.stack_names().is_empty());
+    assert!(
+        stack_changes(&fake)
+            .iter()
+            .any(|r| r.starts_with("DELETE /api/stacks/")),
+        "{:?}",
+        fake.requests()
+    );
+    assert!(matches!(
+        rig.platform.stack_status("hello").await,
+        Err(livchat_remote::PlatformError::NotFound { .. })
+    ));
+
+    // The bundle goes as it came, over SSH; the shared engine is left clean.
+    let job = orch
+        .start_undeploy(livchat_core::flows::UndeployParams {
+            server: SERVER.into(),
+            app: "infrastructure".into(),
+            force: true,
+            delete_data: true,
+        })
+        .unwrap();
+    let job = orch.run_job(&job.id).await.unwrap();
+    assert_eq!(
+        job.status,
+        livchat_store::JobStatus::Completed,
+        "{:?}",
+        job.error
+    );
+    assert!(
+        !fake.requests().iter().any(|r| r.contains("infrastructure")),
+        "the bundle reached Portainer: {:?}",
+        fake.requests()
+    );
 }

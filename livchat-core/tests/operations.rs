@@ -20,6 +20,7 @@ mod operations {
     mod manual_dns;
     mod ops_layer;
     mod plans;
+    mod portainer;
     mod quick;
     mod setup;
     mod store_failures;

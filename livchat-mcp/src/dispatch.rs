@@ -23,6 +23,7 @@ pub const TOOLS: &[&str] = &[
     "server_delete",
     "server_exec",
     "server_dns_update",
+    "server_set_platform",
     "app_list",
     "app_show",
     "app_render",
@@ -231,6 +232,7 @@ pub async fn call(
             }
         }
         "server_dns_update" => change::<ops::ServerDnsUpdate>(orch, args, x, d).await,
+        "server_set_platform" => change::<ops::ServerSetPlatform>(orch, args, x, d).await,
         "app_list" => read::<ops::AppList>(orch, args).await,
         "app_show" => read::<ops::AppShow>(orch, args).await,
         "app_render" => read::<ops::AppRender>(orch, args).await,
@@ -315,6 +317,21 @@ impl Describe for ops::ServerExec {
             format!("server exec {}", self.server),
             &["run the program over SSH (no shell)"],
             vec![format!("argv {:?}", self.argv)],
+        ))
+    }
+}
+
+impl Describe for ops::ServerSetPlatform {
+    fn describe(&self, orch: &Orchestrator) -> Result<Plan, CoreError> {
+        orch.server(&self.server)?;
+        Ok(plan(
+            format!("server set-platform {}", self.server),
+            &["record the setting"],
+            vec![format!(
+                "state server {} platform {} (deployed apps keep the path that deployed them)",
+                self.server,
+                self.platform.as_str()
+            )],
         ))
     }
 }

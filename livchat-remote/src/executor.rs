@@ -138,7 +138,25 @@ pub trait RemoteExecutor: Send + Sync {
         mode: u32,
         cancel: CancellationToken,
     ) -> Result<(), RemoteError>;
+
+    /// A byte stream to `host:port` as the server itself sees it (an SSH `direct-tcpip`
+    /// channel, what `ssh -L` uses), so a service listening only on the server's loopback or
+    /// behind its firewall is reached without opening a port to the world. Executors that
+    /// cannot tunnel say so.
+    async fn open_tunnel(&self, host: &str, port: u16) -> Result<TunnelStream, RemoteError> {
+        Err(RemoteError::Invalid {
+            field: "tunnel".into(),
+            reason: format!("this connection cannot open a tunnel to {host}:{port}"),
+        })
+    }
 }
+
+/// What a tunnel carries: bytes both ways, like a TCP stream.
+pub trait TunnelIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> TunnelIo for T {}
+
+/// An open tunnel (see [`RemoteExecutor::open_tunnel`]).
+pub type TunnelStream = Box<dyn TunnelIo>;
 
 /// An open connection and the fingerprint of the host key the server presented.
 pub struct Connected {

@@ -24,13 +24,14 @@ pub mod portainer;
 pub mod setup;
 pub mod ssh;
 pub mod swarm;
+pub mod tunnel;
 
 pub use batch_check::check_steps;
 pub use command::{Command, NameKind, ValidName, quote_command, validate_name};
 pub use compose::validate_stack;
 pub use executor::{
     Connected, Connector, ExecOptions, ExecOutput, HostKeyPolicy, OutputLine, OutputStream,
-    RemoteError, RemoteExecutor, SshTarget,
+    RemoteError, RemoteExecutor, SshTarget, TunnelIo, TunnelStream,
 };
 pub use facts::{Resources, read_resources};
 pub use keys::{
@@ -41,10 +42,13 @@ pub use platform::{
     ContainerPlatform, NetworkSpec, PlatformError, ProgressSink, SecretDelivery, ServiceExec,
     ServiceMode, ServiceStatus, StackSecret, StackSpec, StackStatus, WaitOptions,
 };
-pub use portainer::{PortainerAuth, PortainerClient, PortainerError, PortainerPlatform};
+pub use portainer::{
+    PortainerAddress, PortainerAuth, PortainerClient, PortainerError, PortainerPlatform,
+};
 pub use setup::{
     Action, DockerSource, OsRelease, RunOptions, RunReport, SetupConfig, SetupError, Step,
     StepProgress, StepProgressSink, StepState, Swap, detect_os, plan, run_plan,
 };
 pub use ssh::{SshConnector, SshExecutor};
 pub use swarm::{SwarmConfig, SwarmOverSsh};
+pub use tunnel::LocalForward;

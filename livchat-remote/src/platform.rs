@@ -7,9 +7,10 @@
 //!                            |
 //!                  Arc<dyn ContainerPlatform>
 //!                 /                          \
-//!   SwarmOverSsh (swarm.rs)          PortainerPlatform (portainer.rs)
+//!   SwarmOverSsh (swarm/)            PortainerPlatform (portainer/)
 //!   docker CLI through                stacks through Portainer's API,
-//!   Arc<dyn RemoteExecutor>           the rest through a SwarmOverSsh
+//!   Arc<dyn RemoteExecutor>           the rest through a SwarmOverSsh,
+//!                                     the API through an SSH tunnel
 //! ```
 //!
 //! Every stack file is validated against the schema `docker stack deploy` uses

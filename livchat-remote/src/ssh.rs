@@ -709,4 +709,27 @@ impl RemoteExecutor for SshExecutor {
             _ = cancel.cancelled() => Err(RemoteError::Cancelled),
         }
     }
+
+    async fn open_tunnel(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<crate::executor::TunnelStream, RemoteError> {
+        if self.handle.is_closed() {
+            return Err(self.lost("the connection is closed"));
+        }
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        // The originator is informational for sshd (it logs it); nothing listens there.
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| {
+                RemoteError::Ssh(format!(
+                    "{} refused a tunnel to {host}:{port} (is AllowTcpForwarding off?): {e}",
+                    self.server
+                ))
+            })?;
+        Ok(Box::new(channel.into_stream()))
+    }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use fixtures::fake_portainer::{FakePortainer, FakePortainerOptions};
 use livchat_remote::{
-    ContainerPlatform, PlatformError, PortainerAuth, PortainerClient, PortainerPlatform,
-    SecretDelivery, StackSecret, StackSpec,
+    ContainerPlatform, PlatformError, PortainerAddress, PortainerAuth, PortainerClient,
+    PortainerPlatform, SecretDelivery, StackSecret, StackSpec,
 };
 use secrecy::SecretString;
 use swarm_support::{image, patient, rig};
@@ -131,4 +131,77 @@ async fn stack_deployed_through_portainer_runs_on_the_swarm_and_is_removed() {
         platform.stack_status("pweb").await,
         Err(PlatformError::NotFound { .. })
     ));
+}
+
+/// #18: Portainer reached from the server itself, every request through an SSH `direct-tcpip`
+/// channel of the real sshd's connection (the fake listens on the server's loopback only); a
+/// wrong admin password is refused at login, before any stack call, and a port where nothing
+/// listens is a transport error naming the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portainer_is_reached_through_an_ssh_tunnel_and_refuses_a_wrong_password_at_login() {
+    let Some(rig) = rig().await else { return };
+    let fake = FakePortainer::start(FakePortainerOptions {
+        admin: Some(("admin".into(), "correct-horse-battery".into())),
+        docker_host: Some(rig.engine.host()),
+        docker_binary: fixtures::tools::find("docker"),
+        ..FakePortainerOptions::default()
+    })
+    .unwrap();
+    let port: u16 = fake.url().rsplit(':').next().unwrap().parse().unwrap();
+    let address = PortainerAddress::direct("127.0.0.1", port);
+    let auth = |password: &str| PortainerAuth::Password {
+        username: "admin".into(),
+        password: SecretString::from(password.to_string()),
+    };
+    let ssh: Arc<dyn ContainerPlatform> = Arc::new(rig.platform());
+
+    let platform = PortainerPlatform::connect_over_ssh(
+        rig.executor.clone(),
+        &address,
+        auth("correct-horse-battery"),
+        ssh.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(platform.swarm_id(), fake.swarm_id());
+    assert!(platform.client().stacks().await.unwrap().is_empty());
+    let tunnels = rig
+        .commands()
+        .iter()
+        .filter(|c| *c == &format!("tunnel 127.0.0.1:{port}"))
+        .count();
+    assert!(
+        tunnels >= 1,
+        "no request went through the tunnel: {:?}",
+        rig.commands()
+    );
+
+    let asked = fake.requests().len();
+    let err = PortainerPlatform::connect_over_ssh(
+        rig.executor.clone(),
+        &address,
+        auth("wrong-password-123"),
+        ssh.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, livchat_remote::PortainerError::Unauthorized { .. }),
+        "{err}"
+    );
+    assert_eq!(fake.requests()[asked..], ["POST /api/auth".to_string()]);
+
+    let closed = fixtures::net::free_port();
+    let err = PortainerPlatform::connect_over_ssh(
+        rig.executor.clone(),
+        &PortainerAddress::direct("127.0.0.1", closed),
+        auth("correct-horse-battery"),
+        ssh,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, livchat_remote::PortainerError::Transport { url, .. } if url == &format!("http://127.0.0.1:{closed}")),
+        "{err}"
+    );
 }

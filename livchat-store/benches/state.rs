@@ -41,6 +41,7 @@ fn server(i: usize) -> ServerRecord {
             completed_at: Some(chrono::Utc::now()),
             resources: None,
         },
+        platform: Default::default(),
         created_at: chrono::Utc::now(),
     }
 }
@@ -55,6 +56,7 @@ fn deployment(server: usize, app: usize) -> DeploymentRecord {
         app: name,
         version: "1.2.3".into(),
         status: DeploymentStatus::Running,
+        via: Default::default(),
         deployed_at: chrono::Utc::now(),
     }
 }

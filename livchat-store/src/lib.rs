@@ -54,9 +54,9 @@ pub use secret_store::MockSecretStore;
 pub use secret_store::{MemorySecrets, SecretStore};
 pub use settings::{SettingKey, Settings};
 pub use state::{
-    DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, JobOwner, JobRecord, JobStatus,
-    ProviderKind, STATE_VERSION, ServerRecord, ServerResources, ServerStatus, SetupRecord, State,
-    validate_server_name, validate_unix_user,
+    DeployedVia, DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, JobOwner, JobRecord,
+    JobStatus, PlatformChoice, ProviderKind, STATE_VERSION, ServerRecord, ServerResources,
+    ServerStatus, SetupRecord, State, validate_server_name, validate_unix_user,
 };
 #[cfg(feature = "mock")]
 pub use store::MockStore;

@@ -247,6 +247,50 @@ impl DnsMode {
     }
 }
 
+/// How a server's app stacks are sent.
+// Its doc comments are the MCP and OpenAPI descriptions, kept short (tools/list < 40 KB).
+// The infrastructure bundle (Traefik + Portainer) always goes over SSH: Portainer cannot
+// deploy itself.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformChoice {
+    /// Portainer once it runs there, its password in the vault; else SSH.
+    #[default]
+    Auto,
+    /// SSH always.
+    Ssh,
+    /// Portainer always (a deploy fails without it).
+    Portainer,
+}
+
+impl PlatformChoice {
+    pub fn is_auto(&self) -> bool {
+        *self == PlatformChoice::Auto
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PlatformChoice::Auto => "auto",
+            PlatformChoice::Ssh => "ssh",
+            PlatformChoice::Portainer => "portainer",
+        }
+    }
+}
+
+impl std::str::FromStr for PlatformChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(PlatformChoice::Auto),
+            "ssh" => Ok(PlatformChoice::Ssh),
+            "portainer" => Ok(PlatformChoice::Portainer),
+            other => Err(format!("`{other}` is not one of auto, ssh, portainer")),
+        }
+    }
+}
+
 /// Which setup steps of a server have completed (steps are idempotent; this lets a retry skip
 /// what is done).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -321,6 +365,9 @@ pub struct ServerRecord {
     /// Setup progress.
     #[serde(default)]
     pub setup: SetupRecord,
+    /// How app stacks are sent; absent (auto) on servers recorded before it existed.
+    #[serde(default, skip_serializing_if = "PlatformChoice::is_auto")]
+    pub platform: PlatformChoice,
     /// When it was created or added.
     pub created_at: DateTime<Utc>,
 }
@@ -360,8 +407,39 @@ pub struct DeploymentRecord {
     pub dependencies: Vec<String>,
     /// Status.
     pub status: DeploymentStatus,
+    /// Who owns its stack: SSH (`docker stack deploy`) or Portainer. A redeploy keeps it;
+    /// absent on records from before Portainer deploys (they were all SSH).
+    #[serde(default, skip_serializing_if = "DeployedVia::is_ssh")]
+    pub via: DeployedVia,
     /// When it was (last) deployed.
     pub deployed_at: DateTime<Utc>,
+}
+
+/// Who sent a deployment's stack to the swarm, so its redeploys and removal go the same way
+/// and a stack is never deployed twice (once by each).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployedVia {
+    /// `docker stack deploy` over SSH; Portainer lists such a stack as external.
+    #[default]
+    Ssh,
+    /// Portainer's stack API: the stack is Portainer's, editable in its UI.
+    Portainer,
+}
+
+impl DeployedVia {
+    pub fn is_ssh(&self) -> bool {
+        *self == DeployedVia::Ssh
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeployedVia::Ssh => "ssh",
+            DeployedVia::Portainer => "portainer",
+        }
+    }
 }
 
 /// Status of a job.

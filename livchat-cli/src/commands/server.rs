@@ -213,6 +213,29 @@ pub(crate) async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
             let job = orch.start_setup_server(params)?;
             return run_job(&orch, job, g).await;
         }
+        ServerCommand::SetPlatform { name, platform } => {
+            use livchat_core::ops::Operation;
+            let platform = match platform {
+                crate::args::PlatformArg::Auto => livchat_core::model::PlatformChoice::Auto,
+                crate::args::PlatformArg::Ssh => livchat_core::model::PlatformChoice::Ssh,
+                crate::args::PlatformArg::Portainer => {
+                    livchat_core::model::PlatformChoice::Portainer
+                }
+            };
+            let view = livchat_core::ops::ServerSetPlatform {
+                server: name,
+                platform,
+            }
+            .run(&orch)
+            .await?;
+            print(out, &view, || {
+                let mut rows = vec![("platform", view.platform.as_str().to_string())];
+                for (app, via) in &view.deployed_via {
+                    rows.push((app.as_str(), format!("deployed via {}", via.as_str())));
+                }
+                Table::pairs(rows)
+            });
+        }
         ServerCommand::Dns {
             name,
             zone,

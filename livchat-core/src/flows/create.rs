@@ -177,6 +177,7 @@ impl Orchestrator {
                     labels: server.labels.clone(),
                     status: ServerStatus::Creating,
                     setup: Default::default(),
+                    platform: Default::default(),
                     created_at: chrono::Utc::now(),
                 };
                 self.store.update("server create", &mut |s| {

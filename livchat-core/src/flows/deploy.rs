@@ -144,7 +144,7 @@ impl Orchestrator {
         // A dependency's secret (in the vault and as a Docker secret) is needed by every app
         // that uses it: list it once.
         let mut listed = BTreeSet::new();
-        for a in &p.apps {
+        for (i, a) in p.apps.iter().enumerate() {
             let (secrets, missing) = self.load_app_secrets(a, false)?;
             for m in missing {
                 if listed.insert(m.clone()) {
@@ -152,8 +152,12 @@ impl Orchestrator {
                 }
             }
             let stack = self.render_app(&record, a, &p, &secrets)?;
+            // Which path the stack takes: the apps before it in this job count as deployed.
             plan.resources
-                .push(format!("stack {} on {server}", stack.stack));
+                .push(match self.stack_choice(server, a, &p.apps[..i]) {
+                    Ok(choice) => crate::stack_path::describe(&stack.stack, server, &choice),
+                    Err(e) => format!("stack {} on {server}: REFUSED, {e}", stack.stack),
+                });
             for d in &stack.docker_secrets {
                 let line = format!("docker secret {}", d.name);
                 if listed.insert(line.clone()) {

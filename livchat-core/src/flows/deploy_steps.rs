@@ -15,6 +15,15 @@ impl Orchestrator {
             .split_once(':')
             .ok_or_else(|| CoreError::invalid("step", format!("unknown step {step}")))?;
         let server = self.server(&p.server)?;
+        if what == "secrets" {
+            // Portainer is reached and logged into before the first change of this app (its
+            // secrets, then DNS): a wrong admin password fails here with nothing changed.
+            let choice = self.stack_choice(&p.server, app, &[])?;
+            ctx.info(crate::stack_path::describe(app, &p.server, &choice));
+            if choice.via == DeployedVia::Portainer {
+                self.stack_platform(&p.server, app).await?;
+            }
+        }
         let (secrets, _) = self.load_app_secrets(app, what == "secrets")?;
         for s in secrets.values().flat_map(|m| m.values()) {
             ctx.hide(s);
@@ -117,6 +126,7 @@ impl Orchestrator {
                     .is_some_and(|d| d.status == DeploymentStatus::Running);
                 let close_routes = !running && has_claim(&stack);
                 let platform = self.platform(&server.name).await?;
+                let (sender, choice) = self.stack_platform(&server.name, app).await?;
                 platform
                     .ensure_network(&NetworkSpec::overlay(self.render_options().network))
                     .await
@@ -151,13 +161,14 @@ impl Orchestrator {
                                 dns_record_ids: Vec::new(),
                                 dependencies: Vec::new(),
                                 status: DeploymentStatus::Deploying,
+                                via: choice.via,
                                 deployed_at: chrono::Utc::now(),
                             },
                         );
                     }
                     Ok(())
                 })?;
-                platform.deploy_stack(&spec).await.map_err(platform_err)?;
+                sender.deploy_stack(&spec).await.map_err(platform_err)?;
                 // A fresh app whose setup page nobody can claim for the user: say so now, while
                 // the user can still be first.
                 if let Some(def) = self
@@ -215,7 +226,8 @@ impl Orchestrator {
                 }
                 if routes_closed {
                     ctx.info(format!("opening the public routes of {}", stack.stack));
-                    platform
+                    let (sender, _) = self.stack_platform(&server.name, app).await?;
+                    sender
                         .deploy_stack(&stack_spec(&stack, stack.compose().expose_secret()))
                         .await
                         .map_err(platform_err)?;
@@ -231,6 +243,15 @@ impl Orchestrator {
                     .and_then(|v| serde_json::from_value(v.clone()).ok())
                     .unwrap_or_default();
                 let deps = self.catalog.requirements_of(app).unwrap_or_default();
+                // The deploy step recorded who sent the stack; the final record keeps it.
+                let via = self
+                    .store
+                    .load()?
+                    .deployments
+                    .get(&p.server)
+                    .and_then(|m| m.get(app))
+                    .map(|d| d.via)
+                    .unwrap_or_default();
                 let record = DeploymentRecord {
                     app: app.to_string(),
                     version: self
@@ -243,6 +264,7 @@ impl Orchestrator {
                     dns_record_ids: ids,
                     dependencies: deps,
                     status: DeploymentStatus::Running,
+                    via,
                     deployed_at: chrono::Utc::now(),
                 };
                 self.store.update("deployment recorded", &mut |s| {
@@ -322,7 +344,12 @@ impl Orchestrator {
                 continue;
             }
             if deployed {
-                if let Some(platform) = &platform {
+                // Through its owner: a stack Portainer created is deleted in Portainer too.
+                let owner = match self.stack_platform(&p.server, app).await {
+                    Ok((owner, _)) => Some(owner),
+                    Err(_) => platform.clone(),
+                };
+                if let Some(platform) = &owner {
                     ctx.info(format!("removing stack {app} deployed by this job"));
                     platform.remove_stack(app).await.map_err(platform_err)?;
                 }

@@ -254,7 +254,8 @@ impl Orchestrator {
                     }
                     Ok(())
                 })?;
-                let platform = self.platform(&p.server).await?;
+                let (platform, choice) = self.stack_platform(&p.server, &p.app).await?;
+                ctx.info(crate::stack_path::describe(&stack, &p.server, &choice));
                 platform.remove_stack(&stack).await.map_err(platform_err)?;
                 if p.delete_data {
                     ctx.info(format!("stack {stack} removed"));

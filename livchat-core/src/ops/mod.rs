@@ -44,7 +44,7 @@ pub use jobs::{
 };
 pub use servers::{
     ServerAdd, ServerAdded, ServerCreate, ServerDelete, ServerDnsUpdate, ServerExec, ServerList,
-    ServerShow,
+    ServerPlatformView, ServerSetPlatform, ServerShow,
 };
 pub use system::{
     DnsList, ProviderInfoRequest, SecretDelete, SecretName, SecretNames, SecretSet, SettingsGet,
@@ -146,6 +146,7 @@ static OPERATIONS: &[OperationInfo] = &[
     ServerDelete::INFO,
     ServerExec::INFO,
     ServerDnsUpdate::INFO,
+    ServerSetPlatform::INFO,
     AppList::INFO,
     AppShow::INFO,
     AppRender::INFO,

@@ -1,4 +1,4 @@
-//! Server operations: list, show, add, create, set up, delete, exec, DNS update.
+//! Server operations: list, show, add, create, set up, delete, exec, DNS update, platform.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -364,5 +364,45 @@ impl Operation for ServerDnsUpdate {
         orch.update_server_dns(&self.server, &self.zone, self.subdomain.as_deref())
             .await?;
         Ok(orch.server(&self.server)?.into())
+    }
+}
+
+/// Set how a server's app stacks are sent.
+// (Short: the doc comment is the tools/list description.) The infrastructure bundle always
+// goes over SSH; a deployed app keeps the path that deployed it (`stack_path::choose`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSetPlatform {
+    /// Server name.
+    pub server: String,
+    pub platform: livchat_store::PlatformChoice,
+}
+
+/// A server's platform setting and who owns each deployed app's stack.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ServerPlatformView {
+    pub server: String,
+    pub platform: livchat_store::PlatformChoice,
+    /// App -> the path that deployed it (its redeploys and removal go the same way).
+    pub deployed_via: std::collections::BTreeMap<String, livchat_store::DeployedVia>,
+}
+
+#[async_trait]
+impl Operation for ServerSetPlatform {
+    const INFO: super::OperationInfo = op_info!(ServerSetPlatform, "server_set_platform",
+        "server set-platform", Change, job: false, idempotent: true, open_world: false,
+        "Choose how a server's app stacks are sent: auto, ssh or portainer");
+    type Output = ServerPlatformView;
+    async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
+        orch.set_server_platform(&self.server, self.platform)?;
+        Ok(ServerPlatformView {
+            platform: orch.server(&self.server)?.platform,
+            deployed_via: orch
+                .deployed(&self.server)?
+                .into_iter()
+                .map(|d| (d.app, d.via))
+                .collect(),
+            server: self.server,
+        })
     }
 }

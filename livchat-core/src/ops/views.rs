@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use livchat_store::{
-    DeploymentRecord, DeploymentStatus, JobRecord, JobStatus, LogLevel, LogLine, ProviderKind,
-    ServerRecord, ServerStatus,
+    DeployedVia, DeploymentRecord, DeploymentStatus, JobRecord, JobStatus, LogLevel, LogLine,
+    PlatformChoice, ProviderKind, ServerRecord, ServerStatus,
 };
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -37,6 +37,8 @@ pub struct ServerView {
     pub cpus: Option<u32>,
     /// Memory (`MemTotal`, MiB) as setup read it.
     pub memory_mb: Option<u64>,
+    /// How app stacks are sent (`server set-platform`).
+    pub platform: PlatformChoice,
     pub created_at: DateTime<Utc>,
 }
 
@@ -65,6 +67,7 @@ impl From<ServerRecord> for ServerView {
             setup_completed_at: s.setup.completed_at,
             cpus: s.setup.resources.map(|r| r.cpus),
             memory_mb: s.setup.resources.map(|r| r.memory_mb),
+            platform: s.platform,
             created_at: s.created_at,
         }
     }
@@ -145,6 +148,8 @@ pub struct DeploymentView {
     pub domains: Vec<String>,
     pub dependencies: Vec<String>,
     pub status: DeploymentStatus,
+    /// Who owns its stack: `ssh` or `portainer` (its redeploys and removal go the same way).
+    pub via: DeployedVia,
     pub deployed_at: DateTime<Utc>,
 }
 
@@ -157,6 +162,7 @@ impl From<DeploymentRecord> for DeploymentView {
             domains: d.domains,
             dependencies: d.dependencies,
             status: d.status,
+            via: d.via,
             deployed_at: d.deployed_at,
         }
     }

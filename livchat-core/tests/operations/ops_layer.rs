@@ -22,6 +22,7 @@ const REQUIRED: &[&str] = &[
     "server_delete",
     "server_exec",
     "server_dns_update",
+    "server_set_platform",
     "app_list",
     "app_show",
     "app_render",

@@ -165,6 +165,7 @@ impl World {
             dns_record_ids: dns_ids.iter().map(|s| s.to_string()).collect(),
             dependencies: Vec::new(),
             status: DeploymentStatus::Running,
+            via: Default::default(),
             deployed_at: now(),
         };
         self.store
@@ -214,6 +215,7 @@ pub fn hetzner_server(name: &str, status: ServerStatus, dns: Option<&str>) -> Se
         labels: Default::default(),
         status,
         setup: Default::default(),
+        platform: Default::default(),
         created_at: now(),
     }
 }

@@ -51,6 +51,18 @@ impl RemoteExecutor for Recording {
             .push(format!("upload {path} {mode:o}"));
         self.inner.upload(path, content, mode, cancel).await
     }
+
+    async fn open_tunnel(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<livchat_remote::TunnelStream, livchat_remote::RemoteError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("tunnel {host}:{port}"));
+        self.inner.open_tunnel(host, port).await
+    }
 }
 
 pub struct Rig {

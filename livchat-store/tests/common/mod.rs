@@ -32,6 +32,7 @@ pub fn server(name: &str) -> ServerRecord {
         labels: Default::default(),
         status: ServerStatus::Ready,
         setup: SetupRecord::default(),
+        platform: Default::default(),
         created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("valid time"),
     }
 }

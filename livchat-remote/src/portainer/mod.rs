@@ -13,21 +13,16 @@
 //! and, failing that, from the endpoint's snapshot (`Snapshots[0].DockerSnapshotRaw.Info.Swarm
 //! .Cluster.ID`, which the spec does describe).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::command::{NameKind, validate_name};
-use crate::executor::ExecOutput;
-use crate::platform::{
-    ContainerPlatform, NetworkSpec, PlatformError, ServiceExec, StackSecret, StackSpec,
-    StackStatus, WaitOptions,
-};
+mod platform;
+
+pub use platform::{PortainerAddress, PortainerPlatform};
 
 /// Errors of the Portainer API. Never carries a password, API key or JWT.
 #[derive(Debug, thiserror::Error)]
@@ -571,170 +566,5 @@ async fn error_of(response: reqwest::Response, what: &str) -> PortainerError {
             status: status.as_u16(),
             message,
         },
-    }
-}
-
-/// Stacks owned by Portainer on one endpoint; the rest through `runtime` (see the module docs).
-pub struct PortainerPlatform {
-    client: Arc<PortainerClient>,
-    endpoint_id: i64,
-    swarm_id: String,
-    runtime: Arc<dyn ContainerPlatform>,
-}
-
-impl std::fmt::Debug for PortainerPlatform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PortainerPlatform")
-            .field("endpoint_id", &self.endpoint_id)
-            .field("swarm_id", &self.swarm_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PortainerPlatform {
-    /// Discovers the Docker endpoint and its Swarm id.
-    pub async fn connect(
-        client: Arc<PortainerClient>,
-        runtime: Arc<dyn ContainerPlatform>,
-    ) -> Result<Self, PortainerError> {
-        client.login().await?;
-        let endpoint = client.docker_endpoint().await?;
-        let swarm_id = client.swarm_id(endpoint.id).await?;
-        Ok(Self {
-            client,
-            endpoint_id: endpoint.id,
-            swarm_id,
-            runtime,
-        })
-    }
-
-    pub fn endpoint_id(&self) -> i64 {
-        self.endpoint_id
-    }
-
-    pub fn swarm_id(&self) -> &str {
-        &self.swarm_id
-    }
-}
-
-#[async_trait]
-impl ContainerPlatform for PortainerPlatform {
-    async fn ensure_network(&self, network: &NetworkSpec) -> Result<(), PlatformError> {
-        self.runtime.ensure_network(network).await
-    }
-
-    async fn ensure_secrets(&self, secrets: &[StackSecret]) -> Result<(), PlatformError> {
-        self.runtime.ensure_secrets(secrets).await
-    }
-
-    async fn deploy_stack(&self, stack: &StackSpec) -> Result<(), PlatformError> {
-        let name = validate_name(NameKind::Stack, &stack.name)?;
-        crate::compose::validate_stack(&stack.compose_yaml)?;
-        self.runtime.ensure_secrets(&stack.secrets).await?;
-        match self
-            .client
-            .stack_by_name(name.as_str(), &self.swarm_id)
-            .await?
-        {
-            Some(existing) => {
-                self.client
-                    .update_stack(existing.id, self.endpoint_id, &stack.compose_yaml)
-                    .await?;
-            }
-            None => {
-                self.client
-                    .create_swarm_stack(
-                        self.endpoint_id,
-                        &self.swarm_id,
-                        name.as_str(),
-                        &stack.compose_yaml,
-                    )
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn remove_stack_volumes(&self, name: &str) -> Result<Vec<String>, PlatformError> {
-        validate_name(NameKind::Stack, name)?;
-        Err(PlatformError::Unsupported {
-            platform: "Portainer".into(),
-            what: format!(
-                "deleting the volumes of stack {name}; delete them over SSH (`docker volume ls --filter label=com.docker.stack.namespace={name}`)"
-            ),
-        })
-    }
-
-    async fn remove_stack(&self, name: &str) -> Result<(), PlatformError> {
-        let name = validate_name(NameKind::Stack, name)?;
-        if let Some(existing) = self
-            .client
-            .stack_by_name(name.as_str(), &self.swarm_id)
-            .await?
-        {
-            self.client
-                .delete_stack(existing.id, self.endpoint_id)
-                .await?;
-        }
-        // Portainer returns once `docker stack rm` did; the swarm removes services and
-        // networks after that. The runtime's removal is idempotent and waits for them.
-        self.runtime.remove_stack(name.as_str()).await
-    }
-
-    async fn remove_secrets(&self, names: &[String]) -> Result<Vec<String>, PlatformError> {
-        self.runtime.remove_secrets(names).await
-    }
-
-    async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError> {
-        self.runtime.list_stacks().await
-    }
-
-    async fn stack_status(&self, name: &str) -> Result<StackStatus, PlatformError> {
-        self.runtime.stack_status(name).await
-    }
-
-    async fn wait_healthy(
-        &self,
-        name: &str,
-        options: WaitOptions,
-    ) -> Result<StackStatus, PlatformError> {
-        self.runtime.wait_healthy(name, options).await
-    }
-
-    async fn rollback_stack(
-        &self,
-        name: &str,
-        options: WaitOptions,
-    ) -> Result<StackStatus, PlatformError> {
-        // Portainer keeps the stack file it was given last; the swarm's rollback restores the
-        // services, and the next deploy through Portainer replaces both.
-        self.runtime.rollback_stack(name, options).await
-    }
-
-    async fn exec_in_service(&self, exec: ServiceExec) -> Result<ExecOutput, PlatformError> {
-        self.runtime.exec_in_service(exec).await
-    }
-
-    async fn service_logs(
-        &self,
-        stack: &str,
-        service: &str,
-        tail: usize,
-    ) -> Result<Vec<String>, PlatformError> {
-        self.runtime.service_logs(stack, service, tail).await
-    }
-
-    async fn follow_service_logs(
-        &self,
-        stack: &str,
-        service: &str,
-        tail: usize,
-        on_line: crate::logs::LogSink,
-        cancel: tokio_util::sync::CancellationToken,
-    ) -> Result<(), PlatformError> {
-        // Portainer's log endpoint is the engine's; the SSH runtime reads the same swarm.
-        self.runtime
-            .follow_service_logs(stack, service, tail, on_line, cancel)
-            .await
     }
 }
