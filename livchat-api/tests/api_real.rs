@@ -90,7 +90,7 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_on_disk_changes() {
     let home = init_home(dir.path());
     let token = token(&home, false);
     let service = Service::start(&home, &["--body-limit", "4096"], &[]);
-    let state_before = state_and_jobs(&home);
+    let state_before = fixtures::cli::state_and_jobs(&home);
     let vault_before = std::fs::read(home.join("credentials.vault")).unwrap();
     let http = client();
     let cases: Vec<(&str, &str, Option<Value>, &str)> = vec![
@@ -218,7 +218,7 @@ async fn bad_input_is_refused_naming_the_field_and_nothing_on_disk_changes() {
         assert_eq!(r.status(), status);
         assert_error_shape(&r.json().await.unwrap(), code);
     }
-    assert_eq!(state_and_jobs(&home), state_before);
+    assert_eq!(fixtures::cli::state_and_jobs(&home), state_before);
     assert_eq!(
         std::fs::read(home.join("credentials.vault")).unwrap(),
         vault_before
@@ -659,19 +659,4 @@ async fn the_event_stream_of_a_job_ends_interrupted_when_the_process_running_it_
         job(&http, &follower, &token, &id).await["status"],
         "interrupted"
     );
-}
-
-/// state.json followed by every job file (name and bytes): what "no change" compares, now
-/// that jobs are files of their own beside the state.
-fn state_and_jobs(home: &std::path::Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(home.join("state.json")).unwrap();
-    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(home.join("jobs"))
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    names.sort();
-    for path in names.into_iter().filter(|p| p.is_file()) {
-        bytes.extend(path.to_string_lossy().as_bytes());
-        bytes.extend(std::fs::read(&path).unwrap());
-    }
-    bytes
 }

@@ -57,7 +57,7 @@ impl Home {
     }
 
     fn state_bytes(&self) -> Vec<u8> {
-        state_and_jobs(&self.path())
+        fixtures::cli::state_and_jobs(&self.path())
     }
 
     fn vault_bytes(&self) -> Vec<u8> {
@@ -561,19 +561,4 @@ fn app_list_filters_by_category_and_app_search_finds_every_word() {
     );
     let out = h.run(&["app", "search"]);
     assert!(out.starts_with("exit: 2"), "a search needs a word:\n{out}");
-}
-
-/// state.json followed by every job file (name and bytes): what "no change" compares, now
-/// that jobs are files of their own beside the state.
-fn state_and_jobs(home: &std::path::Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(home.join("state.json")).unwrap();
-    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(home.join("jobs"))
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    names.sort();
-    for path in names.into_iter().filter(|p| p.is_file()) {
-        bytes.extend(path.to_string_lossy().as_bytes());
-        bytes.extend(std::fs::read(&path).unwrap());
-    }
-    bytes
 }

@@ -61,7 +61,7 @@ impl Home {
     /// The bytes of state.json and the vault: what "nothing changed" compares.
     fn snapshot(&self) -> (Vec<u8>, Vec<u8>) {
         (
-            state_and_jobs(&self.path),
+            fixtures::cli::state_and_jobs(&self.path),
             std::fs::read(self.path.join("credentials.vault")).unwrap(),
         )
     }
@@ -540,19 +540,4 @@ async fn cancelling_a_long_tool_call_cancels_its_job() {
         recorded[0].status,
         livchat_core::model::JobStatus::Cancelled
     );
-}
-
-/// state.json followed by every job file (name and bytes): what "no change" compares, now
-/// that jobs are files of their own beside the state.
-fn state_and_jobs(home: &std::path::Path) -> Vec<u8> {
-    let mut bytes = std::fs::read(home.join("state.json")).unwrap();
-    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(home.join("jobs"))
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    names.sort();
-    for path in names.into_iter().filter(|p| p.is_file()) {
-        bytes.extend(path.to_string_lossy().as_bytes());
-        bytes.extend(std::fs::read(&path).unwrap());
-    }
-    bytes
 }
