@@ -666,8 +666,12 @@ fn removal_timeout(stack: &str, started: tokio::time::Instant) -> PlatformError 
     }
 }
 
-fn is_nothing_found(out: &ExecOutput) -> bool {
-    String::from_utf8_lossy(&out.stderr).contains("Nothing found in stack")
+/// A stack with no task yet. Docker 20.10 says "Nothing found in stack", newer CLIs "nothing
+/// found in stack": right after a deploy either may answer before the tasks exist.
+pub(crate) fn is_nothing_found(out: &ExecOutput) -> bool {
+    String::from_utf8_lossy(&out.stderr)
+        .to_ascii_lowercase()
+        .contains("nothing found in stack")
 }
 
 pub(crate) fn is_not_found(out: &ExecOutput) -> bool {

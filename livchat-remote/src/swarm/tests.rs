@@ -56,6 +56,21 @@ fn commands_are_exact_argv() {
     }
 }
 
+#[test]
+fn a_stack_without_tasks_yet_is_recognised_in_both_cli_wordings() {
+    let out = |stderr: &str| ExecOutput {
+        exit_status: 1,
+        stdout: Vec::new(),
+        stderr: stderr.as_bytes().to_vec(),
+    };
+    // Docker 20.10, and the newer CLI this failed on in CI right after a deploy.
+    assert!(is_nothing_found(&out("Nothing found in stack: pg\n")));
+    assert!(is_nothing_found(&out("nothing found in stack: pg\n")));
+    assert!(!is_nothing_found(&out(
+        "error during connect: permission denied\n"
+    )));
+}
+
 fn svc(name: &str, replicas: &str) -> ServiceLine {
     ServiceLine {
         name: name.into(),
