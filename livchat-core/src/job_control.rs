@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use livchat_store::{JobRecord, JobStatus, LogLine, StoreExt};
+use livchat_store::{JobOwner, JobRecord, JobStatus, LogLine, StoreExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{CoreError, Result};
@@ -28,7 +28,8 @@ impl Orchestrator {
     ///
     /// A job owned by a process on another host is taken as alive (it cannot be checked from
     /// here; callers bound their wait). Before calling a job abandoned it is read again a
-    /// moment later: a retry queues a job and records its new owner in two writes.
+    /// moment later: a job handed to a background process (`--detach`) is queued under the
+    /// starting process, which may end just before the background one takes it over.
     pub async fn current_job(&self, id: &str) -> Result<JobRecord> {
         let job = self.jobs.get(id)?;
         if !abandoned(&job) {
@@ -78,7 +79,7 @@ impl Orchestrator {
         let ctx = self.jobs.prepare(id)?;
         self.watch_cancel_requests(id, ctx.cancel_token());
         let job = self.jobs.run(id, self.as_ref()).await;
-        self.mark_job_owner(id, false)?;
+        self.release_job(id)?;
         job
     }
 
@@ -92,7 +93,7 @@ impl Orchestrator {
                 .store
                 .live_jobs()?
                 .into_iter()
-                .find(|j| j.id != id && crate::jobs::occupies(j, server))
+                .find(|j| j.id != id && j.occupies(server))
         {
             return Err(crate::jobs::busy_error(&other));
         }
@@ -160,11 +161,11 @@ impl Orchestrator {
         self.jobs.logs(id, from)
     }
 
-    /// Records which process runs a job (or that none does any more), so a restart can tell
-    /// a live job from an interrupted one and `job cancel` can reach it.
-    pub(crate) fn mark_job_owner(&self, id: &str, owned: bool) -> Result<()> {
+    /// Records that no process runs a job any more (the job's owner is set where it is
+    /// created, retried or taken over, in the same write).
+    pub(crate) fn release_job(&self, id: &str) -> Result<()> {
         self.jobs.edit_if_present(id, "job owner", |j| {
-            j.owner = owned.then(crate::jobs::this_process);
+            j.owner = None;
             // A request left from an earlier attempt must not cancel the next one.
             j.cancel_requested = false;
         })?;
@@ -222,8 +223,5 @@ const OWNER_RECHECK: Duration = Duration::from_millis(250);
 
 /// Queued or running with no owner, or with an owner on this host whose process is gone.
 fn abandoned(job: &JobRecord) -> bool {
-    matches!(job.status, JobStatus::Queued | JobStatus::Running)
-        && job.owner.as_ref().is_none_or(|o| {
-            o.host == livchat_store::this_host() && !livchat_store::process_alive(o.pid)
-        })
+    job.is_live() && !job.owner.as_ref().is_some_and(JobOwner::may_be_alive)
 }

@@ -854,12 +854,6 @@ pub fn parse_status(name: &str) -> Result<JobStatus> {
     })
 }
 
-/// Whether `job` holds `server`: queued or running there, owned by a process that is alive (a
-/// process on another host is taken as alive: it cannot be checked from here).
-pub(crate) fn occupies(job: &JobRecord, server: &str) -> bool {
-    job.occupies(server)
-}
-
 /// "server X is busy with job J (kind, process, since)".
 pub(crate) fn busy_error(job: &JobRecord) -> CoreError {
     let owner = job

@@ -535,9 +535,7 @@ impl JobRecord {
     pub fn occupies(&self, server: &str) -> bool {
         self.server.as_deref() == Some(server)
             && self.is_live()
-            && self.owner.as_ref().is_some_and(|o| {
-                o.host != crate::process::this_host() || crate::process::process_alive(o.pid)
-            })
+            && self.owner.as_ref().is_some_and(JobOwner::may_be_alive)
     }
 }
 
@@ -547,4 +545,12 @@ impl JobRecord {
 pub struct JobOwner {
     pub pid: u32,
     pub host: String,
+}
+
+impl JobOwner {
+    /// Whether the owning process may still run: alive on this host, or on another host
+    /// (which cannot be checked from here).
+    pub fn may_be_alive(&self) -> bool {
+        self.host != crate::process::this_host() || crate::process::process_alive(self.pid)
+    }
 }
