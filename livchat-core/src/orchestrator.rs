@@ -244,9 +244,9 @@ impl Orchestrator {
     pub fn open(config: Config) -> Result<Arc<Orchestrator>> {
         let paths = livchat_store::HomePaths::new(&config.home);
         let store = Arc::new(livchat_store::JsonFileStore::new(&config.home));
-        // A missing state.json is the store's NotInitialized error, naming the file. Only the
-        // servers are read here: a command that lists them reads nothing else.
-        store.servers()?;
+        // A missing state.json is the store's NotInitialized error, naming the file. Only its
+        // first lines are read here: `settings set` never parses the servers.
+        store.ensure_ready()?;
         let (password, _) = livchat_store::resolve_vault_password(
             &config.home,
             config.vault_password_file.as_deref(),
@@ -316,27 +316,25 @@ impl Orchestrator {
 
     pub fn setting_set(&self, key: &str, value: &str) -> Result<()> {
         let key: SettingKey = key.parse()?;
-        self.store.update("settings set", &mut |s| {
-            s.settings.set(key, value)?;
-            Ok(())
-        })?;
+        self.store
+            .update_settings("settings set", &mut |s| s.set(key, value))?;
         Ok(())
     }
 
     pub fn setting_get(&self, key: &str) -> Result<Option<String>> {
         let key: SettingKey = key.parse()?;
-        Ok(self.store.load()?.settings.get(key).map(str::to_string))
+        Ok(self.store.settings()?.get(key).map(str::to_string))
     }
 
     /// Every allowed key with its value (if set) and description.
     pub fn settings(&self) -> Result<Vec<(String, Option<String>, &'static str)>> {
-        let state = self.store.load()?;
+        let settings = self.store.settings()?;
         Ok(SettingKey::ALL
             .iter()
             .map(|k| {
                 (
                     k.as_str().to_string(),
-                    state.settings.get(*k).map(str::to_string),
+                    settings.get(*k).map(str::to_string),
                     k.description(),
                 )
             })
@@ -640,8 +638,7 @@ impl Orchestrator {
     pub(crate) fn settings_map(&self) -> Result<BTreeMap<String, String>> {
         Ok(self
             .store
-            .load()?
-            .settings
+            .settings()?
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), v.to_string()))
             .collect())

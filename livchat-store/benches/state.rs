@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use criterion::{Criterion, criterion_group, criterion_main};
 use livchat_store::{
     DeploymentRecord, DeploymentStatus, DnsConfig, InitOptions, JsonFileStore, ProviderKind,
-    SecretString, ServerRecord, ServerStatus, SetupRecord, State, Store, Vault, init_home_with,
+    SecretString, ServerRecord, ServerStatus, SettingKey, SetupRecord, State, Store, Vault,
+    init_home_with,
 };
 
 fn server(i: usize) -> ServerRecord {
@@ -101,8 +102,19 @@ fn bench_state(c: &mut Criterion) {
             flip += 1;
             store
                 .update("bench", &mut |s: &mut State| {
-                    s.settings.company_name = Some(format!("company {flip}"));
+                    let server = s.servers.get_mut("server-0000").expect("in the big home");
+                    server.labels.insert("flip".into(), flip.to_string());
                     Ok(())
+                })
+                .unwrap()
+        })
+    });
+    group.bench_function("settings_update_with_fsync", |b| {
+        b.iter(|| {
+            flip += 1;
+            store
+                .update_settings("bench", &mut |s| {
+                    s.set(SettingKey::CompanyName, &format!("company {flip}"))
                 })
                 .unwrap()
         })

@@ -3,9 +3,13 @@
 //! with the previous version kept as `state.json.bak`; jobs in `<home>/jobs/<id>.json`
 //! (`job_files.rs`), written under the same lock.
 //!
-//! A state file of version 2 or older still holds its jobs: the first access migrates it on
-//! disk, under the lock: job files first (one that already exists is newer and is kept), then
-//! the state without its jobs, so a crash in between migrates again on the next access.
+//! The settings are `<home>/settings.json`, changed under the same lock: a settings update
+//! rewrites a few hundred bytes, not the state. A missing file means no setting is set.
+//!
+//! A state file of version 3 or older still holds its jobs or settings: the first access
+//! migrates it on disk, under the lock: job files and the settings file first (one that
+//! already exists is newer and is kept), then the state without them, so a crash in between
+//! migrates again on the next access.
 //!
 //! Reads are served from the last parsed version while the file holds the same bytes: a
 //! long-lived process (the REST service, the MCP server) answers each request without
@@ -27,11 +31,18 @@ use crate::fsutil;
 use crate::job_files::JobFiles;
 use crate::lock::{self, LockConfig};
 use crate::migrate::{self, Parsed, backup_path_for};
+use crate::settings::Settings;
 use crate::state::{JobRecord, STATE_VERSION, ServerRecord, State, validate_servers};
-use crate::store::{JobUpdateFn, Store, UpdateFn, apply_job_update, apply_update, insert_conflict};
+use crate::store::{
+    JobUpdateFn, SettingsUpdateFn, Store, UpdateFn, apply_job_update, apply_settings_update,
+    apply_update, insert_conflict,
+};
 
 /// File name of the state inside the home directory.
 pub const STATE_FILE: &str = "state.json";
+
+/// File name of the settings inside the home directory, beside the state.
+pub const SETTINGS_FILE: &str = "settings.json";
 
 /// Servers by name, as a servers-only read returns them.
 type Servers = BTreeMap<String, ServerRecord>;
@@ -165,6 +176,11 @@ impl JsonFileStore {
                 self.jobs.write(job)?;
             }
         }
+        if let Some(settings) = &parsed.moved_settings
+            && self.read_settings()?.is_none()
+        {
+            self.write_settings(settings)?;
+        }
         let bytes = to_bytes(&parsed.state);
         fsutil::atomic_replace(&self.path, &bytes, Some(&self.backup_path()))?;
         self.current_version_seen.store(true, Ordering::Relaxed);
@@ -175,13 +191,57 @@ impl JsonFileStore {
     /// Makes sure an older state file has given its jobs to the job files (the caller holds
     /// the lock when `locked`).
     fn ensure_jobs_moved_out(&self, locked: bool) -> Result<(), StoreError> {
+        match self.ensure_current(locked) {
+            Ok(()) | Err(StoreError::NotInitialized { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes sure the state file exists and is of the current version, migrating an older
+    /// one (the caller holds the lock when `locked`). The file's first lines usually tell,
+    /// so a command that needs only the settings or a job never parses the servers.
+    fn ensure_current(&self, locked: bool) -> Result<(), StoreError> {
         if self.current_version_seen.load(Ordering::Relaxed) {
             return Ok(());
         }
-        match self.read(locked) {
-            Ok(_) | Err(StoreError::NotInitialized { .. }) => Ok(()),
-            Err(e) => Err(e),
+        if let Some(header) = crate::state_header::peek(&self.path)?
+            && header.version == u64::from(STATE_VERSION)
+        {
+            self.check_lineage_id(header.lineage)?;
+            self.current_version_seen.store(true, Ordering::Relaxed);
+            return Ok(());
         }
+        self.read(locked).map(|_| ())
+    }
+
+    fn settings_path(&self) -> PathBuf {
+        self.path.with_file_name(SETTINGS_FILE)
+    }
+
+    /// The settings file's content; `None` when there is no such file.
+    fn read_settings(&self) -> Result<Option<Settings>, StoreError> {
+        let path = self.settings_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, "read", e)),
+        };
+        let corrupt = |detail: String| StoreError::CorruptState {
+            path: path.clone(),
+            detail,
+            backup: None,
+            backup_serial: None,
+        };
+        let settings: Settings =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        settings.validate().map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some(settings))
+    }
+
+    fn write_settings(&self, settings: &Settings) -> Result<(), StoreError> {
+        let mut bytes = serde_json::to_vec_pretty(settings).expect("settings serialize to JSON");
+        bytes.push(b'\n');
+        fsutil::atomic_replace(&self.settings_path(), &bytes, None)
     }
 
     fn read_bytes(&self) -> Result<Vec<u8>, StoreError> {
@@ -311,6 +371,32 @@ impl Store for JsonFileStore {
                 Ok(view.servers)
             }
             _ => self.load().map(|s| s.servers),
+        }
+    }
+
+    fn ensure_ready(&self) -> Result<(), StoreError> {
+        self.ensure_current(false)
+    }
+
+    fn settings(&self) -> Result<Settings, StoreError> {
+        self.ensure_current(false)?;
+        Ok(self.read_settings()?.unwrap_or_default())
+    }
+
+    fn update_settings<'a>(
+        &self,
+        operation: &str,
+        f: &mut SettingsUpdateFn<'a>,
+    ) -> Result<Settings, StoreError> {
+        let _guard = lock::acquire(&self.lock_path(), operation, &self.lock)?;
+        self.ensure_current(true)?;
+        let current = self.read_settings()?.unwrap_or_default();
+        match apply_settings_update(&current, f)? {
+            Some(next) => {
+                self.write_settings(&next)?;
+                Ok(next)
+            }
+            None => Ok(current),
         }
     }
 

@@ -1,5 +1,5 @@
-//! The local store of a LivChat home directory: `state.json`, the job records under `jobs/`
-//! and `credentials.vault`.
+//! The local store of a LivChat home directory: `state.json`, `settings.json`, the job records
+//! under `jobs/` and `credentials.vault`.
 //!
 //! Owns: the `Store` trait and its implementations (`JsonFileStore` on `<home>/state.json`,
 //! an in-memory store for tests), the state schema with its version and migrations, the one
@@ -15,7 +15,7 @@
 //! - [`State`] and its records: the schema of `state.json` ([`STATE_VERSION`]); [`migrate`]:
 //!   reading older versions. [`JobRecord`]s are files of their own (`<home>/jobs/<id>.json`),
 //!   read and changed one at a time through the same [`Store`].
-//! - [`Settings`] / [`SettingKey`]: the fixed settings keys.
+//! - [`Settings`] / [`SettingKey`]: the fixed settings keys, kept in `<home>/settings.json`.
 //! - [`Vault`]: `credentials.vault`; [`vault::format`]: the Ansible Vault envelope.
 //! - [`SecretStore`]: the vault as the core holds it (`Arc<dyn SecretStore>`), with
 //!   [`MemorySecrets`] for tests; [`JobLogStore`]: per-job JSON-lines logs under `<home>/jobs/`.
@@ -34,11 +34,12 @@ mod process;
 mod secret_store;
 mod settings;
 mod state;
+mod state_header;
 mod store;
 pub mod vault;
 
 pub use error::StoreError;
-pub use file_store::{JsonFileStore, STATE_FILE};
+pub use file_store::{JsonFileStore, SETTINGS_FILE, STATE_FILE};
 pub use home::{HomePaths, InitOptions, InitReport, init_home, init_home_with};
 #[cfg(feature = "mock")]
 pub use job_log::MockJobLogStore;
@@ -60,7 +61,7 @@ pub use state::{
 };
 #[cfg(feature = "mock")]
 pub use store::MockStore;
-pub use store::{JobUpdateFn, MemoryStore, Store, StoreExt, UpdateFn};
+pub use store::{JobUpdateFn, MemoryStore, SettingsUpdateFn, Store, StoreExt, UpdateFn};
 pub use vault::{VAULT_FILE, Vault, validate_secret_name};
 
 /// Re-exported so callers build secrets with the same `secrecy` version.

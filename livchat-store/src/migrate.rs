@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::StoreError;
+use crate::settings::Settings;
 use crate::state::{JobRecord, STATE_VERSION, State};
 
 /// One step of the migration chain.
@@ -30,7 +31,27 @@ pub const MIGRATIONS: &[Migration] = &[
         from: 2,
         apply: jobs_out_of_state,
     },
+    Migration {
+        from: 3,
+        apply: settings_out_of_state,
+    },
 ];
+
+/// Where [`settings_out_of_state`] leaves the settings for the store to write as their file.
+const MOVED_SETTINGS: &str = "_settings_moved_out";
+
+/// Version 4: the settings are a file of their own (`<home>/settings.json`), so changing one
+/// no longer rewrites a state of a thousand servers. The migration takes them out of the
+/// document; the file store writes them before it writes the state without them.
+fn settings_out_of_state(doc: &mut Value) -> Result<(), String> {
+    let obj = doc
+        .as_object_mut()
+        .ok_or("the state is not a JSON object")?;
+    if let Some(settings) = obj.remove("settings") {
+        obj.insert(MOVED_SETTINGS.into(), settings);
+    }
+    Ok(())
+}
 
 /// Where [`jobs_out_of_state`] leaves the jobs for the store to write as files.
 const MOVED_JOBS: &str = "_jobs_moved_out";
@@ -84,6 +105,9 @@ fn job_owner_out_of_params(doc: &mut Value) -> Result<(), String> {
 pub(crate) struct Parsed {
     pub(crate) state: State,
     pub(crate) moved_jobs: Vec<JobRecord>,
+    /// The settings an older version held inside the state (written as `settings.json`
+    /// unless that file exists already).
+    pub(crate) moved_settings: Option<Settings>,
     /// The file is of an older version than this build writes.
     pub(crate) migrated: bool,
 }
@@ -136,6 +160,7 @@ pub(crate) fn parse_state_with(
         return Ok(Parsed {
             state,
             moved_jobs: Vec::new(),
+            moved_settings: None,
             migrated: false,
         });
     }
@@ -162,6 +187,15 @@ pub(crate) fn parse_state_with(
         .as_object_mut()
         .and_then(|o| o.remove(MOVED_JOBS))
         .unwrap_or(Value::Null);
+    let moved_settings = match doc.as_object_mut().and_then(|o| o.remove(MOVED_SETTINGS)) {
+        None => None,
+        Some(v) => {
+            let settings: Settings =
+                serde_json::from_value(v).map_err(|e| corrupt(format!("settings: {e}")))?;
+            settings.validate().map_err(|e| corrupt(e.to_string()))?;
+            Some(settings)
+        }
+    };
     let state: State = serde_json::from_value(doc).map_err(|e| corrupt(e.to_string()))?;
     state.validate().map_err(|e| corrupt(e.to_string()))?;
     let moved_jobs = match moved {
@@ -183,6 +217,7 @@ pub(crate) fn parse_state_with(
     Ok(Parsed {
         state,
         moved_jobs,
+        moved_settings,
         migrated: true,
     })
 }
@@ -373,8 +408,43 @@ mod tests {
     #[test]
     fn an_unknown_field_is_an_error_naming_it() {
         let mut doc: Value = serde_json::to_value(State::new()).unwrap();
-        doc["settings"]["emial"] = Value::from("x@example.com");
+        doc["servers"] = serde_json::json!({});
+        doc["serverz"] = serde_json::json!({});
         let err = parse_state(Path::new("/h/state.json"), doc.to_string().as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("emial"), "{err}");
+        assert!(err.to_string().contains("serverz"), "{err}");
+    }
+
+    /// A version-3 file: settings inside the state.
+    fn v3_doc(settings: Value) -> String {
+        serde_json::json!({
+            "version": 3, "serial": 5, "lineage": "0b6f7f38-3f5a-4c39-9d7e-0f6d3e0c1a11",
+            "servers": {}, "deployments": {}, "settings": settings
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn version_3_settings_move_out_of_the_state() {
+        let doc = v3_doc(serde_json::json!({"email": "ops@example.com", "timezone": "UTC"}));
+        let parsed = parse_state(Path::new("state.json"), doc.as_bytes()).unwrap();
+        assert!(parsed.migrated);
+        assert_eq!(parsed.state.version, STATE_VERSION);
+        assert_eq!(parsed.state.serial, 5);
+        let settings = parsed.moved_settings.expect("the settings are handed over");
+        assert_eq!(settings.email.as_deref(), Some("ops@example.com"));
+        assert_eq!(settings.timezone.as_deref(), Some("UTC"));
+    }
+
+    #[test]
+    fn version_3_settings_with_an_unknown_key_or_bad_value_are_corrupt_naming_it() {
+        for (settings, named) in [
+            (serde_json::json!({"emial": "x@example.com"}), "emial"),
+            (serde_json::json!({"email": "nope"}), "settings.email"),
+        ] {
+            let err = parse_state(Path::new("state.json"), v3_doc(settings).as_bytes())
+                .unwrap_err();
+            assert!(matches!(err, StoreError::CorruptState { .. }), "{err}");
+            assert!(err.to_string().contains(named), "{err}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The schema of `state.json`, version 3 (see `migrate.rs` for what changed since 1), and of the
+//! The schema of `state.json`, version 4 (see `migrate.rs` for what changed since 1), and of the
 //! job records kept beside it in `<home>/jobs/` (see `job_files.rs`). Never holds a secret: secrets are referred to by
 //! their vault name (`ssh_key_secret`).
 //!
@@ -12,11 +12,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::settings::Settings;
 
 /// The state schema version this build writes. Older versions are migrated on load
 /// (see [`crate::migrate`]); newer ones are refused.
-pub const STATE_VERSION: u32 = 3;
+pub const STATE_VERSION: u32 = 4;
 
 /// The whole content of `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,9 +33,6 @@ pub struct State {
     /// Deployed apps: server name -> app name -> deployment.
     #[serde(default)]
     pub deployments: BTreeMap<String, BTreeMap<String, DeploymentRecord>>,
-    /// User settings (a fixed set of keys).
-    #[serde(default)]
-    pub settings: Settings,
 }
 
 impl State {
@@ -48,7 +44,6 @@ impl State {
             lineage: Uuid::new_v4(),
             servers: BTreeMap::new(),
             deployments: BTreeMap::new(),
-            settings: Settings::default(),
         }
     }
 
@@ -57,8 +52,7 @@ impl State {
     /// The error names the offending field as a path (`servers.web-1.ssh_user`).
     pub fn validate(&self) -> Result<(), StoreError> {
         validate_servers(&self.servers)?;
-        self.validate_deployments()?;
-        self.settings.validate()
+        self.validate_deployments()
     }
 
     fn validate_deployments(&self) -> Result<(), StoreError> {

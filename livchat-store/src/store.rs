@@ -12,10 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::error::StoreError;
+use crate::settings::Settings;
 use crate::state::{JobRecord, ServerRecord, State};
 
 /// The closure type of [`Store::update`].
 pub type UpdateFn<'a> = dyn FnMut(&mut State) -> Result<(), StoreError> + 'a;
+
+/// The closure type of [`Store::update_settings`].
+pub type SettingsUpdateFn<'a> = dyn FnMut(&mut Settings) -> Result<(), StoreError> + 'a;
 
 /// The closure type of [`Store::update_job`].
 pub type JobUpdateFn<'a> = dyn FnMut(&mut JobRecord) -> Result<(), StoreError> + 'a;
@@ -43,6 +47,25 @@ pub trait Store: Send + Sync {
     fn servers(&self) -> Result<BTreeMap<String, ServerRecord>, StoreError> {
         Ok(self.load()?.servers)
     }
+
+    /// Checks that the home is initialised and of a version this build reads (migrating an
+    /// older one), without reading more of the state than that takes.
+    fn ensure_ready(&self) -> Result<(), StoreError> {
+        self.load().map(|_| ())
+    }
+
+    /// The user settings. They are kept apart from the state, so changing one rewrites a few
+    /// hundred bytes, not a state of a thousand servers.
+    fn settings(&self) -> Result<Settings, StoreError>;
+
+    /// Changes the settings under the same lock as [`Store::update`]: `f` runs on a copy and,
+    /// when it returns `Ok` and changed something, the result is validated and written
+    /// atomically. On error nothing is written. Returns the settings as they are after.
+    fn update_settings<'a>(
+        &self,
+        operation: &str,
+        f: &mut SettingsUpdateFn<'a>,
+    ) -> Result<Settings, StoreError>;
 
     /// One job, or `None` when no job has that id.
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
@@ -152,6 +175,21 @@ pub(crate) fn apply_update(
     Ok(Some(next))
 }
 
+/// The shared core of every implementation's `update_settings`: the settings to write, or
+/// `None` when `f` changed nothing.
+pub(crate) fn apply_settings_update(
+    current: &Settings,
+    f: &mut SettingsUpdateFn<'_>,
+) -> Result<Option<Settings>, StoreError> {
+    let mut next = current.clone();
+    f(&mut next)?;
+    if next == *current {
+        return Ok(None);
+    }
+    next.validate()?;
+    Ok(Some(next))
+}
+
 /// The shared core of every implementation's `update_job`: runs `f` on a copy of `current`
 /// and returns the record to write, or `None` when nothing changed.
 pub(crate) fn apply_job_update(
@@ -193,6 +231,7 @@ pub(crate) fn insert_conflict(
 #[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    settings: Mutex<Settings>,
     jobs: Mutex<BTreeMap<String, JobRecord>>,
 }
 
@@ -206,6 +245,7 @@ impl MemoryStore {
     pub fn with_state(state: State) -> Self {
         MemoryStore {
             state: Mutex::new(state),
+            settings: Mutex::new(Settings::default()),
             jobs: Mutex::new(BTreeMap::new()),
         }
     }
@@ -225,6 +265,22 @@ impl Store for MemoryStore {
     fn update<'a>(&self, _operation: &str, f: &mut UpdateFn<'a>) -> Result<State, StoreError> {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(next) = apply_update(&guard, f)? {
+            *guard = next;
+        }
+        Ok(guard.clone())
+    }
+
+    fn settings(&self) -> Result<Settings, StoreError> {
+        Ok(self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    fn update_settings<'a>(
+        &self,
+        _operation: &str,
+        f: &mut SettingsUpdateFn<'a>,
+    ) -> Result<Settings, StoreError> {
+        let mut guard = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(next) = apply_settings_update(&guard, f)? {
             *guard = next;
         }
         Ok(guard.clone())

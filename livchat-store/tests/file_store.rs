@@ -371,3 +371,85 @@ fn a_servers_only_read_checks_what_a_full_read_checks() {
     assert!(matches!(err, StoreError::CorruptState { .. }), "{err}");
     assert!(err.to_string().contains("servers.web-1.ssh_user"), "{err}");
 }
+
+/// A version-3 file: settings inside the state.
+fn v3_with_settings(lineage: &str, email: &str) -> String {
+    serde_json::json!({
+        "version": 3, "serial": 4, "lineage": lineage,
+        "servers": {}, "deployments": {}, "settings": {"email": email}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_version_3_state_gives_its_settings_to_settings_json_on_first_access() {
+    let (dir, store) = home();
+    let lineage = store.load().unwrap().lineage.to_string();
+    std::fs::write(store.path(), v3_with_settings(&lineage, "ops@example.com")).unwrap();
+    let store = JsonFileStore::new(dir.path());
+    let settings = store.settings().unwrap();
+    assert_eq!(settings.email.as_deref(), Some("ops@example.com"));
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
+    assert_eq!(on_disk["version"], livchat_store::STATE_VERSION);
+    assert_eq!(on_disk["serial"], 4);
+    assert!(on_disk.get("settings").is_none(), "{on_disk}");
+    let file = dir.path().join(livchat_store::SETTINGS_FILE);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(JsonFileStore::new(dir.path()).settings().unwrap(), settings);
+}
+
+#[test]
+fn a_migration_interrupted_after_the_settings_file_keeps_the_newer_settings() {
+    let (dir, store) = home();
+    let lineage = store.load().unwrap().lineage.to_string();
+    std::fs::write(store.path(), v3_with_settings(&lineage, "old@example.com")).unwrap();
+    // The first migration wrote settings.json and died; the user then changed a setting.
+    std::fs::write(
+        dir.path().join(livchat_store::SETTINGS_FILE),
+        r#"{"email": "new@example.com"}"#,
+    )
+    .unwrap();
+    let store = JsonFileStore::new(dir.path());
+    assert_eq!(store.load().unwrap().version, livchat_store::STATE_VERSION);
+    assert_eq!(
+        store.settings().unwrap().email.as_deref(),
+        Some("new@example.com")
+    );
+}
+
+#[test]
+fn a_settings_update_leaves_the_state_file_untouched_and_never_parses_the_servers() {
+    let (dir, store) = home();
+    add(&store, "web-1");
+    // A server that would fail validation: a settings command must not need to read it.
+    let text = std::fs::read_to_string(store.path())
+        .unwrap()
+        .replace("\"ssh_user\": \"root\"", "\"ssh_user\": \"-oProxyCommand=x\"");
+    std::fs::write(store.path(), &text).unwrap();
+    let before = std::fs::metadata(store.path()).unwrap();
+    let fresh = JsonFileStore::new(dir.path());
+    fresh.ensure_ready().unwrap();
+    fresh
+        .update_settings("set", &mut |s| {
+            s.set(livchat_store::SettingKey::Timezone, "UTC")
+        })
+        .unwrap();
+    let after = std::fs::metadata(store.path()).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec())
+    );
+    assert_eq!(std::fs::read_to_string(store.path()).unwrap(), text);
+    assert!(JsonFileStore::new(dir.path()).servers().is_err());
+}
+
+#[test]
+fn a_home_without_a_state_is_not_initialized_for_settings_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JsonFileStore::new(dir.path());
+    for err in [store.ensure_ready().unwrap_err(), store.settings().unwrap_err()] {
+        assert!(matches!(err, StoreError::NotInitialized { .. }), "{err}");
+    }
+}

@@ -21,10 +21,10 @@ fn mock_store_runs_the_callers_closure_and_returns_what_it_is_told() {
     let store: Arc<dyn Store> = Arc::new(mock);
     let (state, ()) = store
         .update_with("set email", |s| {
-            s.settings.email = Some("ops@example.com".into());
+            s.deployments.entry("web-1".into()).or_default();
             Ok(())
         })
         .unwrap();
-    assert_eq!(state.settings.email.as_deref(), Some("ops@example.com"));
+    assert!(state.deployments.contains_key("web-1"));
     assert!(store.load().is_err());
 }

@@ -91,8 +91,7 @@ impl Orchestrator {
         config.ssh_port = server.ssh_port;
         if let Some(tz) = self
             .store
-            .load()?
-            .settings
+            .settings()?
             .get(livchat_store::SettingKey::Timezone)
         {
             config.timezone =

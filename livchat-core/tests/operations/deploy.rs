@@ -757,8 +757,8 @@ async fn deploy_app_refuses_an_app_whose_setting_is_missing_before_the_job_start
     let world = world_with_databases();
     world
         .store
-        .update("no email", &mut |s| {
-            s.settings.unset(livchat_store::SettingKey::Email);
+        .update_settings("no email", &mut |s| {
+            s.unset(livchat_store::SettingKey::Email);
             Ok(())
         })
         .unwrap();

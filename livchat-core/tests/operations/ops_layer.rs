@@ -108,9 +108,8 @@ async fn server_create_takes_defaults_from_settings_and_names_the_missing_field(
 
     world
         .store
-        .update("defaults", &mut |s| {
-            s.settings.set(SettingKey::DefaultServerType, "cx22")?;
-            Ok(())
+        .update_settings("defaults", &mut |s| {
+            s.set(SettingKey::DefaultServerType, "cx22")
         })
         .unwrap();
     let plan = op.plan(&orch).unwrap();

@@ -64,9 +64,8 @@ impl World {
         world.set_secret(livchat_core::CLOUDFLARE_TOKEN, CLOUDFLARE);
         world
             .store
-            .update("test settings", &mut |s| {
-                s.settings.set(SettingKey::Email, "ops@example.com")?;
-                Ok(())
+            .update_settings("test settings", &mut |s| {
+                s.set(SettingKey::Email, "ops@example.com")
             })
             .unwrap();
         world

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use livchat_store::{SettingKey, State, Store, StoreError, StoreExt};
+use livchat_store::{SettingKey, Settings, State, Store, StoreError, StoreExt};
 
 use super::server;
 
@@ -99,21 +99,32 @@ pub fn check_store(store: Arc<dyn Store>) {
     }
     assert_eq!(store.load().unwrap(), after);
 
-    // Settings go through their validation; update_with hands back a value.
+    // update_with hands back a value.
     let (state, old) = store
-        .update_with("set email", |s| {
-            let old = s.settings.get(SettingKey::Email).map(str::to_string);
-            s.settings.set(SettingKey::Email, "ops@example.com")?;
-            Ok(old)
+        .update_with("relabel", |s| {
+            let server = s.servers.get_mut("web-1").expect("added above");
+            Ok(server.labels.insert("tier".into(), "web".into()))
         })
         .unwrap();
     assert_eq!(old, None);
     assert_eq!(state.serial, s0 + 2);
-    assert_eq!(state.settings.email.as_deref(), Some("ops@example.com"));
+
+    // Settings are kept apart: they go through their validation, a failed change writes
+    // nothing, and a settings update leaves the state (and its serial) alone.
+    assert_eq!(store.settings().unwrap(), Settings::default());
+    let settings = store
+        .update_settings("set email", &mut |s| s.set(SettingKey::Email, "ops@example.com"))
+        .unwrap();
+    assert_eq!(settings.email.as_deref(), Some("ops@example.com"));
+    assert_eq!(store.settings().unwrap(), settings);
     let err = store
-        .update_with("bad email", |s| s.settings.set(SettingKey::Email, "nope"))
+        .update_settings("bad email", &mut |s| {
+            s.set(SettingKey::Timezone, "UTC")?;
+            s.set(SettingKey::Email, "nope")
+        })
         .unwrap_err();
     assert!(err.to_string().contains("settings.email"), "{err}");
+    assert_eq!(store.settings().unwrap(), settings, "nothing half-changed");
     assert_eq!(store.load().unwrap(), state);
 
     // Concurrent writers from several threads: every update lands, each raises the serial once.

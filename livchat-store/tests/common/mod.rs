@@ -73,7 +73,12 @@ pub fn matches_job_loop(job: &livchat_store::JobRecord) -> Result<(), String> {
 /// The change `state-loop` makes to reach serial `n` (= current serial + 1).
 pub fn crash_loop_step(s: &mut State) {
     let n = s.serial + 1;
-    s.settings.company_name = Some(format!("c{n}"));
+    // A value that only the commit of serial n holds: a torn or mixed write shows.
+    s.servers
+        .entry("marker".to_string())
+        .or_insert_with(|| server("marker"))
+        .labels
+        .insert("serial".to_string(), format!("c{n}"));
     // Servers s<n-4>..=s<n> exist at serial n, some padded: the file grows and shrinks.
     s.servers.insert(format!("s{n}"), server(&format!("s{n}")));
     if n > 4 {
@@ -93,24 +98,30 @@ pub fn crash_loop_step(s: &mut State) {
 pub fn matches_crash_loop(state: &State) -> Result<(), String> {
     let n = state.serial;
     if n == 0 {
-        return if state.servers.is_empty() && state.settings.company_name.is_none() {
+        return if state.servers.is_empty() {
             Ok(())
         } else {
             Err("serial 0 but not empty".into())
         };
     }
-    if state.settings.company_name.as_deref() != Some(format!("c{n}").as_str()) {
-        return Err(format!(
-            "serial {n} but company_name {:?}",
-            state.settings.company_name
-        ));
+    let marker = state
+        .servers
+        .get("marker")
+        .and_then(|m| m.labels.get("serial"));
+    if marker.map(String::as_str) != Some(format!("c{n}").as_str()) {
+        return Err(format!("serial {n} but marker {marker:?}"));
     }
     let want: Vec<String> = (n.saturating_sub(4).max(1)..=n)
         .map(|i| format!("s{i}"))
         .collect();
     let mut want_sorted = want.clone();
     want_sorted.sort();
-    let got: Vec<String> = state.servers.keys().cloned().collect();
+    let got: Vec<String> = state
+        .servers
+        .keys()
+        .filter(|k| *k != "marker")
+        .cloned()
+        .collect();
     if got != want_sorted {
         return Err(format!("serial {n} but servers {got:?}"));
     }
