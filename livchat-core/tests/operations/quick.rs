@@ -490,7 +490,7 @@ async fn settings_round_trip_through_the_state_and_an_unknown_key_lists_the_allo
             .any(|(k, v, _)| k == "company_name" && v.as_deref() == Some("ACME Ltda"))
     );
     assert!(all.iter().any(|(k, v, _)| k == "email" && v.is_none()));
-    let before = world.state().settings;
+    let before = livchat_store::Store::settings(&*world.store).unwrap();
     let err = orch.setting_set("colour", "blue").unwrap_err().to_string();
     assert!(
         err.contains("unknown setting `colour`; allowed keys:"),
@@ -498,7 +498,7 @@ async fn settings_round_trip_through_the_state_and_an_unknown_key_lists_the_allo
     );
     assert!(err.contains("email"), "{err}");
     assert!(orch.setting_get("colour").is_err());
-    assert_eq!(world.state().settings, before);
+    assert_eq!(livchat_store::Store::settings(&*world.store).unwrap(), before);
     verify(orch);
 }
 

@@ -151,7 +151,9 @@ async fn operations_on_an_unreadable_state_report_the_store_error_and_call_nothi
     };
     store.expect_load().returning(move || Err(unreadable()));
     store.expect_servers().returning(move || Err(unreadable()));
+    store.expect_settings().returning(move || Err(unreadable()));
     store.expect_update().never();
+    store.expect_update_settings().never();
     store.expect_insert_job().never();
     store.expect_update_job().never();
     let orch = world.build_with(Arc::new(store), world.secrets.clone(), Mocks::default());
@@ -180,6 +182,10 @@ async fn deploy_whose_final_record_cannot_be_written_removes_the_stack_it_deploy
     let mut store = MockStore::new();
     let reader = inner.clone();
     store.expect_load().returning(move || reader.load());
+    let settings = inner.clone();
+    store
+        .expect_settings()
+        .returning(move || settings.settings());
     let jobs = inner.clone();
     store.expect_update().returning(move |operation, f| {
         if operation == "deployment recorded" {
