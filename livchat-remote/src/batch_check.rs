@@ -12,7 +12,7 @@
 //! The checks run at once because they only read: package status, files, `docker info`,
 //! `ufw status`. A later check may depend on an earlier step (Swarm needs the engine), so a
 //! batch only answers "is this done now"; once the caller applies a step, the checks after it
-//! must be run again (see [`crate::setup::run_plan`]).
+//! must be run again (the setup plan's `run_plan` does so).
 //!
 //! Cancel and timeout work as for any command: the batch is one command of the executor, and
 //! the checks it starts inherit its `LIVCHAT_RUN` marker, so an abort kills them too.
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::command::{Command, quote_command};
 use crate::executor::{ExecOptions, RemoteError, RemoteExecutor};
-use crate::setup::{Action, Step};
+use crate::step::{Action, Step};
 
 /// The batch script for `steps` (sent on stdin to `sh -s -- NONCE`). Each check becomes a
 /// function: a script check's text as it would arrive on stdin, called with its arguments

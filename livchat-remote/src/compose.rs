@@ -9,7 +9,15 @@
 
 use std::sync::OnceLock;
 
-use crate::platform::PlatformError;
+/// A stack file that does not satisfy the schema: where, and what the schema says. The
+/// platforms turn it into their `InvalidStack` error; this module depends on none of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid stack file at {path}: {message}")]
+pub struct InvalidStack {
+    /// The JSON pointer of the offending value (`/services/web`), or a YAML line and column.
+    pub path: String,
+    pub message: String,
+}
 
 /// The schema docker/cli validates version 3 stack files against (3.13 is what it uses when
 /// `version` is absent or "3").
@@ -27,21 +35,20 @@ fn validator() -> &'static jsonschema::Validator {
 
 /// Parses a compose file and checks it against the stack schema. Returns the parsed document.
 ///
-/// `version` is required (see `check_version`). Errors are [`PlatformError::InvalidStack`] with the JSON pointer of the offending value
+/// `version` is required (see `check_version`). Errors are [`InvalidStack`] with the JSON pointer of the offending value
 /// (`/services/web/deploy/replicas`) and the schema's message; all violations are reported,
 /// joined by `; `. Variable interpolation (`${VAR}`) is not performed: stacks reach this point
 /// fully rendered.
-pub fn validate_stack(yaml: &str) -> Result<serde_json::Value, PlatformError> {
-    let document: serde_json::Value =
-        serde_yaml::from_str(yaml).map_err(|e| PlatformError::InvalidStack {
-            path: e
-                .location()
-                .map(|l| format!("line {} column {}", l.line(), l.column()))
-                .unwrap_or_else(|| "/".into()),
-            message: format!("not a YAML mapping docker can read: {e}"),
-        })?;
+pub fn validate_stack(yaml: &str) -> Result<serde_json::Value, InvalidStack> {
+    let document: serde_json::Value = serde_yaml::from_str(yaml).map_err(|e| InvalidStack {
+        path: e
+            .location()
+            .map(|l| format!("line {} column {}", l.line(), l.column()))
+            .unwrap_or_else(|| "/".into()),
+        message: format!("not a YAML mapping docker can read: {e}"),
+    })?;
     if !document.is_object() {
-        return Err(PlatformError::InvalidStack {
+        return Err(InvalidStack {
             path: "/".into(),
             message: "a stack file is a mapping with a `services` key".into(),
         });
@@ -64,7 +71,7 @@ pub fn validate_stack(yaml: &str) -> Result<serde_json::Value, PlatformError> {
     }
     let first_path = errors.first().map(|(p, _)| p.clone());
     let messages: Vec<String> = errors.iter().map(|(p, m)| format!("{p}: {m}")).collect();
-    Err(PlatformError::InvalidStack {
+    Err(InvalidStack {
         path: first_path.unwrap_or_else(|| "/".into()),
         message: messages.join("; "),
     })
@@ -74,9 +81,9 @@ pub fn validate_stack(yaml: &str) -> Result<serde_json::Value, PlatformError> {
 /// claiming something else would be judged by rules it does not follow. The key is required:
 /// `docker stack deploy` before Docker 25 (Debian bookworm's `docker.io` is 20.10) reads a file
 /// without it as version 1.0 and refuses it.
-fn check_version(document: &serde_json::Value) -> Result<(), PlatformError> {
+fn check_version(document: &serde_json::Value) -> Result<(), InvalidStack> {
     let Some(version) = document.get("version") else {
-        return Err(PlatformError::InvalidStack {
+        return Err(InvalidStack {
             path: "/version".into(),
             message: "version is required (docker stack deploy before Docker 25 reads a file \
                       without it as 1.0 and refuses it); use a quoted \"3\" to \"3.13\", \
@@ -93,7 +100,7 @@ fn check_version(document: &serde_json::Value) -> Result<(), PlatformError> {
     if supported {
         Ok(())
     } else {
-        Err(PlatformError::InvalidStack {
+        Err(InvalidStack {
             path: "/version".into(),
             message: format!("version {version} is not supported; use a quoted \"3\" to \"3.13\""),
         })
@@ -106,7 +113,7 @@ mod tests {
 
     fn invalid(yaml: &str) -> (String, String) {
         match validate_stack(yaml) {
-            Err(PlatformError::InvalidStack { path, message }) => (path, message),
+            Err(InvalidStack { path, message }) => (path, message),
             other => panic!("expected an invalid stack, got {other:?}"),
         }
     }

@@ -18,11 +18,12 @@ pub mod compose;
 pub mod executor;
 pub mod facts;
 pub mod keys;
-pub mod logs;
 pub mod platform;
 pub mod portainer;
+pub mod portainer_platform;
 pub mod setup;
 pub mod ssh;
+pub mod step;
 pub mod swarm;
 pub mod tunnel;
 
@@ -37,14 +38,12 @@ pub use facts::{Resources, read_resources};
 pub use keys::{
     KeyPair, decrypt_private_key, generate_ed25519, parse_private_key, private_key_is_encrypted,
 };
-pub use logs::LogSink;
 pub use platform::{
-    ContainerPlatform, NetworkSpec, PlatformError, ProgressSink, SecretDelivery, ServiceExec,
-    ServiceMode, ServiceStatus, StackSecret, StackSpec, StackStatus, WaitOptions,
+    ContainerPlatform, LogSink, NetworkSpec, PlatformError, ProgressSink, SecretDelivery,
+    ServiceExec, ServiceMode, ServiceStatus, StackSecret, StackSpec, StackStatus, WaitOptions,
 };
-pub use portainer::{
-    PortainerAddress, PortainerAuth, PortainerClient, PortainerError, PortainerPlatform,
-};
+pub use portainer::{PortainerAuth, PortainerClient, PortainerError};
+pub use portainer_platform::{PortainerAddress, PortainerPlatform};
 pub use setup::{
     Action, DockerSource, OsRelease, RunOptions, RunReport, SetupConfig, SetupError, Step,
     StepProgress, StepProgressSink, StepState, Swap, detect_os, plan, run_plan,

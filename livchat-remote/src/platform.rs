@@ -39,7 +39,6 @@ use secrecy::{SecretBox, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::{ExecOutput, RemoteError};
-use crate::logs::LogSink;
 
 /// An overlay network shared by stacks (for example the one Traefik and the apps join).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +234,9 @@ impl fmt::Display for StackStatus {
 /// Called with the stack's status after every poll while waiting.
 pub type ProgressSink = Arc<dyn Fn(&StackStatus) + Send + Sync>;
 
+/// Receives each log line of a followed service as it arrives (already split, no newline).
+pub type LogSink = Arc<dyn Fn(String) + Send + Sync>;
+
 /// How long and how patiently to wait for a stack to become healthy.
 #[derive(Clone)]
 pub struct WaitOptions {
@@ -304,6 +306,15 @@ impl fmt::Debug for ServiceExec {
             .field("user", &self.user)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+impl From<crate::compose::InvalidStack> for PlatformError {
+    fn from(e: crate::compose::InvalidStack) -> Self {
+        PlatformError::InvalidStack {
+            path: e.path,
+            message: e.message,
+        }
     }
 }
 

@@ -42,58 +42,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretBox;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::{Command, NameKind, ValidName, apt, docker, validate_name};
 use crate::executor::{ExecOptions, ExecOutput, LineSink, RemoteError, RemoteExecutor};
-
-/// A check or an apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// A command run as its argv.
-    Exec(Command),
-    /// A POSIX sh script, sent on stdin to `sh -s -- ARGS...`.
-    Script { script: String, args: Vec<String> },
-}
-
-impl Action {
-    fn script(script: &str, args: Vec<String>) -> Self {
-        Action::Script {
-            script: script.to_owned(),
-            args,
-        }
-    }
-
-    /// The command line that runs this action (for logs and exact-string tests).
-    pub fn command(&self) -> Command {
-        match self {
-            Action::Exec(c) => c.clone(),
-            Action::Script { args, .. } => Command::sh_script(args.iter().cloned()),
-        }
-    }
-
-    fn stdin(&self) -> Option<SecretBox<[u8]>> {
-        match self {
-            Action::Exec(_) => None,
-            Action::Script { script, .. } => Some(SecretBox::new(
-                script.as_bytes().to_vec().into_boxed_slice(),
-            )),
-        }
-    }
-}
-
-/// One idempotent step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    /// Stable identifier, recorded by the core to resume (`apt_update`, `swarm_init`, ...).
-    pub id: &'static str,
-    /// What the user sees.
-    pub name: &'static str,
-    /// Exit 0 means the step is done already and `apply` is skipped.
-    pub check: Action,
-    pub apply: Action,
-}
+pub use crate::step::{Action, Step};
 
 /// Where Docker Engine comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

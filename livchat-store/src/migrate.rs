@@ -441,8 +441,8 @@ mod tests {
             (serde_json::json!({"emial": "x@example.com"}), "emial"),
             (serde_json::json!({"email": "nope"}), "settings.email"),
         ] {
-            let err = parse_state(Path::new("state.json"), v3_doc(settings).as_bytes())
-                .unwrap_err();
+            let err =
+                parse_state(Path::new("state.json"), v3_doc(settings).as_bytes()).unwrap_err();
             assert!(matches!(err, StoreError::CorruptState { .. }), "{err}");
             assert!(err.to_string().contains(named), "{err}");
         }

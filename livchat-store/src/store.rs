@@ -271,7 +271,11 @@ impl Store for MemoryStore {
     }
 
     fn settings(&self) -> Result<Settings, StoreError> {
-        Ok(self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        Ok(self
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
 
     fn update_settings<'a>(

@@ -424,9 +424,10 @@ fn a_settings_update_leaves_the_state_file_untouched_and_never_parses_the_server
     let (dir, store) = home();
     add(&store, "web-1");
     // A server that would fail validation: a settings command must not need to read it.
-    let text = std::fs::read_to_string(store.path())
-        .unwrap()
-        .replace("\"ssh_user\": \"root\"", "\"ssh_user\": \"-oProxyCommand=x\"");
+    let text = std::fs::read_to_string(store.path()).unwrap().replace(
+        "\"ssh_user\": \"root\"",
+        "\"ssh_user\": \"-oProxyCommand=x\"",
+    );
     std::fs::write(store.path(), &text).unwrap();
     let before = std::fs::metadata(store.path()).unwrap();
     let fresh = JsonFileStore::new(dir.path());
@@ -449,7 +450,10 @@ fn a_settings_update_leaves_the_state_file_untouched_and_never_parses_the_server
 fn a_home_without_a_state_is_not_initialized_for_settings_too() {
     let dir = tempfile::tempdir().unwrap();
     let store = JsonFileStore::new(dir.path());
-    for err in [store.ensure_ready().unwrap_err(), store.settings().unwrap_err()] {
+    for err in [
+        store.ensure_ready().unwrap_err(),
+        store.settings().unwrap_err(),
+    ] {
         assert!(matches!(err, StoreError::NotInitialized { .. }), "{err}");
     }
 }

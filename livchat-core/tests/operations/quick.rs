@@ -498,7 +498,10 @@ async fn settings_round_trip_through_the_state_and_an_unknown_key_lists_the_allo
     );
     assert!(err.contains("email"), "{err}");
     assert!(orch.setting_get("colour").is_err());
-    assert_eq!(livchat_store::Store::settings(&*world.store).unwrap(), before);
+    assert_eq!(
+        livchat_store::Store::settings(&*world.store).unwrap(),
+        before
+    );
     verify(orch);
 }
 

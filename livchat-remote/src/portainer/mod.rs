@@ -20,10 +20,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-mod platform;
-
-pub use platform::{PortainerAddress, PortainerPlatform};
-
 /// Errors of the Portainer API. Never carries a password, API key or JWT.
 #[derive(Debug, thiserror::Error)]
 pub enum PortainerError {

@@ -27,16 +27,16 @@ use tokio_util::sync::CancellationToken;
 use crate::command::{Command, NameKind, validate_name};
 
 pub mod commands;
+pub mod logs;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 use crate::executor::{ExecOptions, ExecOutput, RemoteError, RemoteExecutor};
-use crate::logs::LogSink;
 use crate::platform::{
-    ContainerPlatform, NetworkSpec, PlatformError, SecretDelivery, ServiceExec, ServiceMode,
-    ServiceStatus, StackSecret, StackSpec, StackStatus, UpdateState, UpdateStatus, WaitOptions,
-    wait_until_healthy,
+    ContainerPlatform, LogSink, NetworkSpec, PlatformError, SecretDelivery, ServiceExec,
+    ServiceMode, ServiceStatus, StackSecret, StackSpec, StackStatus, UpdateState, UpdateStatus,
+    WaitOptions, wait_until_healthy,
 };
 use parse::*;
 
@@ -569,7 +569,7 @@ impl ContainerPlatform for SwarmOverSsh {
         on_line: LogSink,
         cancel: CancellationToken,
     ) -> Result<(), PlatformError> {
-        crate::logs::follow(
+        logs::follow(
             self.executor.as_ref(),
             stack,
             service,

@@ -113,7 +113,9 @@ pub fn check_store(store: Arc<dyn Store>) {
     // nothing, and a settings update leaves the state (and its serial) alone.
     assert_eq!(store.settings().unwrap(), Settings::default());
     let settings = store
-        .update_settings("set email", &mut |s| s.set(SettingKey::Email, "ops@example.com"))
+        .update_settings("set email", &mut |s| {
+            s.set(SettingKey::Email, "ops@example.com")
+        })
         .unwrap();
     assert_eq!(settings.email.as_deref(), Some("ops@example.com"));
     assert_eq!(store.settings().unwrap(), settings);

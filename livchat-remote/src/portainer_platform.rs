@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{PortainerAuth, PortainerClient, PortainerError};
 use crate::command::{NameKind, validate_name};
 use crate::executor::{ExecOutput, RemoteExecutor};
 use crate::platform::{
     ContainerPlatform, NetworkSpec, PlatformError, ServiceExec, StackSecret, StackSpec,
     StackStatus, WaitOptions,
 };
+use crate::portainer::{PortainerAuth, PortainerClient, PortainerError};
 use crate::tunnel::LocalForward;
 
 /// Where Portainer answers, as the server sees it: the tunnel opens to `host:port` from the
@@ -259,7 +259,7 @@ impl ContainerPlatform for PortainerPlatform {
         stack: &str,
         service: &str,
         tail: usize,
-        on_line: crate::logs::LogSink,
+        on_line: crate::platform::LogSink,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<(), PlatformError> {
         // Portainer's log endpoint is the engine's; the SSH runtime reads the same swarm.

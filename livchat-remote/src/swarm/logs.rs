@@ -1,7 +1,7 @@
 //! Following a service's logs (`docker service logs --follow`): the lines stream to a callback
 //! as the swarm hands them over, until the caller cancels. The bounded read of the last lines
 //! is [`crate::ContainerPlatform::service_logs`]; this is its open-ended sibling, kept apart
-//! from `swarm.rs` because it owns a long-lived channel rather than one command's result.
+//! from `swarm/mod.rs` because it owns a long-lived channel rather than one command's result.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::command::{Command, NameKind, validate_name};
 use crate::executor::{ExecOptions, LineSink, OutputLine, RemoteError, RemoteExecutor};
-use crate::platform::PlatformError;
-
-/// Receives each log line of a followed service as it arrives (already split, no newline).
-pub type LogSink = Arc<dyn Fn(String) + Send + Sync>;
+use crate::platform::{LogSink, PlatformError};
 
 /// The longest a follow runs: a terminal left open must not hold a channel (and a
 /// `docker service logs` on the server) for ever.
@@ -59,10 +56,10 @@ pub(crate) async fn follow(
         Err(RemoteError::Cancelled) => Ok(()),
         Err(e) => Err(e.into()),
         Ok(out) if out.success() => Ok(()),
-        Ok(out) if crate::swarm::is_not_found(&out) => Err(PlatformError::NotFound {
+        Ok(out) if super::is_not_found(&out) => Err(PlatformError::NotFound {
             what: format!("service {service} in stack {stack}"),
         }),
-        Ok(out) => Err(crate::swarm::command_failed(&cmd, &out)),
+        Ok(out) => Err(super::command_failed(&cmd, &out)),
     }
 }
 
