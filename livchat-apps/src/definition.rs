@@ -255,9 +255,9 @@ pub enum Alphabet {
     Alphanumeric,
     /// `[0-9a-f]`.
     Hex,
-    /// `[A-Za-z0-9]` and `-_.!@#%^*`, with at least one of each class (apps such as Chatwoot
-    /// want a special character in a password). None of them needs quoting in a URL's
-    /// userinfo except `@` and `#`, so never put such a secret in a URL.
+    /// `[A-Za-z0-9]` and `-!@%*`, with at least one of each class (apps such as Chatwoot
+    /// want a special character in a password; Flowise accepts only `@$!%*?&-`). `@` and `%`
+    /// need quoting in a URL's userinfo, so never put such a secret in a URL.
     Symbols,
 }
 

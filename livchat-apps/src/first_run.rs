@@ -258,13 +258,14 @@ services:
         assert!(n8n.contains("app.n8n.owner_password"), "{n8n}");
         let grafana = summary(catalog.get("grafana").unwrap()).unwrap();
         assert!(grafana.contains("app.grafana.admin_password"), "{grafana}");
-        let gitea = catalog.get("gitea").unwrap();
-        assert!(leaves_setup_page_open(gitea));
-        let line = summary(gitea).unwrap();
+        let twenty = catalog.get("twenty").unwrap();
+        assert!(leaves_setup_page_open(twenty));
+        let line = summary(twenty).unwrap();
         assert!(
-            line.starts_with("WARNING: Gitea's setup page is open"),
+            line.starts_with("WARNING: Twenty CRM's setup page is open"),
             "{line}"
         );
+        assert!(!leaves_setup_page_open(catalog.get("gitea").unwrap()));
         assert!(!leaves_setup_page_open(catalog.get("n8n").unwrap()));
     }
 

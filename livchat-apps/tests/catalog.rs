@@ -413,9 +413,9 @@ fn preview_rejects_unknown_set_keys_before_rendering() {
 }
 
 /// The built-in apps whose setup page is open to its first visitor because livchat cannot
-/// claim it yet. Adding one is a decision: the plan and the job warn about each, and the
-/// catalog README lists them with what the user must do.
-const OPEN_SETUP_PAGES: &[&str] = &["appsmith", "flowise", "formbricks", "gitea", "twenty"];
+/// claim it with the pinned image (each note says why). Adding one is a decision: the plan and
+/// the job warn about each, and the catalog README lists them with what the user must do.
+const OPEN_SETUP_PAGES: &[&str] = &["formbricks", "twenty"];
 
 #[test]
 fn every_builtin_app_makes_its_first_admin_or_says_why_it_cannot() {
@@ -459,7 +459,8 @@ fn every_builtin_app_makes_its_first_admin_or_says_why_it_cannot() {
             );
         }
         match fr.admin {
-            FirstRunAdmin::Claimed | FirstRunAdmin::Environment | FirstRunAdmin::NoAccounts => {}
+            FirstRunAdmin::Claimed => claimed_on_stdin(&catalog, &def.name, fr.secret.as_deref()),
+            FirstRunAdmin::Environment | FirstRunAdmin::NoAccounts => {}
             FirstRunAdmin::OpenSetupPage => open.push(def.name.as_str()),
         }
     }
@@ -468,6 +469,43 @@ fn every_builtin_app_makes_its_first_admin_or_says_why_it_cannot() {
         "these built-in apps declare no `first_run` (how their first admin is made): {undeclared:?}"
     );
     assert_eq!(open, OPEN_SETUP_PAGES, "apps left with an open setup page");
+}
+
+/// A `claimed` app's rendered claim steps carry its admin secret on the exec's stdin (the
+/// request body or the command's input), or read it from its Docker secret file (Odoo), and
+/// never in an argv (issue #19).
+fn claimed_on_stdin(catalog: &Catalog, app: &str, secret: Option<&str>) {
+    use livchat_apps::DeployStep;
+
+    let secret = secret.unwrap_or_else(|| panic!("{app}: claimed without a secret"));
+    let value = common::fixed_secrets(catalog)[app][secret]
+        .expose_secret()
+        .to_string();
+    let stack = common::render(catalog, app, livchat_apps::EndpointMode::Vip);
+    let mut carried = false;
+    for step in &stack.post_deploy {
+        let (argv, stdin) = match step {
+            DeployStep::HttpRequest(h) => {
+                let cmd = livchat_apps::first_run::claim_command(h);
+                (cmd.argv, cmd.stdin)
+            }
+            DeployStep::ExecClaim(e) => (
+                e.argv.clone(),
+                SecretString::from(e.stdin.expose_secret().to_owned()),
+            ),
+            _ => continue,
+        };
+        assert!(
+            argv.iter().all(|a| !a.contains(&value)),
+            "{app}: the admin secret is in a claim's argv"
+        );
+        let from_secret_file = argv
+            .iter()
+            .any(|a| a.contains(&format!("/run/secrets/{secret}")))
+            && stack.docker_secrets.iter().any(|d| d.secret.name == secret);
+        carried |= stdin.expose_secret().contains(&value) || from_secret_file;
+    }
+    assert!(carried, "{app}: no claim step sends {secret} on stdin");
 }
 
 #[test]

@@ -3,6 +3,12 @@
 //! root client line. MinIO's is only ever checked as text here (MinIO is not packaged in
 //! Debian); RabbitMQ's and MariaDB's also run for real in the `*_isolation_swarm` tests.
 //! Skipped when ShellCheck is missing, failing under `LIVCHAT_REAL_TESTS=1`.
+//!
+//! The first-run claim scripts too (issue #19): each passes ShellCheck, and those whose images
+//! cannot be pulled here run under `sh` (or node) against stand-ins: see `claim_scripts`.
+
+mod claim_scripts;
+mod common;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -49,6 +55,28 @@ fn every_credential_script_passes_shellcheck() {
     ] {
         shellcheck(name, script);
     }
+}
+
+#[test]
+fn every_claim_script_passes_shellcheck() {
+    use livchat_apps::{Catalog, DeployStep, EndpointMode};
+    let catalog = Catalog::builtin().unwrap();
+    let mut checked = 0;
+    for entry in catalog.list() {
+        let app = &entry.definition.name;
+        for step in &common::render(&catalog, app, EndpointMode::Vip).post_deploy {
+            let argv = match step {
+                DeployStep::ExecClaim(e) => e.argv.clone(),
+                DeployStep::HttpRequest(h) => livchat_apps::first_run::claim_command(h).argv,
+                _ => continue,
+            };
+            if argv.len() > 2 && argv[0] == "sh" && argv[1] == "-c" {
+                shellcheck(&format!("{app} claim"), &argv[2]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} claim scripts");
 }
 
 #[test]

@@ -17,6 +17,9 @@
 //!   DNS configuration); an undeploy whose record deletion is refused keeps the record and
 //!   its id (the app recorded as removing) and its retry finishes;
 //! - `--delete-volumes` deletes the app's data volumes, which are otherwise kept;
+//! - an app with an open first-run page (`claimable`) is claimed before its router exists, and
+//!   a redeploy over its kept data, whose app refuses a second claim, completes because the
+//!   state recorded the first claim (issue #19's claim-retry dead end);
 //! - a delete the provider refuses fails with the server still recorded and still at the
 //!   provider, and its retry removes everything;
 //! - `app status` and `app logs` read the deployed apps live from the swarm, and a
@@ -328,8 +331,12 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     let (before, now) = labels.split_once('|').unwrap();
     assert!(before.contains(r#""traefik.enable":"false""#), "{labels}");
     assert!(now.contains(r#""traefik.enable":"true""#), "{labels}");
-    // The owner is the job's claim, with the password the vault holds; the task did not
-    // restart when the routes opened (its owner file is still there), and a second claim,
+    // The task did not restart when the routes opened (a label-only update): one task.
+    let tasks = demo
+        .on_server(&["docker", "service", "ps", "-q", "claimable_app"])
+        .unwrap();
+    assert_eq!(tasks.lines().count(), 1, "{tasks}");
+    // The owner is the job's claim, with the password the vault holds, and a second claim,
     // as a visitor's would be, is refused.
     let in_task = |script: &str| {
         demo.on_server(&[
@@ -361,8 +368,34 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
         second.contains("403"),
         "a second claim was not refused: {second}"
     );
+    // Undeployed keeping its data (its owner with it), then deployed again: the app refuses
+    // both claims, which the state's record of the first claim explains, so the job completes
+    // (before the record every such deploy, and every retry of one, failed), and the owner is
+    // still the first claim's.
     demo.ok(&["app", "undeploy", SERVER, "claimable"], None)
         .unwrap();
+    demo.section("redeploy claimable over its kept data, whose app refuses a second claim");
+    demo.ok(&["app", "deploy", SERVER, "claimable"], None)
+        .unwrap();
+    let job = demo.last_job("deploy_app").unwrap();
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let messages = log_messages(&demo, job["id"].as_str().unwrap());
+    for refused in [
+        "first-run claim of claimable refused (HTTP 403): an earlier deploy claimed",
+        "first-run claim of claimable refused (exit status 3",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(refused)),
+            "no {refused:?} in the job log: {messages:#?}"
+        );
+    }
+    let kept: Value = serde_json::from_str(&in_task("cat /data/owner")).unwrap();
+    assert_eq!(kept["password"].as_str(), Some(password.trim()));
+    demo.ok(
+        &["app", "undeploy", SERVER, "claimable", "--delete-data"],
+        None,
+    )
+    .unwrap();
 
     apps_on_mariadb_and_a_shared_postgres_reach_only_their_own_data(&demo);
 

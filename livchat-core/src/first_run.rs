@@ -1,6 +1,12 @@
 //! The first-run claim of an app inside its deploy job (see `livchat_apps::first_run`): sent
 //! from inside the app's container while its public routes are closed, so whoever reads the
 //! new name in certificate logs finds an instance that already has its admin.
+//!
+//! A claim that succeeded is recorded in the state (`first_run_claims`) until the app's data
+//! is deleted. The app refuses a second claim, so a deploy that comes after one whose claim
+//! succeeded but which then failed (its clean-up keeps the data) would otherwise fail on every
+//! retry: with the record, that refusal means "claimed by us already". Without it, a refusal
+//! stays a failure, since it may be someone else's claim.
 
 use std::time::Duration;
 
@@ -18,12 +24,14 @@ const ATTEMPTS: u32 = 20;
 const PAUSE: Duration = Duration::from_secs(3);
 
 /// Sends `step`'s claim and checks its status. A 4xx other than 404 is final (the page
-/// refused, e.g. it was claimed already); no answer, 404 or 5xx is retried a bounded number
-/// of times.
+/// refused, e.g. it was claimed already): done when `claimed_before` (the state records that
+/// an earlier deploy's claim of this app's data succeeded), a failure otherwise. No answer,
+/// 404 or 5xx is retried a bounded number of times.
 pub(crate) async fn claim(
     ctx: &JobContext,
     platform: &dyn ContainerPlatform,
     step: &HttpRequestStep,
+    claimed_before: bool,
 ) -> Result<()> {
     let what = format!("first-run claim of {}", step.stack);
     ctx.info(format!(
@@ -67,11 +75,15 @@ pub(crate) async fn claim(
                 return Ok(());
             }
             // 404 too may mean "not mounted yet"; a wrong path ends after the bounded tries.
+            Some(code) if out.success() && code < 500 && code != 404 && claimed_before => {
+                ctx.info(refused_but_ours(&what, &format!("HTTP {code}")));
+                return Ok(());
+            }
             Some(code) if out.success() && code < 500 && code != 404 => {
                 return Err(CoreError::Step {
                     step: what,
                     message: format!(
-                        "the setup page answered HTTP {code} (expected {}); the public routes stay closed. If an earlier attempt claimed it, the admin password is in the vault",
+                        "the setup page answered HTTP {code} (expected {}); the public routes stay closed. livchat has no record of claiming this app's data: someone else's claim, or one made before livchat recorded its claims",
                         expected(step)
                     ),
                 });
@@ -92,11 +104,14 @@ pub(crate) async fn claim(
 
 /// Runs `step`'s claim command once, its JSON input on stdin. It runs after the health step,
 /// so the container is up; a command that fails is not retried, since a partial claim (an
-/// account made, the onboarding flag still set) must be looked at, not repeated.
+/// account made, the onboarding flag still set) must be looked at, not repeated. A failure
+/// is done when `claimed_before` (see [`claim`]): the commands refuse an app that has its
+/// admin already.
 pub(crate) async fn claim_exec(
     ctx: &JobContext,
     platform: &dyn ContainerPlatform,
     step: &ExecClaimStep,
+    claimed_before: bool,
 ) -> Result<()> {
     let what = format!("first-run claim of {}", step.stack);
     ctx.info(format!(
@@ -128,14 +143,30 @@ pub(crate) async fn claim_exec(
         ctx.info(format!("{what} done"));
         return Ok(());
     }
+    if claimed_before {
+        let why = format!(
+            "exit status {}: {}",
+            out.exit_status,
+            ctx.redact(&livchat_remote::setup::tail(&out.stderr, 3))
+        );
+        ctx.info(refused_but_ours(&what, &why));
+        return Ok(());
+    }
     Err(CoreError::Step {
         step: what,
         message: format!(
-            "exit status {}: {}; the public routes stay closed. If an earlier attempt claimed it, the admin password is in the vault",
+            "exit status {}: {}; the public routes stay closed. livchat has no record of claiming this app's data: someone else's claim, or one made before livchat recorded its claims",
             out.exit_status,
             ctx.redact(&livchat_remote::setup::tail(&out.stderr, 5))
         ),
     })
+}
+
+/// The log line for a refused claim that an earlier deploy's recorded claim explains.
+fn refused_but_ours(what: &str, answer: &str) -> String {
+    format!(
+        "{what} refused ({answer}): an earlier deploy claimed this app's data (recorded in the state), and its admin password is the one in the vault"
+    )
 }
 
 fn method(step: &HttpRequestStep) -> &'static str {

@@ -406,6 +406,38 @@ mod tests {
     }
 
     #[test]
+    fn first_run_claims_are_optional_round_trip_and_are_forgotten_per_app() {
+        // A version-3 file from before the field loads without it, and an empty map is not
+        // written, so such files stay byte-for-byte what older builds read.
+        let plain = serde_json::to_value(State::new()).unwrap();
+        assert!(plain.get("first_run_claims").is_none(), "{plain}");
+        let parsed = parse_state(Path::new("state.json"), plain.to_string().as_bytes()).unwrap();
+        assert!(parsed.state.first_run_claims.is_empty());
+
+        let mut state = State::new();
+        state.record_claim("web-1", "n8n", 0);
+        state.record_claim("web-1", "claimable", 1);
+        let doc = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            doc["first_run_claims"],
+            serde_json::json!({"web-1": {"claimable": [1], "n8n": [0]}})
+        );
+        let back = parse_state(Path::new("state.json"), doc.to_string().as_bytes()).unwrap();
+        assert!(back.state.claimed("web-1", "n8n", 0));
+        assert!(!back.state.claimed("web-1", "n8n", 1));
+        assert!(!back.state.claimed("web-2", "n8n", 0));
+
+        state.forget_claims("web-1", "n8n");
+        assert!(!state.claimed("web-1", "n8n", 0));
+        assert!(state.claimed("web-1", "claimable", 1));
+        state.forget_claims("web-1", "claimable");
+        assert!(
+            state.first_run_claims.is_empty(),
+            "no empty server entry left"
+        );
+    }
+
+    #[test]
     fn an_unknown_field_is_an_error_naming_it() {
         let mut doc: Value = serde_json::to_value(State::new()).unwrap();
         doc["servers"] = serde_json::json!({});

@@ -5,7 +5,7 @@
 //! Every struct denies unknown fields, so a typo in a hand-edited file is an error naming the
 //! field instead of a value that silently vanishes on the next write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,13 @@ pub struct State {
     /// Deployed apps: server name -> app name -> deployment.
     #[serde(default)]
     pub deployments: BTreeMap<String, BTreeMap<String, DeploymentRecord>>,
+    /// First-run claims a deploy made whose app data still holds that admin: server name ->
+    /// app name -> the claims (their order among the app's claim steps) that succeeded. They
+    /// outlive the deployment record (a failed deploy's clean-up keeps the data, and so the
+    /// admin), so a later deploy knows that the app refusing a second claim is the first
+    /// claim's doing, not someone else's. Cleared when the app's data is deleted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub first_run_claims: BTreeMap<String, BTreeMap<String, BTreeSet<u32>>>,
 }
 
 impl State {
@@ -44,6 +51,36 @@ impl State {
             lineage: Uuid::new_v4(),
             servers: BTreeMap::new(),
             deployments: BTreeMap::new(),
+            first_run_claims: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a deploy's first-run claim number `claim` of `app` on `server` succeeded and
+    /// the app's data remains.
+    pub fn claimed(&self, server: &str, app: &str, claim: u32) -> bool {
+        self.first_run_claims
+            .get(server)
+            .and_then(|apps| apps.get(app))
+            .is_some_and(|claims| claims.contains(&claim))
+    }
+
+    /// Records that the first-run claim number `claim` of `app` on `server` succeeded.
+    pub fn record_claim(&mut self, server: &str, app: &str, claim: u32) {
+        self.first_run_claims
+            .entry(server.to_owned())
+            .or_default()
+            .entry(app.to_owned())
+            .or_default()
+            .insert(claim);
+    }
+
+    /// Forgets the claims of `app` on `server`: its data, and the admin in it, are gone.
+    pub fn forget_claims(&mut self, server: &str, app: &str) {
+        if let Some(apps) = self.first_run_claims.get_mut(server) {
+            apps.remove(app);
+            if apps.is_empty() {
+                self.first_run_claims.remove(server);
+            }
         }
     }
 

@@ -169,6 +169,7 @@ impl Orchestrator {
                 self.store.update("server deleted", &mut |s| {
                     s.servers.remove(&p.name);
                     s.deployments.remove(&p.name);
+                    s.first_run_claims.remove(&p.name);
                     Ok(())
                 })?;
                 // Every secret of this server, whoever made it: a key given to `server add`

@@ -286,16 +286,20 @@ impl Orchestrator {
             .map_err(apps_err)
     }
 
-    /// Runs `steps`; first-run claims only when `claim` (the routes were closed for one).
+    /// Runs `app`'s `steps`; first-run claims only when `claim` (the routes were closed for
+    /// one). Each claim that succeeds is recorded in the state at once (see `first_run`).
     pub(super) async fn run_deploy_steps(
         &self,
         ctx: &JobContext,
         server: &ServerRecord,
+        app: &str,
         steps: &[DeployStep],
         secrets: &SecretsByApp,
         claim: bool,
     ) -> Result<()> {
         let platform = self.platform(&server.name).await?;
+        // Claims are told apart by their order among the app's claim steps.
+        let mut claims = 0u32..;
         for step in steps {
             ctx.check_cancelled()?;
             match step {
@@ -383,14 +387,29 @@ impl Orchestrator {
                     }
                 }
                 DeployStep::HttpRequest(req) if claim => {
-                    crate::first_run::claim(ctx, platform.as_ref(), req).await?;
+                    let n = claims.next().unwrap_or_default();
+                    let before = self.store.load()?.claimed(&server.name, app, n);
+                    crate::first_run::claim(ctx, platform.as_ref(), req, before).await?;
+                    self.record_claim(&server.name, app, n)?;
                 }
                 DeployStep::ExecClaim(step) if claim => {
-                    crate::first_run::claim_exec(ctx, platform.as_ref(), step).await?;
+                    let n = claims.next().unwrap_or_default();
+                    let before = self.store.load()?.claimed(&server.name, app, n);
+                    crate::first_run::claim_exec(ctx, platform.as_ref(), step, before).await?;
+                    self.record_claim(&server.name, app, n)?;
                 }
                 DeployStep::HttpRequest(_) | DeployStep::ExecClaim(_) => {}
             }
         }
+        Ok(())
+    }
+
+    /// Records that claim `n` of `app` succeeded, before anything else can fail.
+    fn record_claim(&self, server: &str, app: &str, n: u32) -> Result<()> {
+        self.store.update("first-run claim recorded", &mut |s| {
+            s.record_claim(server, app, n);
+            Ok(())
+        })?;
         Ok(())
     }
 

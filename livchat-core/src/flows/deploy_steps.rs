@@ -113,7 +113,7 @@ impl Orchestrator {
             }
             "deploy" => {
                 let stack = self.render_app(&server, app, &p, &secrets)?;
-                self.run_deploy_steps(ctx, &server, &stack.pre_deploy, &secrets, false)
+                self.run_deploy_steps(ctx, &server, app, &stack.pre_deploy, &secrets, false)
                     .await?;
                 // An app with a first-run page is claimed before anything routes to it; a
                 // redeploy of a running app was claimed when it was first deployed.
@@ -212,8 +212,15 @@ impl Orchestrator {
                         "{app} runs already: its first-run page was claimed when it was first deployed"
                     ));
                 }
-                self.run_deploy_steps(ctx, &server, &stack.post_deploy, &secrets, routes_closed)
-                    .await?;
+                self.run_deploy_steps(
+                    ctx,
+                    &server,
+                    app,
+                    &stack.post_deploy,
+                    &secrets,
+                    routes_closed,
+                )
+                .await?;
                 if let Some(probe) = stack.http_probe() {
                     crate::probe::probe_http(
                         ctx,

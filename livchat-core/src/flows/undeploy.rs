@@ -369,6 +369,13 @@ impl Orchestrator {
                 Ok(json!({ "vault_secrets_deleted": keys }))
             }
             "volumes" => {
+                // The first step that deletes data: from here the admin a deploy claimed (in
+                // the volumes or the database, its password in the vault) is going, so a later
+                // deploy must claim a fresh instance, and a refusal is no longer ours.
+                self.store.update("first-run claims forgotten", &mut |s| {
+                    s.forget_claims(&p.server, &p.app);
+                    Ok(())
+                })?;
                 let stack = record
                     .as_ref()
                     .map_or(p.app.clone(), |r| r.stack_name.clone());

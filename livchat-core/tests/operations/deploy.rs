@@ -12,6 +12,8 @@ use secrecy::ExposeSecret;
 
 use super::support::*;
 
+mod claim_retry;
+
 const N8N_HOST: &str = "n8n.lab.example.com";
 const WEBHOOK_HOST: &str = "webhook-n8n.lab.example.com";
 /// A known value for the n8n database password, to follow it through the flow.

@@ -136,14 +136,14 @@ async fn plan_deploy_app_says_how_the_first_admin_is_made_and_warns_about_an_ope
         "{claimed}"
     );
     assert!(!claimed.contains("WARNING"), "{claimed}");
-    let open = orch.plan_deploy_app("web-1", "gitea", &[]).unwrap();
+    let open = orch.plan_deploy_app("web-1", "twenty", &[]).unwrap();
     let warning = open
         .resources
         .iter()
         .find(|r| r.starts_with("WARNING"))
         .unwrap_or_else(|| panic!("no warning in {:?}", open.resources));
     assert!(
-        warning.contains("setup page is open") && warning.contains("/user/sign_up"),
+        warning.contains("setup page is open") && warning.contains("sign up first"),
         "{warning}"
     );
     assert!(world.jobs().is_empty());

@@ -2,7 +2,7 @@
 //! stack (data volumes kept), its DNS records and its record.
 
 use livchat_core::CoreError;
-use livchat_store::JobStatus;
+use livchat_store::{JobStatus, Store};
 
 use super::support::*;
 
@@ -15,6 +15,14 @@ fn world_with_n8n() -> World {
     world.put_deployment("web-1", "redis", &[]);
     world.put_deployment("web-1", "n8n", &["rec-n8n", "rec-webhook"]);
     world.set_secret("app.n8n.encryption_key", "keep-me");
+    // Its first deploy claimed its owner.
+    world
+        .store
+        .update("n8n claimed", &mut |s| {
+            s.record_claim("web-1", "n8n", 0);
+            Ok(())
+        })
+        .unwrap();
     world
 }
 
@@ -69,6 +77,10 @@ async fn undeploy_app_removes_the_stack_its_dns_records_and_its_record_and_keeps
     assert_eq!(
         world.secret("app.n8n.encryption_key").as_deref(),
         Some("keep-me")
+    );
+    assert!(
+        world.state().claimed("web-1", "n8n", 0),
+        "the data keeps its owner, so a redeploy's refused claim is ours"
     );
     let log = log_text(&orch, &job.id);
     assert!(
@@ -301,6 +313,10 @@ async fn undeploy_with_delete_data_deletes_volumes_database_role_and_vault_secre
     assert!(log_text(&orch, &job.id).contains("n8n_n8n_data"));
     assert!(!world.deployed_apps("web-1").contains(&"n8n".to_string()));
     assert_eq!(world.secret("app.n8n.encryption_key"), None);
+    assert!(
+        world.state().first_run_claims.is_empty(),
+        "with the data gone, a redeploy must claim a fresh owner"
+    );
     assert!(
         world
             .secret_names()
