@@ -112,10 +112,11 @@ async fn a_crashing_redeploy_job_fails_with_swarms_message_and_the_previous_rele
     assert_eq!(view.status, DeploymentStatus::Running);
     assert_eq!(view.deployed_at, first.deployed_at);
 
-    // The good release again: its failed predecessors are of an older spec and do not count.
-    let job = deploy(&orch, "3").await;
+    // The good release again, the very spec that runs after the rollback: the crashing
+    // release's failed tasks are of another spec and do not count, nor does the rollback.
+    let job = deploy(&orch, "1").await;
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
-    assert_eq!(serving_release(&rig).await, "3");
+    assert_eq!(serving_release(&rig).await, "1");
     let last = record(&rig);
     assert_eq!(last.status, DeploymentStatus::Running);
     assert!(last.deployed_at > first.deployed_at, "recorded anew");

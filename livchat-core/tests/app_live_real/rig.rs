@@ -102,7 +102,7 @@ pub async fn rig() -> Option<Rig> {
         platform,
         orch,
         store,
-        stacks: stacks,
+        stacks,
     })
 }
 
