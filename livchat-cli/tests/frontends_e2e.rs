@@ -6,7 +6,8 @@
 //! - MCP: create, a setup cancelled from the client (the job ends `cancelled` and no apt or
 //!   dpkg of the step is left on the server), its retry, deploy `guestbook` with its
 //!   dependencies, undeploy, delete; every long call with a progress callback that gets at
-//!   least one notification per step and never sees progress go down.
+//!   least one notification per step and never sees progress go down; the deployed app's
+//!   `app_status` and `app_logs` read live from the swarm.
 //! - REST: create, setup, deploy `guestbook`, undeploy, delete, each answered `202` with
 //!   `Location` and followed over Server-Sent Events to its end; a deploy whose service process
 //!   is SIGKILLed comes back `interrupted` after a restart and its retry completes; a job
@@ -136,6 +137,41 @@ fn assert_no_apt_left(demo: &Demo<'_>) {
     }
 }
 
+/// `app_status` and `app_logs` of the deployed app over MCP: results the SDK validated against
+/// their output schemas, read live from the swarm.
+fn assert_live_status_and_logs(python: &Path, sandbox: &Sandbox) {
+    let reads = json!([
+        ["app_status", {"server": SERVER, "app": APP}],
+        ["app_logs", {"server": SERVER, "app": APP, "tail": 50}],
+    ]);
+    let report = mcp(python, sandbox, "reads", json!({ "reads": reads }));
+    let result = |i: usize| -> Value {
+        let dumped: Value = serde_json::from_str(report["results"][i].as_str().unwrap()).unwrap();
+        dumped["structuredContent"]["result"].clone()
+    };
+    let status = result(0);
+    assert_eq!(status[0]["app"], APP, "{status:#}");
+    assert_eq!(status[0]["state"], "running", "{status:#}");
+    let services = status[0]["services"].as_array().unwrap();
+    assert!(!services.is_empty(), "{status:#}");
+    for s in services {
+        assert!(
+            s["desired"].as_u64() >= Some(1) && s["running"] == s["desired"],
+            "{status:#}"
+        );
+    }
+    let names: Vec<&str> = services.iter().filter_map(|s| s["name"].as_str()).collect();
+    let logs = result(1);
+    let lines = logs["lines"].as_array().unwrap();
+    assert!(!lines.is_empty(), "no log line: {logs:#}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| names.contains(&l["service"].as_str().unwrap_or_default())),
+        "a line of a service the app lacks: {logs:#}"
+    );
+}
+
 fn mcp_flow(python: &Path, sandbox: &Sandbox, demo: &Demo<'_>) {
     demo.section("MCP: create, then a setup cancelled from the client");
     let created = mcp(
@@ -182,6 +218,7 @@ fn mcp_flow(python: &Path, sandbox: &Sandbox, demo: &Demo<'_>) {
     let guestbook = demo.verify_guestbook().unwrap();
     assert_eq!(guestbook.table_owner, "guestbook");
     demo.assert_no_orphans().unwrap();
+    assert_live_status_and_logs(python, sandbox);
 
     let report = mcp(
         python,

@@ -65,12 +65,13 @@ fn tool(shape: &Shape) -> Tool {
         .destructive(shape.destructive)
         .idempotent(info.idempotent)
         .open_world(info.open_world);
+    // The title goes in the annotations only: clients of every protocol version read it there
+    // (newer ones after `Tool.title`), and both would repeat it in 30 tools.
     Tool::new_with_raw(
         info.name,
         Some(info.summary.into()),
         Arc::new(input_schema(shape)),
     )
-    .with_title(title(info))
     .with_raw_output_schema(Arc::new(output_schema(shape)))
     .with_annotations(annotations)
 }
@@ -124,6 +125,9 @@ fn rooted(schema: schemars::Schema, generator: &mut schemars::SchemaGenerator) -
     }
     root.remove("$schema");
     root.remove("title");
+    // The request type's doc comment: the tool's one-line description says it already, and
+    // repeated in 30 input schemas it was 2.2 KB of `tools/list`.
+    root.remove("description");
     root
 }
 
@@ -137,18 +141,24 @@ pub fn input_schema(shape: &Shape) -> JsonObject {
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .expect("an object schema's properties are an object");
+    // An optional field's `default: null` says what leaving it out already says.
+    for prop in props.values_mut().filter_map(Value::as_object_mut) {
+        if prop.get("default") == Some(&Value::Null) {
+            prop.remove("default");
+        }
+    }
     if shape.plannable {
         props.insert(
             "plan".into(),
             json!({"type": "boolean", "default": false,
-                   "description": "Validate and return what would change; change nothing."}),
+                   "description": "Only return what would change."}),
         );
     }
     if shape.destructive {
         props.insert(
             "confirm".into(),
             json!({"type": "boolean", "default": false,
-                   "description": "Must be true to really do it; without it the plan is returned."}),
+                   "description": "Must be true to act; else the plan is returned."}),
         );
     }
     if shape.long {
@@ -156,7 +166,7 @@ pub fn input_schema(shape: &Shape) -> JsonObject {
             "max_wait_secs".into(),
             json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_CEILING_SECS,
                    "default": DEFAULT_MAX_WAIT_SECS,
-                   "description": "With a progress token: how long to follow the job before returning it (it keeps running)."}),
+                   "description": "Seconds to follow the job (with a progress token) before returning it."}),
         );
     }
     root

@@ -88,7 +88,9 @@ async def scenario_tools(session, cfg):
         check(t.output_schema is not None, f"{t.name} has no outputSchema")
         Draft202012Validator.check_schema(t.output_schema)
         check(t.output_schema.get("type") == "object", f"{t.name} output is not an object")
-        check(t.title and t.description, f"{t.name} lacks a title or description")
+        # The title is in the annotations, where clients of every protocol version read it.
+        check(t.annotations and t.annotations.title and t.description,
+              f"{t.name} lacks a title or description")
         check("\n" not in t.description.strip(), f"{t.name} description is not one line")
         a = t.annotations
         check(a is not None, f"{t.name} has no annotations")
@@ -150,6 +152,27 @@ async def scenario_progress(session, cfg):
     check(progress == sorted(progress), f"progress went down: {progress}")
     check(all(e["total"] == 100 for e in events), f"total is not 100: {events}")
     return {"events": events, "result": result.structured_content, "results": seen}
+
+
+async def scenario_deadline(session, cfg):
+    """A long tool with a progress callback and a small `max_wait_secs`: the call returns with
+    its job still going. The job is then cancelled and waited for, so none outlives the test."""
+    events = []
+
+    async def on_progress(progress, total, message):
+        events.append({"progress": progress, "total": total, "message": message})
+
+    seen = []
+    # A deadline not honoured would follow the job for as long as it runs (minutes): fail here.
+    with anyio.fail_after(cfg.get("timeout", 60)):
+        result = await session.call_tool(cfg["tool"], cfg["tool_args"], progress_callback=on_progress)
+    seen.append(dump(result))
+    check(not result.is_error, f"{cfg['tool']} failed: {text_of(result)}")
+    returned = result.structured_content
+    job = returned["result"]["id"]
+    await call_ok(session, "job_cancel", {"id": job}, seen)
+    ended = await call_ok(session, "job_wait", {"id": job, "timeout_secs": 120}, seen)
+    return {"events": events, "returned": returned, "ended": ended["result"], "results": seen}
 
 
 async def scenario_cancel(session, cfg):
@@ -225,6 +248,7 @@ SCENARIOS = {
     "calls": scenario_calls,
     "progress": scenario_progress,
     "cancel": scenario_cancel,
+    "deadline": scenario_deadline,
 }
 
 
@@ -248,12 +272,23 @@ async def over_http(name, cfg):
         bad = {**hdrs, "Authorization": "Bearer not-the-token"}
         statuses["wrong"] = (await client.post(url, json=body, headers=bad)).status_code
     headers = {"Authorization": f"Bearer {cfg['token']}"}
+    # With the token, each Host header of `host_probes` on an initialize: the transport's
+    # allowlist (DNS rebinding) answers before MCP for a name that is not loopback.
+    hosts = {}
+    async with httpx2.AsyncClient() as client:
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "host-probe", "version": "0"}}}
+        for host in cfg.get("host_probes", []):
+            hdrs = {"Accept": "application/json, text/event-stream", "Host": host, **headers}
+            hosts[host] = (await client.post(url, json=init, headers=hdrs)).status_code
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60, read=600)) as client:
         async with streamable_http_client(url, http_client=client) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 report = await SCENARIOS[name](session, cfg)
     report["unauthorized_status"] = statuses
+    report["host_status"] = hosts
     return report
 
 

@@ -267,8 +267,8 @@ pub enum DnsMode {
     /// LivChat creates and deletes them through the Cloudflare API.
     #[default]
     Cloudflare,
-    /// The user creates them at any DNS host; LivChat prints them and, before deploying an
-    /// app, checks that its names resolve to the server.
+    /// The user creates them at any DNS host; LivChat prints them and checks that they
+    /// resolve to the server before each deploy.
     Manual,
 }
 

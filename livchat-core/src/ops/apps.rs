@@ -97,7 +97,7 @@ pub struct AppRender {
     /// Optional subdomain (`lab`).
     #[serde(default)]
     pub subdomain: Option<String>,
-    /// App parameters; keys are checked against the app's declared parameters.
+    /// App parameters (those the app declares).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
 }
@@ -134,15 +134,14 @@ pub struct AppDeploy {
     pub server: String,
     /// App name from the catalog.
     pub app: String,
-    /// App parameters; keys are checked against the app's declared parameters.
+    /// App parameters (those the app declares).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
-    /// Repoint existing A records of the apps' names that livchat did not create (they are
-    /// then the app's: undeploy deletes them). Without it such a record refuses the deploy.
+    /// Repoint A records of the apps' names that livchat did not create (undeploy then
+    /// deletes them); without it such a record refuses the deploy.
     #[serde(default)]
     pub take_over_dns: bool,
-    /// Deploy even when the server has less memory or fewer CPUs than everything that would
-    /// run on it needs (the preflight, which the plan shows).
+    /// Deploy even if the preflight finds too little memory or too few CPUs.
     #[serde(default)]
     pub force: bool,
 }
@@ -184,8 +183,8 @@ pub struct AppUndeploy {
     /// Remove it even when other apps depend on it.
     #[serde(default)]
     pub force: bool,
-    /// Also delete the app's data: its volumes, its database and role, its vault secrets (lost
-    /// for good). `delete_volumes` is accepted as the old name.
+    /// Also delete its volumes, database and role, and vault secrets (lost for good); old
+    /// name `delete_volumes`.
     #[serde(default, alias = "delete_volumes")]
     pub delete_data: bool,
 }

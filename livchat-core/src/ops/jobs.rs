@@ -162,7 +162,7 @@ pub struct JobRetry {
 impl Operation for JobRetry {
     const INFO: super::OperationInfo = op_info!(JobRetry, "job_retry", "job retry", Change,
         job: true, idempotent: false, open_world: true,
-        "Retry a job from its first unfinished step (a job)");
+        "Retry a failed, cancelled or interrupted job from its first unfinished step (a job)");
     type Output = JobView;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
         Ok(orch.start_retry_job(&self.id)?.into())

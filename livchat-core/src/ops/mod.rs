@@ -43,8 +43,8 @@ pub use jobs::{
     WAIT_MAX_SECS, wait_timeout,
 };
 pub use servers::{
-    ServerAdd, ServerAdded, ServerCreate, ServerDelete, ServerDnsUpdate, ServerExec, ServerList,
-    ServerPlatformView, ServerSetPlatform, ServerShow,
+    EXEC_MAX_OUTPUT, ServerAdd, ServerAdded, ServerCreate, ServerDelete, ServerDnsUpdate,
+    ServerExec, ServerList, ServerPlatformView, ServerSetPlatform, ServerShow,
 };
 pub use system::{
     DnsList, ProviderInfoRequest, SecretDelete, SecretName, SecretNames, SecretSet, SettingsGet,

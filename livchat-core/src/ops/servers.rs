@@ -69,22 +69,21 @@ pub struct ServerAdd {
     /// SSH user (default root).
     #[serde(default)]
     pub user: Option<String>,
-    /// The SSH private key (OpenSSH or PEM; Ed25519, ECDSA or RSA). Write-only: stored in the
-    /// vault, never returned.
+    /// SSH private key (OpenSSH or PEM; Ed25519, ECDSA, RSA); write-only, kept in the vault.
     #[serde(default, skip_serializing)]
     #[schemars(with = "Option<String>")]
     pub private_key: Option<SecretString>,
-    /// The private key's passphrase, when it has one. Write-only: kept in the vault.
+    /// The key's passphrase, if any; write-only, kept in the vault.
     #[serde(default, skip_serializing)]
     #[schemars(with = "Option<String>")]
     pub key_passphrase: Option<SecretString>,
-    /// Authenticate with a key of the ssh-agent of the process serving this request.
+    /// Use a key of the serving process's ssh-agent.
     #[serde(default)]
     pub ssh_agent: bool,
-    /// The host key fingerprint (`SHA256:...`) checked out of band; any other key is refused.
+    /// Host key fingerprint (`SHA256:...`) checked out of band; any other key is refused.
     #[serde(default)]
     pub host_key_fingerprint: Option<String>,
-    /// Pin whatever host key the server presents (ssh's `accept-new`), as an explicit choice.
+    /// Pin whatever host key the server presents (ssh's `accept-new`).
     #[serde(default)]
     pub accept_new_host_key: bool,
 }
@@ -207,8 +206,8 @@ pub struct ServerSetup {
     /// Optional subdomain inside the zone (`lab`).
     #[serde(default)]
     pub subdomain: Option<String>,
-    /// Who creates the apps' DNS records: `cloudflare` through its API (default), or `manual`:
-    /// the user at any DNS host, checked to resolve before each deploy.
+    /// Who creates the apps' DNS records: `cloudflare` (its API; default) or `manual` (the
+    /// user, checked to resolve before each deploy).
     #[serde(default)]
     pub dns: livchat_store::DnsMode,
 }
