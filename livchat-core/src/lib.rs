@@ -32,8 +32,8 @@ pub mod stack_path;
 
 pub use config::Config;
 pub use flows::{
-    CreateServerParams, DeleteServerParams, DeployParams, Plan, PlannedStack, SetupServerParams,
-    UndeployParams,
+    CreateServerParams, DeleteServerParams, DeployParams, JoinParams, LeaveParams, Placement, Plan,
+    PlannedStack, SetupServerParams, UndeployParams,
 };
 pub use host_key::{HostKeyOffer, HostKeyQuestion, HostKeyTrust, Repinned};
 pub use orchestrator::{
@@ -49,7 +49,8 @@ pub mod model {
     pub use livchat_remote::ExecOutput;
     pub use livchat_store::{
         DeployedVia, DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, InitReport, JobRecord,
-        JobStatus, LogLevel, LogLine, PlatformChoice, ProviderKind, ServerRecord, ServerStatus,
+        JobStatus, LogLevel, LogLine, NodeRole, PlatformChoice, ProviderKind, ServerRecord,
+        ServerStatus, State,
     };
     pub use secrecy::{ExposeSecret, SecretString};
     pub type DateTime = chrono::DateTime<chrono::Utc>;

@@ -14,6 +14,8 @@ pub const LONG: &[&str] = &[
     "server_create",
     "server_setup",
     "server_delete",
+    "server_join",
+    "server_leave",
     "app_deploy",
     "app_undeploy",
     "job_retry",

@@ -30,7 +30,18 @@ pub const MIGRATIONS: &[Migration] = &[
         from: 2,
         apply: jobs_out_of_state,
     },
+    Migration {
+        from: 3,
+        apply: clusters_appear,
+    },
 ];
+
+/// Version 4: `clusters` (Swarm clusters of several servers) appears. A version-3 file has
+/// none, so nothing changes; the version moves so an older build refuses a file that may
+/// hold clusters instead of failing on an unknown field.
+fn clusters_appear(_doc: &mut Value) -> Result<(), String> {
+    Ok(())
+}
 
 /// Where [`jobs_out_of_state`] leaves the jobs for the store to write as files.
 const MOVED_JOBS: &str = "_jobs_moved_out";
@@ -359,6 +370,28 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("job-1"), "{err}");
+    }
+
+    /// A version-3 file as the release before clusters wrote it (jobs already out of it).
+    #[test]
+    fn version_3_file_loads_with_no_clusters() {
+        let doc = serde_json::json!({
+            "version": 3,
+            "serial": 7,
+            "lineage": "0b6f7f38-3f5a-4c39-9d7e-0f6d3e0c1a11",
+            "servers": {"web-1": {
+                "name": "web-1", "provider": "manual", "host": "203.0.113.10",
+                "ssh_port": 22, "ssh_user": "root", "ssh_key_secret": "ssh.web-1.key",
+                "status": "ready", "created_at": "2026-11-01T00:00:00Z"
+            }},
+            "deployments": {}
+        });
+        let parsed = parse_state(Path::new("state.json"), doc.to_string().as_bytes()).unwrap();
+        assert!(parsed.migrated);
+        assert_eq!(parsed.state.version, 4);
+        assert!(parsed.state.clusters.is_empty());
+        assert!(parsed.state.servers.contains_key("web-1"));
+        assert!(parsed.state.cluster_of("web-1").is_none());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The schema of `state.json`, version 3 (see `migrate.rs` for what changed since 1), and of the
+//! The schema of `state.json`, version 4 (see `migrate.rs` for what changed since 1), and of the
 //! job records kept beside it in `<home>/jobs/` (see `job_files.rs`). Never holds a secret: secrets are referred to by
 //! their vault name (`ssh_key_secret`).
 //!
@@ -16,7 +16,7 @@ use crate::settings::Settings;
 
 /// The state schema version this build writes. Older versions are migrated on load
 /// (see [`crate::migrate`]); newer ones are refused.
-pub const STATE_VERSION: u32 = 3;
+pub const STATE_VERSION: u32 = 4;
 
 /// The whole content of `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,9 @@ pub struct State {
     /// Deployed apps: server name -> app name -> deployment.
     #[serde(default)]
     pub deployments: BTreeMap<String, BTreeMap<String, DeploymentRecord>>,
+    /// Swarm clusters of several servers by manager name (see `cluster.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, crate::cluster::ClusterRecord>,
     /// User settings (a fixed set of keys).
     #[serde(default)]
     pub settings: Settings,
@@ -48,6 +51,7 @@ impl State {
             lineage: Uuid::new_v4(),
             servers: BTreeMap::new(),
             deployments: BTreeMap::new(),
+            clusters: BTreeMap::new(),
             settings: Settings::default(),
         }
     }
@@ -58,6 +62,7 @@ impl State {
     pub fn validate(&self) -> Result<(), StoreError> {
         validate_servers(&self.servers)?;
         self.validate_deployments()?;
+        crate::cluster::validate_clusters(&self.clusters, &self.servers)?;
         self.settings.validate()
     }
 
