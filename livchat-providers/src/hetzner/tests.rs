@@ -76,7 +76,7 @@ fn peer_rules_open_a_port_to_the_peers_addresses_only() {
         }],
     });
     assert_eq!(r.len(), 2);
-    assert_eq!(r[1].protocol, models::rule::Protocol::Udp);
+    assert_eq!(r[1].protocol, hcloud::models::rule::Protocol::Udp);
     assert_eq!(r[1].port, Some(Some("4789".into())));
     assert_eq!(r[1].source_ips, Some(vec!["10.0.0.2/32".to_string()]));
 }
