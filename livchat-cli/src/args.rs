@@ -271,8 +271,7 @@ pub enum ServerCommand {
         #[command(flatten)]
         job: JobFlags,
     },
-    /// Join a set-up server to a manager's Swarm (a cluster); the Swarm ports open between
-    /// the cluster's nodes only.
+    /// Join a set-up server to a manager's Swarm cluster (Swarm ports open to its nodes only).
     Join {
         name: String,
         /// The cluster's manager.
@@ -290,8 +289,7 @@ pub enum ServerCommand {
         #[command(flatten)]
         job: JobFlags,
     },
-    /// Drain a cluster node and remove it from the cluster (refused while it holds a pinned
-    /// database, unless --force).
+    /// Drain a cluster node and remove it (refused while it holds a pinned database).
     Leave {
         name: String,
         #[arg(long)]
