@@ -143,14 +143,14 @@ pub fn input_schema(shape: &Shape) -> JsonObject {
         props.insert(
             "plan".into(),
             json!({"type": "boolean", "default": false,
-                   "description": "Validate and return what would change; change nothing."}),
+                   "description": "Only return what would change."}),
         );
     }
     if shape.destructive {
         props.insert(
             "confirm".into(),
             json!({"type": "boolean", "default": false,
-                   "description": "Must be true to really do it; without it the plan is returned."}),
+                   "description": "True to do it; else the plan is returned."}),
         );
     }
     if shape.long {
@@ -158,7 +158,7 @@ pub fn input_schema(shape: &Shape) -> JsonObject {
             "max_wait_secs".into(),
             json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_CEILING_SECS,
                    "default": DEFAULT_MAX_WAIT_SECS,
-                   "description": "With a progress token: how long to follow the job before returning it (it keeps running)."}),
+                   "description": "Seconds to follow the job (with a progress token)."}),
         );
     }
     root
@@ -216,9 +216,8 @@ fn shallow(schema: &Value, defs: &serde_json::Map<String, Value>, depth: usize) 
             .map(|(k, v)| (k.clone(), shallow(v, defs, depth - 1)))
             .collect();
         out.insert("properties".into(), Value::Object(props));
-        if let Some(required) = schema.get("required") {
-            out.insert("required".into(), required.clone());
-        }
+        // No `required` list: it repeated every field name of each job and server view
+        // (issue #16's two job tools took tools/list over 40 KB); the types still check.
         return Value::Object(out);
     }
     if let Some(items) = schema.get("items") {

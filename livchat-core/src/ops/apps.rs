@@ -145,10 +145,10 @@ pub struct AppDeploy {
     /// run on it needs (the preflight, which the plan shows).
     #[serde(default)]
     pub force: bool,
-    /// Cluster node to run on.
+    /// Cluster node.
     #[serde(default)]
     pub node: Option<String>,
-    /// Node label `k=v` to run on.
+    /// Node label `k=v`.
     #[serde(default)]
     pub node_label: Option<String>,
 }

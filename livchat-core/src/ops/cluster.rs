@@ -20,7 +20,6 @@ pub struct ServerJoin {
     pub server: String,
     /// The cluster's manager.
     pub manager: String,
-    /// Default worker.
     #[serde(default, rename = "as")]
     pub role: Option<NodeRole>,
     /// Allow an even manager count.
@@ -43,7 +42,7 @@ impl ServerJoin {
 impl Operation for ServerJoin {
     const INFO: super::OperationInfo = op_info!(ServerJoin, "server_join", "server join",
         Change, job: true, idempotent: true, open_world: true,
-        "Join a server to a manager's swarm (a job)");
+        "Join a server to a swarm cluster (a job)");
     type Output = JobView;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
         Ok(orch.start_join(&self.params())?.into())
@@ -62,7 +61,7 @@ impl JobOperation for ServerJoin {
 pub struct ServerLeave {
     /// The node that leaves.
     pub server: String,
-    /// Leave though it holds a pinned database.
+    /// Even holding a pinned database.
     #[serde(default)]
     pub force: bool,
 }
@@ -80,7 +79,7 @@ impl ServerLeave {
 impl Operation for ServerLeave {
     const INFO: super::OperationInfo = op_info!(ServerLeave, "server_leave", "server leave",
         Change, job: true, idempotent: true, open_world: true,
-        "Drain a node and remove it from its cluster (a job)");
+        "Remove a node from its cluster (a job)");
     type Output = JobView;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
         Ok(orch.start_leave(&self.params())?.into())
