@@ -17,7 +17,8 @@ pub mod redact;
 
 pub use error::{CoreError, ErrorKind, Result};
 pub use jobs::{JobContext, JobEvent, JobKind, JobManager, StepRunner};
-pub mod config;
+pub mod cluster_platform;
+mod config;
 mod connections;
 mod first_run;
 pub mod flows;

@@ -351,8 +351,7 @@ impl Orchestrator {
                         "creating database {} and user {} in {db_stack}/{service}",
                         spec.database, spec.user
                     ));
-                    // On a cluster the database may run on another node than the manager.
-                    let exec = || ServiceExec {
+                    let exec = ServiceExec {
                         stack: db_stack.clone(),
                         service: service.clone(),
                         argv: cmd.argv.clone(),
@@ -367,7 +366,8 @@ impl Orchestrator {
                         timeout: Duration::from_secs(120),
                         cancel: ctx.cancel_token(),
                     };
-                    let out = self.exec_in_cluster(server, &exec).await?;
+                    // On a cluster, the platform finds the node running the database.
+                    let out = platform.exec_in_service(exec).await.map_err(platform_err)?;
                     if !out.success() {
                         // psql may echo the failing statement, which holds the password:
                         // only the redacted tail goes into the error.

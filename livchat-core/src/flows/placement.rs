@@ -9,10 +9,10 @@
 //! - the deployed app itself on `--node NAME` (`livchat.server=NAME`, set at join) or
 //!   `--node-label K=V`.
 //!
-//! A one-server deploy gets no constraint at all.
+//! A one-server deploy gets no constraint at all. `exec` into a service and volume removal
+//! reach the node running it through the manager's platform (`cluster_platform.rs`).
 
-use livchat_remote::PlatformError;
-use livchat_store::{ClusterRecord, NodeRole};
+use livchat_store::ClusterRecord;
 
 use super::cluster::{SERVER_LABEL, data_label};
 use super::*;
@@ -220,44 +220,12 @@ impl Orchestrator {
         ));
         Ok(())
     }
-
-    /// `exec` in a service wherever its task runs: on a cluster, the node this server is
-    /// (the manager) first, then the other nodes (`docker exec` reaches local tasks only).
-    pub(super) async fn exec_in_cluster(
-        &self,
-        server: &ServerRecord,
-        exec: &(dyn Fn() -> ServiceExec + Send + Sync),
-    ) -> Result<livchat_remote::ExecOutput> {
-        let state = self.store.load()?;
-        let mut nodes = vec![server.name.clone()];
-        if let Some(c) = state.clusters.get(&server.name) {
-            // Workers before other managers: databases are pinned where their data is.
-            let mut others: Vec<(&String, NodeRole)> = c
-                .nodes
-                .iter()
-                .filter(|(n, _)| **n != server.name)
-                .map(|(n, node)| (n, node.role))
-                .collect();
-            others.sort_by_key(|(_, role)| *role == NodeRole::Manager);
-            nodes.extend(others.into_iter().map(|(n, _)| n.clone()));
-        }
-        let mut last = None;
-        for node in &nodes {
-            match self.platform(node).await?.exec_in_service(exec()).await {
-                Err(e @ PlatformError::NotFound { .. }) => last = Some(e),
-                other => return other.map_err(platform_err),
-            }
-        }
-        Err(platform_err(last.unwrap_or(PlatformError::NotFound {
-            what: "a node".into(),
-        })))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use livchat_store::ClusterNode;
+    use livchat_store::{ClusterNode, NodeRole};
 
     fn cluster() -> ClusterRecord {
         let node = |role, labels: &[(&str, &str)]| ClusterNode {
