@@ -113,6 +113,8 @@ pub fn routes() -> Vec<Route> {
         quick::<ServerAdd>(M::POST, "/api/servers/add"),
         job::<ServerSetup>(M::POST, "/api/servers/{server}/setup"),
         job::<ServerDelete>(M::DELETE, "/api/servers/{server}"),
+        job::<ServerJoin>(M::POST, "/api/servers/{server}/join"),
+        job::<ServerLeave>(M::POST, "/api/servers/{server}/leave"),
         quick::<ServerExec>(M::POST, "/api/servers/{server}/exec"),
         quick::<ServerDnsUpdate>(M::PUT, "/api/servers/{server}/dns"),
         quick::<ServerSetPlatform>(M::PUT, "/api/servers/{server}/platform"),

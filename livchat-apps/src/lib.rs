@@ -35,6 +35,7 @@ mod error;
 pub mod escape;
 pub mod first_run;
 pub mod names;
+mod placement;
 pub mod postgres;
 pub mod probe;
 pub mod query;

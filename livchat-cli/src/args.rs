@@ -75,6 +75,8 @@ impl Command {
             Command::Server(
                 ServerCommand::Create { job, .. }
                 | ServerCommand::Delete { job, .. }
+                | ServerCommand::Join { job, .. }
+                | ServerCommand::Leave { job, .. }
                 | ServerCommand::Setup { job, .. },
             )
             | Command::App(AppCommand::Deploy { job, .. } | AppCommand::Undeploy { job, .. })
@@ -86,6 +88,12 @@ impl Command {
             _ => None,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodeRoleArg {
+    Worker,
+    Manager,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -263,6 +271,35 @@ pub enum ServerCommand {
         #[command(flatten)]
         job: JobFlags,
     },
+    /// Join a set-up server to a manager's Swarm cluster (Swarm ports open to its nodes only).
+    Join {
+        name: String,
+        /// The cluster's manager.
+        #[arg(long)]
+        manager: String,
+        /// Join as a worker (default) or a manager.
+        #[arg(long = "as", value_enum, default_value = "worker")]
+        role: NodeRoleArg,
+        /// Go on with an even manager count (one step on the way from 1 to 3 managers).
+        #[arg(long)]
+        force: bool,
+        /// Show what would change, and change nothing.
+        #[arg(long)]
+        plan: bool,
+        #[command(flatten)]
+        job: JobFlags,
+    },
+    /// Drain a cluster node and remove it (refused while it holds a pinned database).
+    Leave {
+        name: String,
+        #[arg(long)]
+        force: bool,
+        /// Show what would change, and change nothing.
+        #[arg(long)]
+        plan: bool,
+        #[command(flatten)]
+        job: JobFlags,
+    },
     /// Set a server up over SSH (Docker, Swarm, network, firewall) and point DNS at it.
     Setup {
         name: String,
@@ -370,6 +407,12 @@ pub enum AppCommand {
         /// would run on it needs (the preflight; `--plan` shows it).
         #[arg(long)]
         force: bool,
+        /// On a cluster: run the app on this node (a database's data is pinned there).
+        #[arg(long)]
+        node: Option<String>,
+        /// On a cluster: run the app on the nodes with this label (KEY=VALUE).
+        #[arg(long, value_name = "KEY=VALUE", conflicts_with = "node")]
+        node_label: Option<String>,
         /// Show every resource, DNS record and stack that would change, and change nothing.
         #[arg(long)]
         plan: bool,

@@ -38,6 +38,8 @@ pub enum JobKind {
     DeployApp,
     UndeployApp,
     DeleteServer,
+    JoinCluster,
+    LeaveCluster,
 }
 
 impl JobKind {
@@ -48,6 +50,8 @@ impl JobKind {
             JobKind::DeployApp => "deploy_app",
             JobKind::UndeployApp => "undeploy_app",
             JobKind::DeleteServer => "delete_server",
+            JobKind::JoinCluster => "join_cluster",
+            JobKind::LeaveCluster => "leave_cluster",
         }
     }
 
@@ -58,6 +62,8 @@ impl JobKind {
             "deploy_app" => JobKind::DeployApp,
             "undeploy_app" => JobKind::UndeployApp,
             "delete_server" => JobKind::DeleteServer,
+            "join_cluster" => JobKind::JoinCluster,
+            "leave_cluster" => JobKind::LeaveCluster,
             other => {
                 return Err(CoreError::invalid(
                     "job kind",
@@ -76,6 +82,7 @@ impl JobKind {
             JobKind::DeployApp => 60,
             JobKind::UndeployApp => 15,
             JobKind::DeleteServer => 15,
+            JobKind::JoinCluster | JobKind::LeaveCluster => 15,
         };
         Duration::from_secs(minutes * 60)
     }

@@ -17,7 +17,8 @@ pub mod redact;
 
 pub use error::{CoreError, ErrorKind, Result};
 pub use jobs::{JobContext, JobEvent, JobKind, JobManager, StepRunner};
-pub mod config;
+pub mod cluster_platform;
+mod config;
 mod connections;
 mod first_run;
 pub mod flows;
@@ -32,8 +33,8 @@ pub mod stack_path;
 
 pub use config::Config;
 pub use flows::{
-    CreateServerParams, DeleteServerParams, DeployParams, Plan, PlannedStack, SetupServerParams,
-    UndeployParams,
+    CreateServerParams, DeleteServerParams, DeployParams, JoinParams, LeaveParams, Placement, Plan,
+    PlannedStack, SetupServerParams, UndeployParams,
 };
 pub use host_key::{HostKeyOffer, HostKeyQuestion, HostKeyTrust, Repinned};
 pub use orchestrator::{
@@ -49,7 +50,8 @@ pub mod model {
     pub use livchat_remote::ExecOutput;
     pub use livchat_store::{
         DeployedVia, DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, InitReport, JobRecord,
-        JobStatus, LogLevel, LogLine, PlatformChoice, ProviderKind, ServerRecord, ServerStatus,
+        JobStatus, LogLevel, LogLine, NodeRole, PlatformChoice, ProviderKind, ServerRecord,
+        ServerStatus, State,
     };
     pub use secrecy::{ExposeSecret, SecretString};
     pub type DateTime = chrono::DateTime<chrono::Utc>;

@@ -533,8 +533,10 @@ impl Orchestrator {
         self.connections.lock().await.remove(name);
     }
 
+    /// The server's platform; a cluster manager's reaches its nodes too (`cluster_platform.rs`).
     pub(crate) async fn platform(&self, name: &str) -> Result<Arc<dyn ContainerPlatform>> {
-        Ok((self.platform_factory)(self.executor(name).await?))
+        let own = (self.platform_factory)(self.executor(name).await?);
+        self.on_cluster(name, own).await
     }
 
     /// Runs `argv` on the server; the arguments arrive byte for byte.

@@ -13,6 +13,7 @@ mod operations {
 
     mod app_live;
     mod byo;
+    mod cluster;
     mod create;
     mod delete;
     mod deploy;

@@ -14,6 +14,8 @@ pub const LONG: &[&str] = &[
     "server_create",
     "server_setup",
     "server_delete",
+    "server_join",
+    "server_leave",
     "app_deploy",
     "app_undeploy",
     "job_retry",
@@ -224,9 +226,8 @@ fn shallow(schema: &Value, defs: &serde_json::Map<String, Value>, depth: usize) 
             .map(|(k, v)| (k.clone(), shallow(v, defs, depth - 1)))
             .collect();
         out.insert("properties".into(), Value::Object(props));
-        if let Some(required) = schema.get("required") {
-            out.insert("required".into(), required.clone());
-        }
+        // No `required` list: it repeated every field name of each job and server view
+        // (issue #16's two job tools took tools/list over 40 KB); the types still check.
         return Value::Object(out);
     }
     if let Some(items) = schema.get("items") {

@@ -21,6 +21,8 @@ pub const TOOLS: &[&str] = &[
     "server_create",
     "server_setup",
     "server_delete",
+    "server_join",
+    "server_leave",
     "server_exec",
     "server_dns_update",
     "server_set_platform",
@@ -219,6 +221,8 @@ pub async fn call(
         "server_create" => job::<ops::ServerCreate>(orch, args, x, d).await,
         "server_setup" => job::<ops::ServerSetup>(orch, args, x, d).await,
         "server_delete" => job::<ops::ServerDelete>(orch, args, x, d).await,
+        "server_join" => job::<ops::ServerJoin>(orch, args, x, d).await,
+        "server_leave" => job::<ops::ServerLeave>(orch, args, x, d).await,
         "server_exec" => {
             let request: ops::ServerExec = parse(args)?;
             if x.plan {

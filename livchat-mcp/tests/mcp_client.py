@@ -17,8 +17,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 TOOLS = [
     "server_list", "server_show", "server_add", "server_create", "server_setup",
-    "server_delete", "server_exec", "server_dns_update", "server_set_platform", "app_list",
-    "app_show",
+    "server_delete", "server_join", "server_leave", "server_exec", "server_dns_update",
+    "server_set_platform", "app_list", "app_show",
     "app_render", "app_deploy", "app_undeploy", "app_deployed", "app_status", "app_logs",
     "job_list", "job_show",
     "job_logs", "job_wait", "job_cancel", "job_retry", "provider_info", "dns_list",
@@ -30,10 +30,13 @@ READ = {
     "settings_get", "secret_names",
 }
 DESTRUCTIVE = {"server_delete", "app_undeploy", "secret_delete"}
-LONG = {"server_create", "server_setup", "app_deploy", "app_undeploy", "server_delete", "job_retry"}
+LONG = {
+    "server_create", "server_setup", "app_deploy", "app_undeploy", "server_delete", "job_retry",
+    "server_join", "server_leave",
+}
 OPEN_WORLD = {
     "server_add", "server_create", "server_setup", "server_delete", "server_exec",
-    "server_dns_update", "app_deploy", "app_undeploy", "provider_info", "dns_list", "job_retry",
+    "server_join", "server_leave", "server_dns_update", "app_deploy", "app_undeploy", "provider_info", "dns_list", "job_retry",
     "app_status", "app_logs",
 }
 

@@ -42,8 +42,8 @@ pub use error::{CloudError, Result, Service};
 pub use hetzner::{HetznerConfig, HetznerProvider};
 pub use provider::{
     ActionProgress, ActionStatus, Architecture, Firewall, FirewallSpec, Image, ImageKind, Location,
-    MANAGED_BY_LABEL, Price, ProgressFn, Provider, ProviderServer, ServerId, ServerSpec,
-    ServerStatus, ServerType, SshKey,
+    MANAGED_BY_LABEL, PeerProtocol, PeerRule, Price, ProgressFn, Provider, ProviderServer,
+    ServerId, ServerSpec, ServerStatus, ServerType, SshKey,
 };
 pub use resolve::{NameResolver, ResolveError, UdpResolver};
 pub use retry::RetryPolicy;

@@ -265,6 +265,24 @@ pub struct FirewallSpec {
     pub name: String,
     /// TCP ports open to the world (IPv4 and IPv6); everything else inbound is dropped.
     pub tcp_ports: Vec<u16>,
+    /// Ports open to some addresses only (the other nodes of a cluster).
+    #[serde(default)]
+    pub peer_rules: Vec<PeerRule>,
+}
+
+/// A port open to a few addresses only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRule {
+    pub protocol: PeerProtocol,
+    pub port: u16,
+    pub sources: Vec<std::net::IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerProtocol {
+    Tcp,
+    Udp,
 }
 
 impl FirewallSpec {
@@ -273,6 +291,7 @@ impl FirewallSpec {
         FirewallSpec {
             name: name.into(),
             tcp_ports: vec![22, 80, 443],
+            peer_rules: Vec::new(),
         }
     }
 }

@@ -260,6 +260,7 @@ async fn the_firewall_is_created_applied_and_then_left_unchanged() {
             &FirewallSpec {
                 name: "livchat-web-1".into(),
                 tcp_ports: vec![22, 443],
+                peer_rules: Vec::new(),
             },
             &other.id,
         )

@@ -122,6 +122,8 @@ pub struct ServiceStatus {
     /// The swarm's state of the service's last update; `None` when the service was created and
     /// not updated since, or when its last update changed no task (an unchanged redeploy).
     pub update: Option<UpdateStatus>,
+    /// The nodes (host names) its running tasks are on: on a cluster, where it runs.
+    pub nodes: Vec<String>,
 }
 
 /// Where the swarm is with a service's update (`docker service inspect`'s `UpdateStatus`).
@@ -552,6 +554,7 @@ mod tests {
 
     fn service(name: &str, desired: u64, running: u64) -> ServiceStatus {
         ServiceStatus {
+            nodes: Vec::new(),
             name: name.into(),
             full_name: format!("app_{name}"),
             image: "local/busybox:1".into(),

@@ -21,6 +21,7 @@
 //!   [`MemorySecrets`] for tests; [`JobLogStore`]: per-job JSON-lines logs under `<home>/jobs/`.
 //! - [`resolve_vault_password`], [`init_home`].
 
+mod cluster;
 mod error;
 mod file_store;
 mod fsutil;
@@ -38,6 +39,7 @@ mod state_header;
 mod store;
 pub mod vault;
 
+pub use cluster::{ClusterNode, ClusterRecord, NodeRole, validate_label};
 pub use error::StoreError;
 pub use file_store::{JsonFileStore, SETTINGS_FILE, STATE_FILE};
 pub use home::{HomePaths, InitOptions, InitReport, init_home, init_home_with};

@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[Migration] = &[
         from: 3,
         apply: settings_out_of_state,
     },
+    Migration {
+        from: 4,
+        apply: clusters_appear,
+    },
 ];
 
 /// Where [`settings_out_of_state`] leaves the settings for the store to write as their file.
@@ -50,6 +54,13 @@ fn settings_out_of_state(doc: &mut Value) -> Result<(), String> {
     if let Some(settings) = obj.remove("settings") {
         obj.insert(MOVED_SETTINGS.into(), settings);
     }
+    Ok(())
+}
+
+/// Version 5: `clusters` (Swarm clusters of several servers) appears. A version-4 file has
+/// none, so nothing changes; the version moves so an older build refuses a file that may
+/// hold clusters instead of failing on an unknown field.
+fn clusters_appear(_doc: &mut Value) -> Result<(), String> {
     Ok(())
 }
 
@@ -394,6 +405,28 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("job-1"), "{err}");
+    }
+
+    /// A version-3 file as the release before clusters wrote it (jobs already out of it).
+    #[test]
+    fn version_3_file_loads_with_no_clusters() {
+        let doc = serde_json::json!({
+            "version": 3,
+            "serial": 7,
+            "lineage": "0b6f7f38-3f5a-4c39-9d7e-0f6d3e0c1a11",
+            "servers": {"web-1": {
+                "name": "web-1", "provider": "manual", "host": "203.0.113.10",
+                "ssh_port": 22, "ssh_user": "root", "ssh_key_secret": "ssh.web-1.key",
+                "status": "ready", "created_at": "2026-11-01T00:00:00Z"
+            }},
+            "deployments": {}
+        });
+        let parsed = parse_state(Path::new("state.json"), doc.to_string().as_bytes()).unwrap();
+        assert!(parsed.migrated);
+        assert_eq!(parsed.state.version, STATE_VERSION);
+        assert!(parsed.state.clusters.is_empty());
+        assert!(parsed.state.servers.contains_key("web-1"));
+        assert!(parsed.state.cluster_of("web-1").is_none());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The schema of `state.json`, version 4 (see `migrate.rs` for what changed since 1), and of the
+//! The schema of `state.json`, version 5 (see `migrate.rs` for what changed since 1), and of the
 //! job records kept beside it in `<home>/jobs/` (see `job_files.rs`). Never holds a secret: secrets are referred to by
 //! their vault name (`ssh_key_secret`).
 //!
@@ -15,7 +15,7 @@ use crate::error::StoreError;
 
 /// The state schema version this build writes. Older versions are migrated on load
 /// (see [`crate::migrate`]); newer ones are refused.
-pub const STATE_VERSION: u32 = 4;
+pub const STATE_VERSION: u32 = 5;
 
 /// The whole content of `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,9 @@ pub struct State {
     /// claim's doing, not someone else's. Cleared when the app's data is deleted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub first_run_claims: BTreeMap<String, BTreeMap<String, BTreeSet<u32>>>,
+    /// Swarm clusters of several servers by manager name (see `cluster.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, crate::cluster::ClusterRecord>,
 }
 
 impl State {
@@ -52,6 +55,7 @@ impl State {
             servers: BTreeMap::new(),
             deployments: BTreeMap::new(),
             first_run_claims: BTreeMap::new(),
+            clusters: BTreeMap::new(),
         }
     }
 
@@ -89,7 +93,8 @@ impl State {
     /// The error names the offending field as a path (`servers.web-1.ssh_user`).
     pub fn validate(&self) -> Result<(), StoreError> {
         validate_servers(&self.servers)?;
-        self.validate_deployments()
+        self.validate_deployments()?;
+        crate::cluster::validate_clusters(&self.clusters, &self.servers)
     }
 
     fn validate_deployments(&self) -> Result<(), StoreError> {

@@ -29,6 +29,7 @@ const EXCLUSIVE: &[&str] = &[
     "mariadb_isolation_swarm",
     "rabbitmq_isolation_swarm",
     "app_live_real",
+    "cluster_real",
 ];
 
 /// Binaries that run after every other one, alone: the E2E checks that a cancelled setup leaves

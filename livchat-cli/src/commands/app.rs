@@ -92,14 +92,21 @@ pub(crate) async fn app(g: &Global, cmd: AppCommand) -> Result<ExitCode> {
             set,
             take_over_dns,
             force,
+            node,
+            node_label,
             plan,
             ..
         } => {
+            let placement = livchat_core::Placement { node, node_label };
             if plan {
-                print_plan(&orch.plan_deploy_app(&server, &app, &set)?, out)?;
+                print_plan(
+                    &orch.plan_deploy_placed(&server, &app, &set, placement)?,
+                    out,
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let job = orch.start_deploy_app_with(&server, &app, &set, take_over_dns, force)?;
+            let job =
+                orch.start_deploy_placed(&server, &app, &set, take_over_dns, force, placement)?;
             return run_job(&orch, job, g).await;
         }
         AppCommand::Undeploy {

@@ -30,6 +30,7 @@ fn status_table(views: &[AppStatusView]) -> Table {
         "STATE",
         "SERVICE",
         "REPLICAS",
+        "NODES",
         "UPDATE",
         "IMAGE",
         "LAST ERROR",
@@ -44,6 +45,7 @@ fn status_table(views: &[AppStatusView]) -> Table {
                 dash(),
                 dash(),
                 dash(),
+                dash(),
                 format!("no stack {} on the swarm", v.stack),
             ]);
         }
@@ -53,6 +55,11 @@ fn status_table(views: &[AppStatusView]) -> Table {
                 words(&v.state),
                 s.name.clone(),
                 format!("{}/{}", s.running, s.desired),
+                if s.nodes.is_empty() {
+                    "-".into()
+                } else {
+                    s.nodes.join(",")
+                },
                 s.update_state.clone().unwrap_or_else(|| "-".into()),
                 s.image.clone(),
                 s.last_error.clone().unwrap_or_else(|| "-".into()),

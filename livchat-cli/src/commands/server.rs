@@ -25,9 +25,15 @@ pub(crate) fn created(yes: bool) -> String {
     }
 }
 
-pub(crate) fn server_table(servers: &[livchat_core::model::ServerRecord]) -> Table {
-    let mut t = Table::new(&["NAME", "HOST", "PROVIDER", "STATUS", "DNS"]);
+pub(crate) fn server_table(
+    servers: &[livchat_core::model::ServerRecord],
+    state: &livchat_core::model::State,
+) -> Table {
+    let mut t = Table::new(&["NAME", "HOST", "PROVIDER", "STATUS", "DNS", "CLUSTER"]);
     for s in servers {
+        let cluster = state.cluster_of(&s.name).map_or("-".into(), |c| {
+            format!("{} ({})", c.manager, c.nodes[&s.name].role.as_str())
+        });
         t.row(vec![
             s.name.clone(),
             format!("{}:{}", s.host, s.ssh_port),
@@ -37,6 +43,7 @@ pub(crate) fn server_table(servers: &[livchat_core::model::ServerRecord]) -> Tab
                 Some(sub) => format!("{sub}.{}", d.zone_name),
                 None => d.zone_name.clone(),
             }),
+            cluster,
         ]);
     }
     t
@@ -147,7 +154,8 @@ pub(crate) async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
         }
         ServerCommand::List => {
             let servers = orch.servers()?;
-            print(out, &servers, || server_table(&servers));
+            let state = orch.state()?;
+            print(out, &servers, || server_table(&servers, &state));
         }
         ServerCommand::Show { name } => {
             let s = orch.server(&name)?;
@@ -187,6 +195,44 @@ pub(crate) async fn server(g: &Global, cmd: ServerCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let job = orch.start_delete_server(&name, force)?;
+            return run_job(&orch, job, g).await;
+        }
+        ServerCommand::Join {
+            name,
+            manager,
+            role,
+            force,
+            plan,
+            ..
+        } => {
+            let p = livchat_core::JoinParams {
+                server: name,
+                manager,
+                role: match role {
+                    crate::args::NodeRoleArg::Worker => livchat_core::model::NodeRole::Worker,
+                    crate::args::NodeRoleArg::Manager => livchat_core::model::NodeRole::Manager,
+                },
+                force,
+            };
+            if plan {
+                print_plan(&orch.plan_join(&p)?, out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let job = orch.start_join(&p)?;
+            return run_job(&orch, job, g).await;
+        }
+        ServerCommand::Leave {
+            name, force, plan, ..
+        } => {
+            let p = livchat_core::LeaveParams {
+                server: name,
+                force,
+            };
+            if plan {
+                print_plan(&orch.plan_leave(&p)?, out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let job = orch.start_leave(&p)?;
             return run_job(&orch, job, g).await;
         }
         ServerCommand::Setup {

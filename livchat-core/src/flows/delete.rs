@@ -14,7 +14,27 @@ impl Orchestrator {
                 deployed.into_iter().collect::<Vec<_>>().join(", ")
             )));
         }
+        if self.store.load()?.cluster_of(name).is_some() {
+            self.check_leave(&super::LeaveParams {
+                server: name.to_string(),
+                force,
+            })?;
+        }
         Ok(server)
+    }
+
+    /// A cluster node leaves its cluster (drained, removed) before it is deleted.
+    fn delete_steps(&self, name: &str) -> Result<Vec<String>> {
+        let mut steps = Vec::new();
+        if self.store.load()?.cluster_of(name).is_some() {
+            steps.extend(
+                super::cluster::LEAVE_STEPS
+                    .iter()
+                    .map(|s| format!("cluster:{s}")),
+            );
+        }
+        steps.extend(["dns", "provider", "state"].map(String::from));
+        Ok(steps)
     }
 
     /// The dry run of a delete. Touches nothing.
@@ -42,6 +62,12 @@ impl Orchestrator {
         for d in &deployments {
             resources.push(format!("app {} goes with the server", d.app));
         }
+        if let Some(c) = self.store.load()?.cluster_of(name) {
+            resources.push(format!(
+                "drain {name} and remove it from cluster {} first",
+                c.manager
+            ));
+        }
         resources.push(format!("state server {name} and its deployments"));
         for key in self.server_vault_secrets(name)? {
             resources.push(format!("DELETE vault secret {key}"));
@@ -56,7 +82,7 @@ impl Orchestrator {
         }
         Ok(Plan {
             operation: format!("delete server {name}"),
-            steps: vec!["dns".into(), "provider".into(), "state".into()],
+            steps: self.delete_steps(name)?,
             resources,
             dns_records,
             stacks: Vec::new(),
@@ -90,7 +116,7 @@ impl Orchestrator {
             JobKind::DeleteServer,
             Some(name),
             to_params(&p),
-            vec!["dns".into(), "provider".into(), "state".into()],
+            self.delete_steps(name)?,
         )
     }
 
@@ -102,6 +128,9 @@ impl Orchestrator {
     ) -> Result<Value> {
         let p: DeleteServerParams = params(job)?;
         let server = self.server(&p.name)?;
+        if let Some(leave) = step.strip_prefix("cluster:") {
+            return self.leave_cluster_step(ctx, &p.name, leave).await;
+        }
         match step {
             "dns" => {
                 let Some(cfg) = server.dns.clone() else {

@@ -63,6 +63,7 @@ impl Orchestrator {
         set: &[String],
     ) -> Result<DeployParams> {
         let record = self.server(server)?;
+        self.refuse_non_manager(server)?;
         if record.dns.is_none() {
             return Err(CoreError::Refused(format!(
                 "server {server} has no DNS configuration; run `livchat server setup {server} --zone ZONE` first"
@@ -91,6 +92,7 @@ impl Orchestrator {
             set: set.to_vec(),
             apps,
             take_over_dns: false,
+            placement: Placement::default(),
         })
     }
 
@@ -110,7 +112,23 @@ impl Orchestrator {
         take_over_dns: bool,
         force: bool,
     ) -> Result<JobRecord> {
+        self.start_deploy_placed(server, app, set, take_over_dns, force, Placement::default())
+    }
+
+    /// [`Orchestrator::start_deploy_app_with`] placed on a cluster's node (`--node`,
+    /// `--node-label`).
+    pub fn start_deploy_placed(
+        &self,
+        server: &str,
+        app: &str,
+        set: &[String],
+        take_over_dns: bool,
+        force: bool,
+        placement: Placement,
+    ) -> Result<JobRecord> {
         let mut p = self.resolve_deploy(server, app, set)?;
+        self.check_placement(server, &placement)?;
+        p.placement = placement;
         p.take_over_dns = take_over_dns;
         let record = self.server(server)?;
         if !force && let Some(why) = self.preflight(&record, &p.apps)?.refusal() {
@@ -132,7 +150,20 @@ impl Orchestrator {
     /// The dry run of a deploy: every app, DNS record and rendered stack (secrets redacted;
     /// secrets that do not exist yet are shown as to be generated). Touches nothing.
     pub fn plan_deploy_app(&self, server: &str, app: &str, set: &[String]) -> Result<Plan> {
-        let p = self.resolve_deploy(server, app, set)?;
+        self.plan_deploy_placed(server, app, set, Placement::default())
+    }
+
+    /// [`Orchestrator::plan_deploy_app`] with a placement on a cluster's node.
+    pub fn plan_deploy_placed(
+        &self,
+        server: &str,
+        app: &str,
+        set: &[String],
+        placement: Placement,
+    ) -> Result<Plan> {
+        let mut p = self.resolve_deploy(server, app, set)?;
+        self.check_placement(server, &placement)?;
+        p.placement = placement;
         let record = self.server(server)?;
         let mut plan = Plan {
             operation: format!("deploy {app} on {server}"),
@@ -281,9 +312,12 @@ impl Orchestrator {
         } else {
             BTreeMap::new()
         };
-        self.catalog
+        let stack = self
+            .catalog
             .render(app, &ctx, &params, secrets)
-            .map_err(apps_err)
+            .map_err(apps_err)?;
+        let constraints = self.placement_constraints(server, app, p, &stack)?;
+        stack.with_placement(&constraints).map_err(apps_err)
     }
 
     /// Runs `app`'s `steps`; first-run claims only when `claim` (the routes were closed for
@@ -321,24 +355,23 @@ impl Orchestrator {
                         "creating database {} and user {} in {db_stack}/{service}",
                         spec.database, spec.user
                     ));
-                    let out = platform
-                        .exec_in_service(ServiceExec {
-                            stack: db_stack.clone(),
-                            service: service.clone(),
-                            argv: cmd.argv.clone(),
-                            stdin: Some(SecretBox::new(
-                                cmd.stdin
-                                    .expose_secret()
-                                    .as_bytes()
-                                    .to_vec()
-                                    .into_boxed_slice(),
-                            )),
-                            user: None,
-                            timeout: Duration::from_secs(120),
-                            cancel: ctx.cancel_token(),
-                        })
-                        .await
-                        .map_err(platform_err)?;
+                    let exec = ServiceExec {
+                        stack: db_stack.clone(),
+                        service: service.clone(),
+                        argv: cmd.argv.clone(),
+                        stdin: Some(SecretBox::new(
+                            cmd.stdin
+                                .expose_secret()
+                                .as_bytes()
+                                .to_vec()
+                                .into_boxed_slice(),
+                        )),
+                        user: None,
+                        timeout: Duration::from_secs(120),
+                        cancel: ctx.cancel_token(),
+                    };
+                    // On a cluster, the platform finds the node running the database.
+                    let out = platform.exec_in_service(exec).await.map_err(platform_err)?;
                     if !out.success() {
                         // psql may echo the failing statement, which holds the password:
                         // only the redacted tail goes into the error.

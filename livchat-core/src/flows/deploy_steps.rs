@@ -113,6 +113,7 @@ impl Orchestrator {
             }
             "deploy" => {
                 let stack = self.render_app(&server, app, &p, &secrets)?;
+                self.pin_data(ctx, &server, &p, &stack).await?;
                 self.run_deploy_steps(ctx, &server, app, &stack.pre_deploy, &secrets, false)
                     .await?;
                 // An app with a first-run page is claimed before anything routes to it; a

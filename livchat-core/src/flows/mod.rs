@@ -29,10 +29,12 @@ use crate::error::{CoreError, Result};
 use crate::jobs::{JobContext, JobKind, StepRunner};
 use crate::orchestrator::{Orchestrator, parse_sets, ssh_key_secret, validate_dns};
 
+mod cluster;
 mod create;
 mod delete;
 mod deploy;
 mod deploy_steps;
+mod placement;
 mod setup;
 mod undeploy;
 
@@ -112,6 +114,9 @@ pub struct DeployParams {
     /// (`--take-over-dns`); without it such a record refuses the deploy.
     #[serde(default)]
     pub take_over_dns: bool,
+    /// Where the app runs on a cluster (`--node`, `--node-label`).
+    #[serde(default, skip_serializing_if = "Placement::is_empty")]
+    pub placement: Placement,
 }
 
 /// Parameters of an undeploy job.
@@ -166,6 +171,8 @@ pub struct PlannedStack {
 }
 
 pub(crate) use crate::setup_ahead::SETUP_PREFIX;
+pub use cluster::{JoinParams, LeaveParams};
+pub use placement::Placement;
 
 /// The server's address for an A record.
 fn server_ipv4(server: &ServerRecord) -> Result<Ipv4Addr> {
@@ -331,6 +338,8 @@ impl StepRunner for Orchestrator {
             JobKind::DeployApp => self.deploy_step(ctx, job, step).await,
             JobKind::UndeployApp => self.undeploy_step(ctx, job, step).await,
             JobKind::DeleteServer => self.delete_step(ctx, job, step).await,
+            JobKind::JoinCluster => self.join_step(ctx, job, step).await,
+            JobKind::LeaveCluster => self.leave_step(ctx, job, step).await,
         }
     }
 
@@ -351,7 +360,10 @@ impl StepRunner for Orchestrator {
                 })?;
                 Ok(())
             }
-            JobKind::UndeployApp | JobKind::DeleteServer => Ok(()),
+            JobKind::UndeployApp
+            | JobKind::DeleteServer
+            | JobKind::JoinCluster
+            | JobKind::LeaveCluster => Ok(()),
         }
     }
 }

@@ -84,6 +84,7 @@ impl Orchestrator {
             set: Vec::new(),
             apps: vec![app.to_string()],
             take_over_dns: false,
+            placement: Placement::default(),
         };
         let stack = self.render_app(&record, app, &p, &secrets)?;
         let databases = stack

@@ -85,6 +85,8 @@ pub struct ServiceStatusView {
     pub last_error: Option<String>,
     /// Tasks that failed in a row since the service last ran.
     pub failed_tasks: usize,
+    /// Nodes its running tasks are on.
+    pub nodes: Vec<String>,
 }
 
 #[async_trait]
@@ -369,6 +371,7 @@ fn status_view(record: DeploymentRecord, status: &StackStatus, r: &Redactor) -> 
         .services
         .iter()
         .map(|s| ServiceStatusView {
+            nodes: s.nodes.clone(),
             name: s.name.clone(),
             image: s.image.clone(),
             mode: match s.mode {

@@ -144,6 +144,21 @@ pub struct AppDeploy {
     /// Deploy even if the preflight finds too little memory or too few CPUs.
     #[serde(default)]
     pub force: bool,
+    /// Cluster node.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Node label `k=v`.
+    #[serde(default)]
+    pub node_label: Option<String>,
+}
+
+impl AppDeploy {
+    fn placement(&self) -> crate::flows::Placement {
+        crate::flows::Placement {
+            node: self.node.clone(),
+            node_label: self.node_label.clone(),
+        }
+    }
 }
 
 #[async_trait]
@@ -154,12 +169,13 @@ impl Operation for AppDeploy {
     type Output = JobView;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
         Ok(orch
-            .start_deploy_app_with(
+            .start_deploy_placed(
                 &self.server,
                 &self.app,
                 &sets(&self.params),
                 self.take_over_dns,
                 self.force,
+                self.placement(),
             )?
             .into())
     }
@@ -167,7 +183,12 @@ impl Operation for AppDeploy {
 
 impl JobOperation for AppDeploy {
     fn plan(&self, orch: &Orchestrator) -> Result<Plan> {
-        orch.plan_deploy_app(&self.server, &self.app, &sets(&self.params))
+        orch.plan_deploy_placed(
+            &self.server,
+            &self.app,
+            &sets(&self.params),
+            self.placement(),
+        )
     }
 }
 

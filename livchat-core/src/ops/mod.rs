@@ -17,6 +17,7 @@
 
 mod app_live;
 mod apps;
+mod cluster;
 mod handle;
 mod jobs;
 mod servers;
@@ -37,6 +38,7 @@ pub use app_live::{
     LiveState, ServiceStatusView,
 };
 pub use apps::{AppDeploy, AppDeployed, AppList, AppRender, AppShow, AppSummary, AppUndeploy};
+pub use cluster::{ServerJoin, ServerLeave};
 pub use handle::JobHandle;
 pub use jobs::{
     JobCancel, JobCleanup, JobCleanupResult, JobList, JobLogs, JobRetry, JobShow, JobWait,
@@ -144,6 +146,8 @@ static OPERATIONS: &[OperationInfo] = &[
     ServerCreate::INFO,
     ServerSetup::INFO,
     ServerDelete::INFO,
+    ServerJoin::INFO,
+    ServerLeave::INFO,
     ServerExec::INFO,
     ServerDnsUpdate::INFO,
     ServerSetPlatform::INFO,

@@ -31,7 +31,12 @@ impl Operation for ServerList {
         job: false, idempotent: true, open_world: false, "List the servers");
     type Output = Vec<ServerView>;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
-        Ok(orch.servers()?.into_iter().map(ServerView::from).collect())
+        let state = orch.state()?;
+        Ok(state
+            .servers
+            .values()
+            .map(|s| ServerView::in_state(s.clone(), &state))
+            .collect())
     }
 }
 
@@ -49,7 +54,10 @@ impl Operation for ServerShow {
         job: false, idempotent: true, open_world: false, "Show a server");
     type Output = ServerView;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
-        Ok(orch.server(&self.server)?.into())
+        Ok(ServerView::in_state(
+            orch.server(&self.server)?,
+            &orch.state()?,
+        ))
     }
 }
 

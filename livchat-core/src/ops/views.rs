@@ -40,6 +40,24 @@ pub struct ServerView {
     /// How app stacks are sent (`server set-platform`).
     pub platform: PlatformChoice,
     pub created_at: DateTime<Utc>,
+    /// The cluster (its manager's name) this server is a node of.
+    pub cluster: Option<String>,
+    pub cluster_role: Option<livchat_store::NodeRole>,
+}
+
+impl ServerView {
+    /// The view with its cluster membership from `state`.
+    pub fn in_state(record: ServerRecord, state: &livchat_store::State) -> Self {
+        let node = state
+            .cluster_of(&record.name)
+            .map(|c| (c.manager.clone(), c.nodes[&record.name].role));
+        let mut view = Self::from(record);
+        if let Some((cluster, role)) = node {
+            view.cluster = Some(cluster);
+            view.cluster_role = Some(role);
+        }
+        view
+    }
 }
 
 impl From<ServerRecord> for ServerView {
@@ -69,6 +87,8 @@ impl From<ServerRecord> for ServerView {
             memory_mb: s.setup.resources.map(|r| r.memory_mb),
             platform: s.platform,
             created_at: s.created_at,
+            cluster: None,
+            cluster_role: None,
         }
     }
 }

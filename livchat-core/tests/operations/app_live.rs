@@ -18,6 +18,7 @@ const SECRET: &str = "n8n-db-password-0123456789";
 
 fn service(name: &str, running: u64, desired: u64) -> ServiceStatus {
     ServiceStatus {
+        nodes: Vec::new(),
         name: name.into(),
         full_name: format!("n8n_{name}"),
         image: format!("local/{name}:1"),

@@ -170,6 +170,8 @@ async fn app_deploy_params_are_a_map_checked_against_the_app() {
     world.put_server(hetzner_server("web-1", ServerStatus::Ready, Some("lab")));
     let orch = world.build(Mocks::default());
     let op = ops::AppDeploy {
+        node: None,
+        node_label: None,
         server: "web-1".into(),
         app: "redis".into(),
         params: BTreeMap::from([("no_such_param".to_string(), "1".to_string())]),
@@ -283,6 +285,8 @@ async fn job_wait_returns_the_job_as_it_is_when_its_time_is_up() {
     world.put_server(hetzner_server("web-1", ServerStatus::Ready, Some("lab")));
     let orch = world.build(Mocks::default());
     let job = ops::AppDeploy {
+        node: None,
+        node_label: None,
         server: "web-1".into(),
         app: "redis".into(),
         params: BTreeMap::new(),
@@ -344,6 +348,8 @@ async fn job_logs_tail_returns_the_last_lines_with_their_indexes() {
     world.put_server(hetzner_server("web-1", ServerStatus::Ready, Some("lab")));
     let orch = world.build(Mocks::default());
     let job = ops::AppDeploy {
+        node: None,
+        node_label: None,
         server: "web-1".into(),
         app: "redis".into(),
         params: BTreeMap::new(),
@@ -382,6 +388,8 @@ async fn a_second_job_on_a_busy_server_is_refused_naming_the_job_in_the_way() {
     world.put_server(hetzner_server("web-1", ServerStatus::Ready, Some("lab")));
     let orch = world.build(Mocks::default());
     let deploy = |app: &str| ops::AppDeploy {
+        node: None,
+        node_label: None,
         server: "web-1".into(),
         app: app.into(),
         params: BTreeMap::new(),

@@ -42,7 +42,7 @@ fn streamable_http_answers_401_without_the_token_403_to_a_foreign_host_and_serve
     server.kill().unwrap();
     server.wait().unwrap();
     let tools = tools.unwrap();
-    assert_eq!(tools["tools"], 30);
+    assert_eq!(tools["tools"], 32);
     assert_eq!(tools["unauthorized_status"]["none"], 401);
     assert_eq!(tools["unauthorized_status"]["wrong"], 401);
     // The right token from a page whose name rebinds to loopback (DNS rebinding) is refused by

@@ -10,7 +10,7 @@ fn tools_list_has_every_tool_with_valid_schemas_and_annotations_and_stays_bounde
     let Some(python) = sdk_python() else { return };
     let home = Home::new();
     let report = client(&python, "tools", &home.stdio(&[]));
-    assert_eq!(report["tools"], 30);
+    assert_eq!(report["tools"], 32);
     let bytes = report["tools_list_bytes"].as_u64().unwrap();
     eprintln!("tools/list: {bytes} bytes");
     // Issue #15: under 40 KB. Measured 62,192 bytes on 2026-12-02 with full output schemas

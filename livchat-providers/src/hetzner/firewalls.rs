@@ -8,7 +8,9 @@ use hcloud::models;
 use reqwest::Method;
 
 use crate::error::{CloudError, Result, Service};
-use crate::provider::{Firewall, FirewallSpec, MANAGED_BY_LABEL, ProgressFn, ServerId};
+use crate::provider::{
+    Firewall, FirewallSpec, MANAGED_BY_LABEL, PeerProtocol, PeerRule, ProgressFn, ServerId,
+};
 use crate::validate;
 
 use super::HetznerProvider;
@@ -29,12 +31,14 @@ fn to_firewall(f: models::Firewall) -> Firewall {
     }
 }
 
+/// TCP ports open to the world (a port open to a few peers only is not).
 fn open_tcp_ports(rules: &[models::RuleResponse]) -> Vec<u16> {
     let mut ports: Vec<u16> = rules
         .iter()
         .filter(|r| {
             r.direction == models::rule_response::Direction::In
                 && r.protocol == models::rule_response::Protocol::Tcp
+                && r.source_ips.iter().any(|s| s == "0.0.0.0/0")
         })
         .filter_map(|r| r.port.as_deref()?.parse().ok())
         .collect();
@@ -58,7 +62,70 @@ pub(super) fn rules_for(spec: &FirewallSpec) -> Vec<models::Rule> {
             protocol: models::rule::Protocol::Tcp,
             source_ips: Some(vec!["0.0.0.0/0".to_owned(), "::/0".to_owned()]),
         })
+        .chain(spec.peer_rules.iter().map(|r| {
+            let (protocol, name) = match r.protocol {
+                PeerProtocol::Tcp => (models::rule::Protocol::Tcp, "tcp"),
+                PeerProtocol::Udp => (models::rule::Protocol::Udp, "udp"),
+            };
+            models::Rule {
+                description: Some(Some(format!("livchat: {name} {} from peers", r.port))),
+                destination_ips: None,
+                direction: models::rule::Direction::In,
+                port: Some(Some(r.port.to_string())),
+                protocol,
+                source_ips: Some(peer_sources(r)),
+            }
+        }))
         .collect()
+}
+
+/// A peer's address as a one-address network (`10.0.0.2/32`), sorted.
+fn peer_sources(r: &PeerRule) -> Vec<String> {
+    let mut sources: Vec<String> = r
+        .sources
+        .iter()
+        .map(|ip| match ip {
+            std::net::IpAddr::V4(_) => format!("{ip}/32"),
+            std::net::IpAddr::V6(_) => format!("{ip}/128"),
+        })
+        .collect();
+    sources.sort();
+    sources
+}
+
+/// The peer rules of a firewall as (protocol, port, sources), sorted, to compare with a spec.
+fn peer_rules_of(rules: &[models::RuleResponse]) -> Vec<(String, String, Vec<String>)> {
+    let mut out: Vec<_> = rules
+        .iter()
+        .filter(|r| !r.source_ips.iter().any(|s| s == "0.0.0.0/0"))
+        .map(|r| {
+            let mut sources = r.source_ips.clone();
+            sources.sort();
+            (
+                format!("{:?}", r.protocol).to_lowercase(),
+                r.port.clone().unwrap_or_default(),
+                sources,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn wanted_peer_rules(spec: &FirewallSpec) -> Vec<(String, String, Vec<String>)> {
+    let mut out: Vec<_> = spec
+        .peer_rules
+        .iter()
+        .map(|r| {
+            let proto = match r.protocol {
+                PeerProtocol::Tcp => "tcp",
+                PeerProtocol::Udp => "udp",
+            };
+            (proto.to_string(), r.port.to_string(), peer_sources(r))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 pub(super) async fn ensure(
@@ -150,8 +217,9 @@ pub(super) async fn ensure(
     let mut want_ports = spec.tcp_ports.clone();
     want_ports.sort_unstable();
     want_ports.dedup();
-    let rules_match =
-        open_tcp_ports(&existing.rules) == want_ports && existing.rules.len() == want_ports.len();
+    let rules_match = open_tcp_ports(&existing.rules) == want_ports
+        && peer_rules_of(&existing.rules) == wanted_peer_rules(spec)
+        && existing.rules.len() == want_ports.len() + spec.peer_rules.len();
     if !rules_match {
         let operation = format!("set rules of firewall {id}");
         let got: models::SetRulesResponse = hetzner

@@ -65,10 +65,28 @@ fn malformed_public_keys_are_rejected_naming_the_field() {
 }
 
 #[test]
+fn peer_rules_open_a_port_to_the_peers_addresses_only() {
+    let r = rules_for(&FirewallSpec {
+        name: "fw".into(),
+        tcp_ports: vec![22],
+        peer_rules: vec![crate::PeerRule {
+            protocol: crate::PeerProtocol::Udp,
+            port: 4789,
+            sources: vec!["10.0.0.2".parse().unwrap()],
+        }],
+    });
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1].protocol, hcloud::models::rule::Protocol::Udp);
+    assert_eq!(r[1].port, Some(Some("4789".into())));
+    assert_eq!(r[1].source_ips, Some(vec!["10.0.0.2/32".to_string()]));
+}
+
+#[test]
 fn firewall_rules_open_each_port_once_for_both_families() {
     let r = rules_for(&FirewallSpec {
         name: "fw".into(),
         tcp_ports: vec![443, 22, 80, 22],
+        peer_rules: Vec::new(),
     });
     let ports: Vec<_> = r
         .iter()

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::command::{Command, NameKind, validate_name};
 
+pub mod cluster;
 pub mod commands;
 pub mod logs;
 mod parse;

@@ -44,6 +44,8 @@ pub(super) struct TaskLine {
     pub(super) current_state: String,
     #[serde(default)]
     pub(super) error: String,
+    #[serde(default)]
+    pub(super) node: String,
 }
 
 /// What `docker service inspect` says of a service that health needs.
@@ -217,15 +219,21 @@ pub(super) fn build_status(
             _ => true,
         };
         let mut running = 0;
+        let mut nodes = Vec::new();
         let mut failed_tasks = 0;
         let mut last_error = None;
         for (_, history) in slots.iter().filter(|((s, _), _)| *s == line.name) {
             let current: Vec<&TaskLine> =
                 history.iter().copied().filter(|t| is_current(t)).collect();
-            running += current
+            for t in current
                 .iter()
                 .filter(|t| t.desired_state == "Running" && t.current_state.starts_with("Running"))
-                .count() as u64;
+            {
+                running += 1;
+                if !t.node.is_empty() && !nodes.contains(&t.node) {
+                    nodes.push(t.node.clone());
+                }
+            }
             // Failures since the slot last ran: after a recovery, older failures stay in the
             // history but say nothing about the current state.
             let streak = current
@@ -259,6 +267,7 @@ pub(super) fn build_status(
             running_replicas: running,
             failed_tasks,
             last_error,
+            nodes,
             update: inspect
                 .and_then(|i| i.update_status.as_ref())
                 .filter(|u| !u.state.is_empty())

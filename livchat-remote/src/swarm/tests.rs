@@ -91,6 +91,7 @@ fn task(name: &str, state: &str, error: &str) -> TaskLine {
         },
         current_state: state.into(),
         error: error.into(),
+        node: "node-1".into(),
     }
 }
 
