@@ -102,6 +102,23 @@ impl Store for RecordingStore {
         Ok(after)
     }
 
+    fn settings(&self) -> Result<livchat_store::Settings, StoreError> {
+        self.inner.settings()
+    }
+
+    fn update_settings<'a>(
+        &self,
+        operation: &str,
+        f: &mut livchat_store::SettingsUpdateFn<'a>,
+    ) -> Result<livchat_store::Settings, StoreError> {
+        let before = self.inner.settings()?;
+        let after = self.inner.update_settings(operation, f)?;
+        if after != before {
+            self.writes.lock().unwrap().push(operation.to_string());
+        }
+        Ok(after)
+    }
+
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         self.inner.job(id)
     }
