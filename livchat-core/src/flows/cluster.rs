@@ -57,7 +57,7 @@ fn node_ip(server: &ServerRecord) -> Result<IpAddr> {
 /// Whether `n` managers keep a quorum that `n - 1` would not: an even count tolerates no more
 /// failures than one manager fewer, and splits votes.
 fn even_managers_refusal(count: usize, force: bool) -> Result<()> {
-    if count % 2 == 0 && !force {
+    if count.is_multiple_of(2) && !force {
         return Err(CoreError::Refused(format!(
             "that would leave {count} managers: an even count loses quorum as soon as {} fail, no better than {}; use 1, 3 or 5 managers (pass --force for one step on the way)",
             count / 2,
@@ -243,7 +243,7 @@ impl Orchestrator {
     /// Ids of the nodes `manager`'s swarm knows.
     async fn swarm_node_ids(&self, ctx: &JobContext, manager: &str) -> Result<Vec<String>> {
         let out = self.run_on(ctx, manager, &sc::node_ls(), None).await?;
-        let nodes = sc::parse_node_ls(&out).map_err(|m| CoreError::Platform(m))?;
+        let nodes = sc::parse_node_ls(&out).map_err(CoreError::Platform)?;
         Ok(nodes.into_iter().map(|n| n.id).collect())
     }
 
