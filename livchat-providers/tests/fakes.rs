@@ -273,6 +273,54 @@ async fn the_firewall_is_created_applied_and_then_left_unchanged() {
     assert_bodies_match_spec(fake.faults(), specs::hetzner());
 }
 
+/// Issue #16: a cluster node's firewall opens the Swarm ports to the other nodes only; the
+/// same peers again change nothing, another set of peers is set, none removes them.
+#[tokio::test]
+async fn peer_rules_are_set_once_and_changed_only_when_the_peers_change() {
+    use livchat_providers::{PeerProtocol, PeerRule};
+    let fake = FakeHetzner::start().await;
+    let p = hetzner_at(&fake.url(), fake.token(), fast_policy());
+    let server = p.create_server(&spec("web-1"), &quiet).await.unwrap();
+    let with_peers = |peers: &[&str]| {
+        let mut fw = FirewallSpec::ssh_and_web("livchat-web-1");
+        let sources: Vec<std::net::IpAddr> = peers.iter().map(|a| a.parse().unwrap()).collect();
+        if !sources.is_empty() {
+            fw.peer_rules = [(2377, PeerProtocol::Tcp), (4789, PeerProtocol::Udp)]
+                .into_iter()
+                .map(|(port, protocol)| PeerRule {
+                    protocol,
+                    port,
+                    sources: sources.clone(),
+                })
+                .collect();
+        }
+        fw
+    };
+    let fw = p
+        .ensure_firewall(&with_peers(&["10.0.0.2"]), &server.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        fw.tcp_ports,
+        [22, 80, 443],
+        "a peer-only port is not open to the world"
+    );
+    let posts = |route: &str| fake.faults().hits_of(&Method::POST, route).len();
+    p.ensure_firewall(&with_peers(&["10.0.0.2"]), &server.id)
+        .await
+        .unwrap();
+    assert_eq!(posts("/firewalls/{id}/actions/set_rules"), 0);
+    p.ensure_firewall(&with_peers(&["10.0.0.2", "10.0.0.3"]), &server.id)
+        .await
+        .unwrap();
+    assert_eq!(posts("/firewalls/{id}/actions/set_rules"), 1);
+    p.ensure_firewall(&with_peers(&[]), &server.id)
+        .await
+        .unwrap();
+    assert_eq!(posts("/firewalls/{id}/actions/set_rules"), 2);
+    assert_bodies_match_spec(fake.faults(), specs::hetzner());
+}
+
 #[tokio::test]
 async fn a_deleted_servers_firewall_and_key_are_deleted_by_name_and_absent_ones_are_fine() {
     let fake = FakeHetzner::start().await;

@@ -1,5 +1,5 @@
-//! The join and leave jobs of Swarm clusters (issue #16): a set-up server joins another's
-//! swarm as a worker (or manager), and leaves it drained and removed.
+//! The join job of Swarm clusters (issue #16): a set-up server joins another's swarm as a
+//! worker (or manager); its leave job is in `leave.rs`, the helpers both use are here.
 //!
 //! Both jobs run on the cluster's manager (the job's server), so they queue behind a deploy
 //! to the cluster. The join token is read on the manager, hidden from the job log, and sent to
@@ -45,7 +45,7 @@ pub(crate) fn data_label(stack: &str) -> String {
 /// The node label naming the LivChat server a node is (`--node NAME` places on it).
 pub(crate) const SERVER_LABEL: &str = "livchat.server";
 
-fn node_ip(server: &ServerRecord) -> Result<IpAddr> {
+pub(super) fn node_ip(server: &ServerRecord) -> Result<IpAddr> {
     server.host.parse().map_err(|_| {
         CoreError::Refused(format!(
             "server {} is reached at {}, not an IP address: cluster nodes need one (the firewall admits nodes by address)",
@@ -56,8 +56,8 @@ fn node_ip(server: &ServerRecord) -> Result<IpAddr> {
 
 /// Whether `n` managers keep a quorum that `n - 1` would not: an even count tolerates no more
 /// failures than one manager fewer, and splits votes.
-fn even_managers_refusal(count: usize, force: bool) -> Result<()> {
-    if count % 2 == 0 && !force {
+pub(super) fn even_managers_refusal(count: usize, force: bool) -> Result<()> {
+    if count.is_multiple_of(2) && !force {
         return Err(CoreError::Refused(format!(
             "that would leave {count} managers: an even count loses quorum as soon as {} fail, no better than {}; use 1, 3 or 5 managers (pass --force for one step on the way)",
             count / 2,
@@ -68,7 +68,7 @@ fn even_managers_refusal(count: usize, force: bool) -> Result<()> {
 }
 
 /// Stacks whose data volume is pinned to `node` and still deployed on the cluster.
-fn pinned_stacks(state: &State, cluster: &ClusterRecord, node: &str) -> Vec<String> {
+pub(super) fn pinned_stacks(state: &State, cluster: &ClusterRecord, node: &str) -> Vec<String> {
     let deployed: BTreeSet<&str> = state
         .deployments
         .get(&cluster.manager)
@@ -234,22 +234,26 @@ impl Orchestrator {
     }
 
     /// The swarm node id of `server`, `None` when it is in no swarm.
-    async fn node_id(&self, ctx: &JobContext, server: &str) -> Result<Option<String>> {
+    pub(super) async fn node_id(&self, ctx: &JobContext, server: &str) -> Result<Option<String>> {
         Ok(sc::parse_node_self(
             &self.run_on(ctx, server, &sc::node_self(), None).await?,
         ))
     }
 
     /// Ids of the nodes `manager`'s swarm knows.
-    async fn swarm_node_ids(&self, ctx: &JobContext, manager: &str) -> Result<Vec<String>> {
+    pub(super) async fn swarm_node_ids(
+        &self,
+        ctx: &JobContext,
+        manager: &str,
+    ) -> Result<Vec<String>> {
         let out = self.run_on(ctx, manager, &sc::node_ls(), None).await?;
-        let nodes = sc::parse_node_ls(&out).map_err(|m| CoreError::Platform(m))?;
+        let nodes = sc::parse_node_ls(&out).map_err(CoreError::Platform)?;
         Ok(nodes.into_iter().map(|n| n.id).collect())
     }
 
     /// Opens (or with `open == false` closes) the Swarm ports between `server` and `peers`, on
     /// both sides: each admits the other's address only.
-    async fn swarm_firewall(
+    pub(super) async fn swarm_firewall(
         &self,
         ctx: &JobContext,
         server: &ServerRecord,
@@ -282,7 +286,11 @@ impl Orchestrator {
 
     /// The Hetzner firewall of every node LivChat created, set to SSH and web for all plus the
     /// Swarm ports for the other `nodes` only (a node alone gets no Swarm rule).
-    async fn provider_firewalls(&self, ctx: &JobContext, nodes: &[ServerRecord]) -> Result<()> {
+    pub(super) async fn provider_firewalls(
+        &self,
+        ctx: &JobContext,
+        nodes: &[ServerRecord],
+    ) -> Result<()> {
         for node in nodes {
             let (ProviderKind::Hetzner, Some(id)) = (node.provider, node.provider_id) else {
                 continue;
@@ -432,169 +440,6 @@ impl Orchestrator {
                 c.manager
             ))),
             _ => Ok(()),
-        }
-    }
-
-    /// The refusals of a leave: the cluster it leaves.
-    pub(crate) fn check_leave(&self, p: &LeaveParams) -> Result<ClusterRecord> {
-        let state = self.store.load()?;
-        self.server(&p.server)?;
-        let Some(cluster) = state.cluster_of(&p.server).cloned() else {
-            return Err(CoreError::Refused(format!(
-                "server {} is in no cluster",
-                p.server
-            )));
-        };
-        if cluster.manager == p.server {
-            return Err(CoreError::Refused(format!(
-                "{} is the cluster's manager; the other nodes ({}) leave first",
-                p.server,
-                cluster
-                    .nodes
-                    .keys()
-                    .filter(|n| **n != p.server)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        let pinned = pinned_stacks(&state, &cluster, &p.server);
-        if !pinned.is_empty() && !p.force {
-            return Err(CoreError::Refused(format!(
-                "{} holds the data volume of {} (pinned there); undeploy it first, or pass --force to leave the data behind on {}",
-                p.server,
-                pinned.join(", "),
-                p.server
-            )));
-        }
-        if cluster.nodes[&p.server].role == NodeRole::Manager {
-            even_managers_refusal(cluster.manager_count() - 1, p.force)?;
-        }
-        Ok(cluster)
-    }
-
-    pub fn plan_leave(&self, p: &LeaveParams) -> Result<Plan> {
-        let cluster = self.check_leave(p)?;
-        let mut resources = vec![
-            format!("drain {} (its tasks move to other nodes)", p.server),
-            format!(
-                "{} leaves {}'s swarm and is removed from it; it becomes a one-node swarm again",
-                p.server, cluster.manager
-            ),
-        ];
-        for peer in cluster.nodes.keys().filter(|n| **n != p.server) {
-            resources.push(format!(
-                "ufw on {} and {peer}: Swarm ports closed to each other",
-                p.server
-            ));
-        }
-        Ok(Plan {
-            operation: format!("leave cluster {} with {}", cluster.manager, p.server),
-            steps: LEAVE_STEPS.iter().map(|s| s.to_string()).collect(),
-            resources,
-            dns_records: Vec::new(),
-            stacks: Vec::new(),
-        })
-    }
-
-    pub fn start_leave(&self, p: &LeaveParams) -> Result<JobRecord> {
-        let cluster = self.check_leave(p)?;
-        self.create_job(
-            JobKind::LeaveCluster,
-            Some(&cluster.manager),
-            to_params(p),
-            LEAVE_STEPS.iter().map(|s| s.to_string()).collect(),
-        )
-    }
-
-    pub(super) async fn leave_step(
-        &self,
-        ctx: &JobContext,
-        job: &JobRecord,
-        step: &str,
-    ) -> Result<Value> {
-        let p: LeaveParams = params(job)?;
-        self.leave_cluster_step(ctx, &p.server, step).await
-    }
-
-    /// One step of leaving (also run by `server delete` of a node, before the server goes).
-    pub(super) async fn leave_cluster_step(
-        &self,
-        ctx: &JobContext,
-        name: &str,
-        step: &str,
-    ) -> Result<Value> {
-        let state = self.store.load()?;
-        let Some(cluster) = state.cluster_of(name).cloned() else {
-            ctx.info(format!("{name} is in no cluster any more"));
-            return Ok(Value::Null);
-        };
-        let manager = cluster.manager.clone();
-        let node = &cluster.nodes[name];
-        let id = node.node_id.clone().ok_or_else(|| {
-            CoreError::Platform(format!("the state has no swarm node id for {name}"))
-        })?;
-        match step {
-            "drain" => {
-                if node.role == NodeRole::Manager {
-                    self.run_on(ctx, &manager, &sc::node_demote(&id), None)
-                        .await?;
-                }
-                self.run_on(ctx, &manager, &sc::node_drain(&id), None)
-                    .await?;
-                ctx.info(format!("{name} drained: its tasks move to the other nodes"));
-                Ok(Value::Null)
-            }
-            "leave" => {
-                if self.node_id(ctx, name).await?.as_deref() == Some(id.as_str()) {
-                    self.run_on(ctx, name, &sc::swarm_leave(), None).await?;
-                }
-                if self.swarm_node_ids(ctx, &manager).await?.contains(&id) {
-                    self.run_on(ctx, &manager, &sc::node_rm(&id), None).await?;
-                }
-                if self.node_id(ctx, name).await?.is_none() {
-                    let ip = node_ip(&self.server(name)?)?;
-                    self.run_on(
-                        ctx,
-                        name,
-                        &livchat_remote::command::docker::swarm_init(ip),
-                        None,
-                    )
-                    .await?;
-                }
-                ctx.info(format!(
-                    "{name} left {manager}'s swarm and runs a one-node swarm again"
-                ));
-                Ok(Value::Null)
-            }
-            "firewall" => {
-                let me = self.server(name)?;
-                let peers: Vec<ServerRecord> = cluster
-                    .nodes
-                    .keys()
-                    .filter(|n| n.as_str() != name)
-                    .map(|n| self.server(n))
-                    .collect::<Result<_>>()?;
-                self.swarm_firewall(ctx, &me, &peers, false).await?;
-                // The ones left keep each other; the one leaving is alone again.
-                self.provider_firewalls(ctx, &peers).await?;
-                self.provider_firewalls(ctx, std::slice::from_ref(&me))
-                    .await?;
-                Ok(Value::Null)
-            }
-            "record" => {
-                self.store.update("cluster leave", &mut |s| {
-                    if let Some(c) = s.clusters.get_mut(&manager) {
-                        c.nodes.remove(name);
-                        if c.nodes.len() <= 1 {
-                            s.clusters.remove(&manager);
-                        }
-                    }
-                    Ok(())
-                })?;
-                Ok(json!({ "cluster": manager, "left": name }))
-            }
-            other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
         }
     }
 }

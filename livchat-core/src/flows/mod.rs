@@ -34,6 +34,7 @@ mod create;
 mod delete;
 mod deploy;
 mod deploy_steps;
+mod leave;
 mod placement;
 mod setup;
 mod undeploy;

@@ -191,7 +191,7 @@ impl Orchestrator {
             return Ok(());
         }
         let chosen = (stack.app == p.app)
-            .then(|| p.placement.node.as_deref())
+            .then_some(p.placement.node.as_deref())
             .flatten();
         let holder = data_node(&cluster, &stack.stack, chosen);
         let key = data_label(&stack.stack);
