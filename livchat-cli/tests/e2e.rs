@@ -338,12 +338,15 @@ fn the_main_flow_runs_end_to_end_and_survives_cancel_kill_and_a_broken_dependenc
     assert_eq!(tasks.lines().count(), 1, "{tasks}");
     // The owner is the job's claim, with the password the vault holds, and a second claim,
     // as a visitor's would be, is refused.
+    // The newest container of the service: right after a redeploy the previous task's
+    // container can still be shutting down, and two ids would make `docker exec` run the
+    // second as the command.
     let in_task = |script: &str| {
         demo.on_server(&[
             "sh",
             "-c",
             &format!(
-                "docker exec $(docker ps -q -f label=com.docker.swarm.service.name=claimable_app) sh -c '{script}'"
+                "docker exec $(docker ps -q --latest -f label=com.docker.swarm.service.name=claimable_app) sh -c '{script}'"
             ),
         ])
         .unwrap()
