@@ -9,6 +9,7 @@
 //! only: `routes` maps operations to HTTP, `openapi` describes them, `service` is the axum
 //! application and its middleware, `events` streams jobs, `serve` binds and shuts down.
 
+pub mod answers;
 pub mod error;
 pub mod events;
 pub mod limits;

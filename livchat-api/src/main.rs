@@ -128,6 +128,7 @@ async fn start(args: Args) -> Result<()> {
     };
     let mut config = Config::new(home).with_env(|k| std::env::var(k).ok())?;
     config.vault_password_file = args.vault_password_file;
+    config.long_lived = true;
     let cors_origins = args
         .cors_origin
         .iter()

@@ -27,6 +27,9 @@ pub struct Route {
     pub run: RunFn,
     /// For job operations that can be planned (`?plan=true`).
     pub plan: Option<PlanFn>,
+    /// The answer depends on the state file alone, so it is kept while the state does not
+    /// change (`answers.rs`).
+    pub by_state: bool,
 }
 
 impl std::fmt::Debug for Route {
@@ -92,6 +95,15 @@ fn quick<O: Operation>(method: Method, path: &'static str) -> Route {
         path,
         run: run::<O>,
         plan: None,
+        by_state: false,
+    }
+}
+
+/// A read whose answer is computed from the state file alone.
+fn by_state<O: Operation>(method: Method, path: &'static str) -> Route {
+    Route {
+        by_state: true,
+        ..quick::<O>(method, path)
     }
 }
 
@@ -107,8 +119,8 @@ pub fn routes() -> Vec<Route> {
     use Method as M;
     use ops::*;
     vec![
-        quick::<ServerList>(M::GET, "/api/servers"),
-        quick::<ServerShow>(M::GET, "/api/servers/{server}"),
+        by_state::<ServerList>(M::GET, "/api/servers"),
+        by_state::<ServerShow>(M::GET, "/api/servers/{server}"),
         job::<ServerCreate>(M::POST, "/api/servers"),
         quick::<ServerAdd>(M::POST, "/api/servers/add"),
         job::<ServerSetup>(M::POST, "/api/servers/{server}/setup"),
@@ -121,7 +133,7 @@ pub fn routes() -> Vec<Route> {
         quick::<AppList>(M::GET, "/api/apps"),
         quick::<AppShow>(M::GET, "/api/apps/{app}"),
         quick::<AppRender>(M::POST, "/api/apps/{app}/render"),
-        quick::<AppDeployed>(M::GET, "/api/servers/{server}/apps"),
+        by_state::<AppDeployed>(M::GET, "/api/servers/{server}/apps"),
         // `/apps/status` would shadow an app named `status` in `/apps/{app}`.
         quick::<AppStatus>(M::GET, "/api/servers/{server}/status"),
         quick::<AppLogs>(M::GET, "/api/servers/{server}/apps/{app}/logs"),

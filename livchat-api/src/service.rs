@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, get};
@@ -21,6 +21,7 @@ use serde::Serialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument;
 
+use crate::answers::{self, Answers};
 use crate::error::ApiError;
 use crate::limits::{Class, Limit, RateLimits};
 use crate::routes::{Route, Scalar, field_kinds, request_object, routes};
@@ -61,6 +62,7 @@ struct Inner {
     kinds: HashMap<&'static str, BTreeMap<String, Scalar>>,
     openapi: Bytes,
     info: SystemInfo,
+    answers: Answers,
 }
 
 /// Shared by every handler.
@@ -106,6 +108,7 @@ pub fn app(orch: Arc<Orchestrator>, options: &Options) -> Router {
         ),
         openapi: Bytes::from(serde_json::to_vec(&openapi).unwrap_or_default()),
         info,
+        answers: Answers::new(),
     }));
 
     let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
@@ -116,11 +119,13 @@ pub fn app(orch: Arc<Orchestrator>, options: &Options) -> Router {
         let route = Arc::new(route);
         let handler = move |state: State<AppState>,
                             token: axum::Extension<Presented>,
+                            headers: HeaderMap,
                             path: Result<Path<BTreeMap<String, String>>, PathRejection>,
                             query: Result<Query<Vec<(String, String)>>, QueryRejection>,
                             body: Result<Bytes, BytesRejection>| {
             let route = Arc::clone(&route);
-            async move { operation(route, state, token, path, query, body).await }
+            let extracted = Extracted { path, query, body };
+            async move { operation(route, state, token, headers, extracted).await }
         };
         let entry = by_path.remove(path).unwrap_or_default();
         by_path.insert(path, entry.on(filter, handler));
@@ -165,13 +170,19 @@ pub fn app(orch: Arc<Orchestrator>, options: &Options) -> Router {
         .with_state(state)
 }
 
+/// What an operation's request carries besides its headers, as axum extracted it.
+struct Extracted {
+    path: Result<Path<BTreeMap<String, String>>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+}
+
 async fn operation(
     route: Arc<Route>,
     State(state): State<AppState>,
     axum::Extension(token): axum::Extension<Presented>,
-    path: Result<Path<BTreeMap<String, String>>, PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    Extracted { path, query, body }: Extracted,
 ) -> Result<Response, ApiError> {
     let Path(path) = path.map_err(|e| ApiError::bad_input("path", e.body_text()))?;
     let Query(mut query) = query.map_err(|e| ApiError::bad_input("query", e.body_text()))?;
@@ -205,6 +216,17 @@ async fn operation(
         .unwrap_or_default();
     let input = request_object(&route, &kinds, path, query, &body)?;
     let orch = Arc::clone(state.orch());
+    if route.by_state
+        && let Some(generation) = orch.state_generation()
+    {
+        let key = answers::key(route.info.name, &input);
+        if let Some(fresh) = state.0.answers.fresh(&key, generation, &headers) {
+            return Ok(fresh);
+        }
+        let output = (route.run)(orch, input).await?;
+        let body = Bytes::from(serde_json::to_vec(&output).map_err(ApiError::internal)?);
+        return Ok(state.0.answers.keep(key, generation, body, &headers));
+    }
     if plan {
         let plan_fn = route.plan.unwrap_or_else(|| unreachable!("checked above"));
         let planned = plan_fn(&orch, input)?;

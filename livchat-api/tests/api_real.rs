@@ -1,7 +1,8 @@
 //! The real `livchat-api` binary on loopback, driven with a real HTTP client: auth on every
 //! operation of the document it serves, bad input refused naming the field with nothing
 //! changed on disk, secrets kept out of answers and the log, token rotation without a restart,
-//! the loopback rule, and a job left running by SIGTERM found interrupted after a restart.
+//! the loopback rule, a kept answer that follows every change of the state file, and a job
+//! left running by SIGTERM found interrupted after a restart.
 
 mod support;
 
@@ -328,6 +329,92 @@ async fn a_rotated_token_replaces_the_old_one_in_the_running_service() {
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let r = http.get(&servers).bearer_auth(&new).send().await.unwrap();
     assert!(!r.headers()["x-request-id"].is_empty());
+}
+
+/// A server record as another tool would put it into the state file.
+fn record(name: &str) -> Value {
+    use livchat_core::model::{ProviderKind, ServerRecord, ServerStatus, Utc};
+    serde_json::to_value(ServerRecord {
+        ssh_key_secret: format!("server.{name}.ssh_key"),
+        ssh_agent_key: None,
+        name: name.into(),
+        provider: ProviderKind::Manual,
+        provider_id: None,
+        host: "127.0.0.1".into(),
+        ssh_port: 22,
+        ssh_user: "root".into(),
+        host_key_fingerprint: None,
+        dns: None,
+        server_type: None,
+        location: None,
+        image: None,
+        labels: Default::default(),
+        status: ServerStatus::Ready,
+        setup: Default::default(),
+        platform: Default::default(),
+        created_at: Utc::now(),
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_server_list_changes_at_once_when_another_process_writes_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = init_home(dir.path());
+    let token = token(&home, false);
+    let service = Service::start(&home, &[], &[]);
+    let http = client();
+    let servers = format!("{}/api/servers", service.url);
+    let get = |tag: Option<&str>| {
+        let mut r = http.get(&servers).bearer_auth(&token);
+        if let Some(tag) = tag {
+            r = r.header("if-none-match", tag);
+        }
+        r.send()
+    };
+    let r = get(None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let first = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
+    let r = get(Some(&first)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+
+    // Another tool replaces the file (write, rename), as `livchat` does.
+    let path = home.join("state.json");
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    doc["servers"]["web-1"] = record("web-1");
+    let tmp = home.join("state.json.edit");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let r = get(Some(&first)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the old tag still matched");
+    let second = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(second, first);
+    let names = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(r.json().await.unwrap()), ["web-1"]);
+
+    // Then edits it in place, same length: no rename, no new inode.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("web-1", "web-2");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .unwrap();
+    let r = get(Some(&second)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(names(r.json().await.unwrap()), ["web-2"]);
+    let one = format!("{servers}/web-2");
+    let r = http.get(&one).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["name"], "web-2");
 }
 
 #[test]

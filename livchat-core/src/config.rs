@@ -40,6 +40,9 @@ pub struct Config {
     /// `LIVCHAT_PORTAINER_ADDRESS=IP:PORT`, Portainer's plain HTTP port as the server sees it
     /// (a Portainer published on the server's loopback; the tests' fake Portainer).
     pub portainer_address: Option<livchat_remote::PortainerAddress>,
+    /// The process serves many requests over a long life (the REST service, the MCP server):
+    /// the store watches the state file, so reading an unchanged state costs no file read.
+    pub long_lived: bool,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             ssh_agent_socket: None,
             dns_resolver: None,
             portainer_address: None,
+            long_lived: false,
         }
     }
 

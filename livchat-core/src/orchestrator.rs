@@ -243,7 +243,11 @@ impl Orchestrator {
     /// a process that ended as interrupted.
     pub fn open(config: Config) -> Result<Arc<Orchestrator>> {
         let paths = livchat_store::HomePaths::new(&config.home);
-        let store = Arc::new(livchat_store::JsonFileStore::new(&config.home));
+        let mut store = livchat_store::JsonFileStore::new(&config.home);
+        if config.long_lived {
+            store = store.watching_changes();
+        }
+        let store = Arc::new(store);
         // A missing state.json is the store's NotInitialized error, naming the file. Only its
         // first lines are read here: `settings set` never parses the servers.
         store.ensure_ready()?;
@@ -275,6 +279,12 @@ impl Orchestrator {
 
     pub fn state(&self) -> Result<State> {
         Ok(self.store.load()?)
+    }
+
+    /// Changes whenever the state may have changed since the last call (see
+    /// [`livchat_store::Store::state_generation`]); `None` when that is not known cheaply.
+    pub fn state_generation(&self) -> Option<u64> {
+        self.store.state_generation()
     }
 
     // ----- secrets -------------------------------------------------------------------------

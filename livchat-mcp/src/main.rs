@@ -86,6 +86,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut config = Config::new(home).with_env(|k| std::env::var(k).ok())?;
     config.vault_password_file = args.vault_password_file;
+    config.long_lived = true;
     let orch = Orchestrator::open(config).context("opening the livchat home")?;
     let mcp = LivchatMcp::new(Arc::clone(&orch));
     match args.http {

@@ -16,7 +16,9 @@
 //! re-parsing a state of a thousand servers (reading and comparing the bytes costs a small
 //! fraction of parsing them), and sees at once what another process wrote. The bytes, not
 //! the file's inode and mtime, are the key: a coarse mtime and a reused inode could make two
-//! versions written within one clock tick look alike.
+//! versions written within one clock tick look alike. A long-lived process can skip even
+//! the read: [`JsonFileStore::watching_changes`] serves the parsed version while the kernel
+//! reports no change to the file since it was read (`watch.rs`).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -37,6 +39,7 @@ use crate::store::{
     JobUpdateFn, SettingsUpdateFn, Store, UpdateFn, apply_job_update, apply_settings_update,
     apply_update, insert_conflict,
 };
+use crate::watch::Watch;
 
 /// File name of the state inside the home directory.
 pub const STATE_FILE: &str = "state.json";
@@ -56,13 +59,48 @@ pub struct JsonFileStore {
     /// replaced by another home's state, and this instance refuses to touch it.
     seen_lineage: Mutex<Option<Uuid>>,
     /// The last version read or written, with the bytes it was parsed from.
-    cached: Mutex<Option<(Vec<u8>, State)>>,
+    cached: Mutex<Option<Cached<State>>>,
     /// The last servers-only read, with the bytes it was parsed from.
-    cached_servers: Mutex<Option<(Vec<u8>, Servers)>>,
+    cached_servers: Mutex<Option<Cached<Servers>>>,
+    /// Change notices for the state file, when this instance watches it.
+    watch: Option<Watch>,
     jobs: JobFiles,
     /// Set once this instance has seen a state file of the current version, so job calls
     /// need not read the state again to know its jobs were moved out.
     current_version_seen: AtomicBool,
+}
+
+/// A parsed version and the bytes it came from.
+#[derive(Debug)]
+struct Cached<T> {
+    bytes: Vec<u8>,
+    value: T,
+    /// The watch's generation taken before `bytes` were read; `None` when unknown (not
+    /// watching, or written by this instance, whose own notice is still to come).
+    generation: Option<u64>,
+}
+
+impl<T> Cached<T> {
+    fn new(bytes: Vec<u8>, value: T, generation: Option<u64>) -> Option<Self> {
+        Some(Cached {
+            bytes,
+            value,
+            generation,
+        })
+    }
+
+    /// The value when the file still holds these bytes, noting that it did at `generation`.
+    fn of_bytes(&mut self, bytes: &[u8], generation: Option<u64>) -> Option<&T> {
+        (self.bytes == bytes).then(|| {
+            self.generation = generation;
+            &self.value
+        })
+    }
+
+    /// The value when no change was reported since it was read.
+    fn of_generation(&self, generation: Option<u64>) -> Option<&T> {
+        (generation.is_some() && self.generation == generation).then_some(&self.value)
+    }
 }
 
 /// Identity of a file version, to notice a writer that ignored the lock.
@@ -103,6 +141,7 @@ impl JsonFileStore {
             seen_lineage: Mutex::new(None),
             cached: Mutex::new(None),
             cached_servers: Mutex::new(None),
+            watch: None,
             current_version_seen: AtomicBool::new(false),
         }
     }
@@ -111,6 +150,21 @@ impl JsonFileStore {
     pub fn with_lock_config(mut self, lock: LockConfig) -> Self {
         self.lock = lock;
         self
+    }
+
+    /// Watches the state file for changes (inotify), for a process that serves many reads:
+    /// a read while no change was reported costs no file read. Without inotify, reads keep
+    /// comparing the file's bytes. A change made on another machine through a network file
+    /// system is not reported; do not share a home that way with a long-lived process.
+    pub fn watching_changes(mut self) -> Self {
+        self.watch = Watch::new(&self.path);
+        self
+    }
+
+    /// A number that changes whenever the state file may have changed since the last call;
+    /// `None` when this instance does not watch the file.
+    pub fn generation(&self) -> Option<u64> {
+        self.watch.as_ref().and_then(Watch::generation)
     }
 
     /// The state file.
@@ -148,10 +202,13 @@ impl JsonFileStore {
     /// Reads the state; `locked` says whether the caller holds the lock, which migrating an
     /// older file on disk needs (it is taken here otherwise).
     fn read(&self, locked: bool) -> Result<(State, FileStamp), StoreError> {
+        let generation = self.generation();
         let bytes = self.read_bytes()?;
         let stamp = self.stamp()?;
-        if let Some((seen, state)) = self.cache().as_ref()
-            && *seen == bytes
+        if let Some(state) = self
+            .cache()
+            .as_mut()
+            .and_then(|c| c.of_bytes(&bytes, generation))
         {
             return Ok((state.clone(), stamp));
         }
@@ -164,7 +221,7 @@ impl JsonFileStore {
             return self.finish_migration(parsed);
         }
         self.current_version_seen.store(true, Ordering::Relaxed);
-        *self.cache() = Some((bytes, parsed.state.clone()));
+        *self.cache() = Cached::new(bytes, parsed.state.clone(), generation);
         Ok((parsed.state, stamp))
     }
 
@@ -184,7 +241,7 @@ impl JsonFileStore {
         let bytes = to_bytes(&parsed.state);
         fsutil::atomic_replace(&self.path, &bytes, Some(&self.backup_path()))?;
         self.current_version_seen.store(true, Ordering::Relaxed);
-        *self.cache() = Some((bytes, parsed.state.clone()));
+        *self.cache() = Cached::new(bytes, parsed.state.clone(), None);
         Ok((parsed.state, self.stamp()?))
     }
 
@@ -254,7 +311,7 @@ impl JsonFileStore {
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Option<(Vec<u8>, State)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<Cached<State>>> {
         self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -315,6 +372,14 @@ fn to_bytes(state: &State) -> Vec<u8> {
 
 impl Store for JsonFileStore {
     fn load(&self) -> Result<State, StoreError> {
+        let generation = self.generation();
+        let unchanged = self
+            .cache()
+            .as_ref()
+            .and_then(|c| c.of_generation(generation).cloned());
+        if let Some(state) = unchanged {
+            return Ok(state);
+        }
         let (state, _) = self.read(false)?;
         self.check_lineage(&state)?;
         Ok(state)
@@ -330,7 +395,7 @@ impl Store for JsonFileStore {
         self.check_unchanged(&current, &stamp)?;
         let bytes = to_bytes(&next);
         fsutil::atomic_replace(&self.path, &bytes, Some(&self.backup_path()))?;
-        *self.cache() = Some((bytes, next.clone()));
+        *self.cache() = Cached::new(bytes, next.clone(), None);
         Ok(next)
     }
 
@@ -343,19 +408,23 @@ impl Store for JsonFileStore {
             #[serde(default)]
             servers: BTreeMap<String, ServerRecord>,
         }
-        let bytes = self.read_bytes()?;
-        if let Some((seen, state)) = self.cache().as_ref()
-            && *seen == bytes
-        {
-            return Ok(state.servers.clone());
-        }
+        let generation = self.generation();
         let mut cached = self
             .cached_servers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some((seen, servers)) = cached.as_ref()
-            && *seen == bytes
+        if let Some(servers) = cached.as_ref().and_then(|c| c.of_generation(generation)) {
+            return Ok(servers.clone());
+        }
+        let bytes = self.read_bytes()?;
+        if let Some(state) = self
+            .cache()
+            .as_mut()
+            .and_then(|c| c.of_bytes(&bytes, generation))
         {
+            return Ok(state.servers.clone());
+        }
+        if let Some(servers) = cached.as_mut().and_then(|c| c.of_bytes(&bytes, generation)) {
             return Ok(servers.clone());
         }
         // Anything unusual (another version, a file that does not parse) takes the full read,
@@ -367,11 +436,15 @@ impl Store for JsonFileStore {
             {
                 self.check_lineage_id(view.lineage)?;
                 self.current_version_seen.store(true, Ordering::Relaxed);
-                *cached = Some((bytes, view.servers.clone()));
+                *cached = Cached::new(bytes, view.servers.clone(), generation);
                 Ok(view.servers)
             }
             _ => self.load().map(|s| s.servers),
         }
+    }
+
+    fn state_generation(&self) -> Option<u64> {
+        self.generation()
     }
 
     fn ensure_ready(&self) -> Result<(), StoreError> {

@@ -38,6 +38,7 @@ mod state;
 mod state_header;
 mod store;
 pub mod vault;
+mod watch;
 
 pub use cluster::{ClusterNode, ClusterRecord, NodeRole, validate_label};
 pub use error::StoreError;

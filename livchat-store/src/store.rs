@@ -54,6 +54,13 @@ pub trait Store: Send + Sync {
         self.load().map(|_| ())
     }
 
+    /// A number that changes whenever the state may have changed since the last call, for
+    /// a process that caches what it computes from the state (the REST service's answers);
+    /// `None` when the store cannot tell cheaply, and the caller computes afresh.
+    fn state_generation(&self) -> Option<u64> {
+        None
+    }
+
     /// The user settings. They are kept apart from the state, so changing one rewrites a few
     /// hundred bytes, not a state of a thousand servers.
     fn settings(&self) -> Result<Settings, StoreError>;

@@ -24,6 +24,15 @@ fn json_file_store_passes_the_conformance_suite() {
 }
 
 #[test]
+fn a_json_file_store_watching_its_file_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    init_home(dir.path()).unwrap();
+    let store = JsonFileStore::new(dir.path()).watching_changes();
+    assert!(store.generation().is_some(), "inotify works on a temp dir");
+    common::conformance::check_store(Arc::new(store));
+}
+
+#[test]
 fn memory_store_keeps_jobs_as_the_conformance_suite_says() {
     common::jobs_conformance::check_job_store(Arc::new(MemoryStore::new()));
 }

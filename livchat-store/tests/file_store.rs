@@ -14,6 +14,19 @@ fn home() -> (tempfile::TempDir, JsonFileStore) {
     (dir, store)
 }
 
+/// A plain store and one that watches its file (as the REST service's does), each in a home
+/// of its own: the reads below must see every change either way.
+fn both_kinds() -> [(tempfile::TempDir, JsonFileStore); 2] {
+    let (plain_dir, plain) = home();
+    let (watched_dir, watched) = home();
+    let watched = watched.watching_changes();
+    assert!(
+        watched.generation().is_some(),
+        "inotify works on a temp dir"
+    );
+    [(plain_dir, plain), (watched_dir, watched)]
+}
+
 fn add(store: &JsonFileStore, name: &str) -> State {
     store
         .update("add", &mut |s: &mut State| {
@@ -242,24 +255,34 @@ fn a_state_from_a_newer_livchat_is_refused_untouched() {
 
 #[test]
 fn a_write_by_another_process_is_seen_by_the_next_load() {
-    let (dir, store) = home();
-    add(&store, "a");
-    assert_eq!(store.load().unwrap().servers.len(), 1);
-    // Another process (the CLI beside the REST service) writes through its own store.
-    let other = JsonFileStore::new(dir.path());
-    add(&other, "b");
-    let seen = store.load().unwrap();
-    assert!(
-        seen.servers.contains_key("b"),
-        "the cached version was served"
-    );
-    assert_eq!(seen, other.load().unwrap());
+    for (dir, store) in both_kinds() {
+        add(&store, "a");
+        assert_eq!(store.load().unwrap().servers.len(), 1);
+        assert_eq!(store.servers().unwrap().len(), 1);
+        // Another process (the CLI beside the REST service) writes through its own store.
+        let other = JsonFileStore::new(dir.path());
+        add(&other, "b");
+        let seen = store.load().unwrap();
+        assert!(
+            seen.servers.contains_key("b"),
+            "the cached version was served"
+        );
+        assert_eq!(seen, other.load().unwrap());
+        add(&other, "c");
+        assert!(store.servers().unwrap().contains_key("c"));
+    }
 }
 
 #[test]
 fn a_same_length_rewrite_in_the_same_clock_tick_is_still_seen() {
-    let (_dir, store) = home();
+    for (dir, store) in both_kinds() {
+        same_length_rewrite(dir, store);
+    }
+}
+
+fn same_length_rewrite(_dir: tempfile::TempDir, store: JsonFileStore) {
     add(&store, "a");
+    assert!(store.servers().unwrap().contains_key("a"));
     let path = store.path().to_path_buf();
     let before = std::fs::metadata(&path).unwrap();
     // Same inode, same length, same mtime, other content: a cache keyed on the file's
@@ -278,6 +301,7 @@ fn a_same_length_rewrite_in_the_same_clock_tick_is_still_seen() {
     );
     let seen = store.load().unwrap();
     assert!(seen.servers.contains_key("z"), "{:?}", seen.servers.keys());
+    assert!(store.servers().unwrap().contains_key("z"));
 }
 
 /// A version-2 file: jobs inside the state.
