@@ -190,7 +190,10 @@ fn a_gitea_with_its_admin_already_refuses_the_claim_and_the_throwaway_password_i
 fn appsmith_claim_posts_the_super_user_with_its_csrf_header_the_password_in_a_0600_file() {
     let (step, password) = claim_of("appsmith");
     let stage = Stage::new();
-    let origin = ("APPSMITH_CUSTOM_DOMAIN", "https://appsmith.lab.example.com");
+    let origin = (
+        "LIVCHAT_APPSMITH_ORIGIN",
+        "https://appsmith.lab.example.com",
+    );
     let out = stage.run(&step, &[origin]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let argvs = stage.argvs();
