@@ -627,3 +627,41 @@ fn first_run_that_contradicts_the_claim_steps_is_rejected() {
     );
     Catalog::with_user_dirs(&[dir.path().into()]).unwrap();
 }
+
+#[test]
+fn an_on_exists_that_would_take_over_on_any_failure_is_rejected() {
+    let claim = |on_exists: &str| {
+        tiny("a").replace(
+            "images:",
+            &format!(
+                "secrets: [{{name: pw}}]\npost_deploy:\n  - init_admin_exec:\n      service: app\n      argv: [true]\n      input:\n        password: {{ secret: pw }}\n{on_exists}first_run: {{admin: claimed, secret: pw}}\nimages:"
+            ),
+        )
+    };
+    for (what, extra, field) in [
+        (
+            "no text",
+            "      on_exists: {output_contains: \" \", argv: [true]}\n",
+            "on_exists.output_contains",
+        ),
+        (
+            "no program",
+            "      on_exists: {output_contains: exists, argv: []}\n",
+            "on_exists.argv",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", &claim(extra));
+        let err = Catalog::with_user_dirs(&[dir.path().into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{what}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        &claim("      on_exists: {output_contains: exists, argv: [true]}\n"),
+    );
+    Catalog::with_user_dirs(&[dir.path().into()]).unwrap();
+}
