@@ -143,7 +143,7 @@ pub(crate) async fn claim_exec(
         said(&out.stdout) || said(&out.stderr)
     }) {
         ctx.info(format!(
-            "{what}: the admin account exists already ({:?}) though no claim is recorded: an earlier run of this claim made it and then failed (no public route has led to the app since); giving it the vault's password with {:?}",
+            "{what}: the admin account exists already ({:?}) though no claim is recorded: an earlier run of this claim made it and then failed (claims run before any public route opens); giving it the vault's password with {:?}",
             on_exists.output_contains, on_exists.argv
         ));
         let again = exec_claim(ctx, platform, step, &on_exists.argv).await?;
