@@ -380,7 +380,25 @@ pub enum StepSpec {
         input: BTreeMap<String, BodyValue>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_secs: Option<u64>,
+        /// What to do when the command fails because the admin account exists already.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_exists: Option<ClaimOnExists>,
     },
+}
+
+/// A claim command's way past its own earlier, partial run: the run made the admin account
+/// and then failed, so the command now fails saying the account exists. When its output holds
+/// `output_contains` and the state records no claim of this app's data, `argv` runs in the
+/// same container with the same input on stdin (never a secret in argv) to bring that account
+/// to the vault's password. The claim runs before any public route exists, so an account of
+/// that name was made by livchat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimOnExists {
+    /// Text in the failed command's stdout or stderr that means "the account exists".
+    pub output_contains: String,
+    /// The command (argv, no shell) that gives the existing account the vault's password.
+    pub argv: Vec<String>,
 }
 
 /// How a fresh instance of the app gets its first admin (see `first_run` in the README).

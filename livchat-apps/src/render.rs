@@ -186,15 +186,21 @@ pub struct ExecClaimStep {
     /// The JSON object for its stdin; it holds secrets (an admin password).
     pub stdin: SecretString,
     pub timeout_secs: Option<u64>,
+    /// The command that takes over an admin account a partial earlier run made (see
+    /// [`crate::definition::ClaimOnExists`]); it gets the same stdin.
+    pub on_exists: Option<crate::definition::ClaimOnExists>,
 }
 
 impl fmt::Debug for ExecClaimStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExecClaimStep")
-            .field("service", &format!("{}/{}", self.stack, self.service))
+        let mut d = f.debug_struct("ExecClaimStep");
+        d.field("service", &format!("{}/{}", self.stack, self.service))
             .field("argv", &self.argv)
-            .field("stdin", &"[REDACTED]")
-            .finish()
+            .field("stdin", &"[REDACTED]");
+        if let Some(e) = &self.on_exists {
+            d.field("on_exists", e);
+        }
+        d.finish()
     }
 }
 

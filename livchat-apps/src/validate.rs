@@ -213,17 +213,23 @@ pub(crate) fn validate_definition(def: &AppDefinition) -> Result<(), AppsError> 
                     service,
                     argv,
                     input,
+                    on_exists,
                     ..
                 } => {
                     validate_service_name(&format!("{field}.init_admin_exec.service"), service)?;
                     let field = format!("{field}.init_admin_exec");
-                    if argv.first().is_none_or(|a| a.is_empty()) {
-                        return Err(bad(format!("{field}.argv"), "needs a program"));
-                    }
-                    if argv.iter().any(|a| a.contains('\0')) {
-                        return Err(bad(format!("{field}.argv"), "must not contain NUL"));
-                    }
+                    validate_claim_argv(&format!("{field}.argv"), argv)?;
                     validate_claim_fields(def, &format!("{field}.input"), input)?;
+                    if let Some(e) = on_exists {
+                        let field = format!("{field}.on_exists");
+                        if e.output_contains.trim().is_empty() {
+                            return Err(bad(
+                                format!("{field}.output_contains"),
+                                "must not be empty (any failure would take over an account)",
+                            ));
+                        }
+                        validate_claim_argv(&format!("{field}.argv"), &e.argv)?;
+                    }
                 }
             }
         }
@@ -258,6 +264,17 @@ pub(crate) fn validate_definition(def: &AppDefinition) -> Result<(), AppsError> 
     }
     if let Some(r) = &def.tls_resolver {
         validate_key("tls_resolver", r)?;
+    }
+    Ok(())
+}
+
+/// A claim command: a program, no NUL.
+fn validate_claim_argv(field: &str, argv: &[String]) -> Result<(), AppsError> {
+    if argv.first().is_none_or(|a| a.is_empty()) {
+        return Err(bad(field, "needs a program"));
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(bad(field, "must not contain NUL"));
     }
     Ok(())
 }

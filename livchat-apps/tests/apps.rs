@@ -71,10 +71,8 @@ fn the_catalog_ships_the_promised_apps() {
         "nextcloud",
         "odoo",
         "mattermost",
-        "twenty",
         "langflow",
         "open-webui",
-        "formbricks",
         "calcom",
         "listmonk",
         "umami",
@@ -947,6 +945,42 @@ fn every_redis_app_runs_its_own_redis_with_its_own_host_password_and_volume() {
         let deployed = set(&["infrastructure", "postgres", "redis", &d.name]);
         assert!(catalog.dependents_of("redis", &deployed).is_empty());
     }
-    assert!(users.len() >= 10, "{users:?}");
+    assert!(users.len() >= 8, "{users:?}");
     assert_eq!(hosts.len(), users.len());
+}
+
+/// Traefik terminates TLS and sends Appsmith plain HTTP on port 80. Appsmith's Caddy serves
+/// port 80 as is only without `APPSMITH_CUSTOM_DOMAIN` (with it, `http://<domain>` redirects to
+/// HTTPS: a redirect loop behind Traefik), so the stack must not set it; the claim script's
+/// Origin comes from a variable of its own.
+#[test]
+fn appsmith_is_reached_over_http_on_port_80_without_a_custom_domain() {
+    let catalog = catalog();
+    for mode in [EndpointMode::Vip, EndpointMode::Dnsrr] {
+        let stack = render(&catalog, "appsmith", mode);
+        let compose = stack.compose().expose_secret();
+        let doc = yaml(&stack);
+        let service = &doc["services"]["appsmith"];
+        let env = service["environment"].as_mapping().unwrap();
+        assert!(
+            env.keys()
+                .all(|k| k.as_str() != Some("APPSMITH_CUSTOM_DOMAIN")),
+            "{compose}"
+        );
+        assert_eq!(
+            service["environment"]["LIVCHAT_APPSMITH_ORIGIN"].as_str(),
+            Some("https://appsmith.lab.example.com")
+        );
+        let labels = strings(&service["deploy"]["labels"]);
+        assert!(
+            labels.contains(&"traefik.http.services.appsmith.loadbalancer.server.port=80".into()),
+            "{labels:?}"
+        );
+        assert!(
+            !labels
+                .iter()
+                .any(|l| l.contains("loadbalancer.server.scheme")),
+            "{labels:?}"
+        );
+    }
 }

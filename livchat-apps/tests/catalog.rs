@@ -412,11 +412,6 @@ fn preview_rejects_unknown_set_keys_before_rendering() {
     );
 }
 
-/// The built-in apps whose setup page is open to its first visitor because livchat cannot
-/// claim it with the pinned image (each note says why). Adding one is a decision: the plan and
-/// the job warn about each, and the catalog README lists them with what the user must do.
-const OPEN_SETUP_PAGES: &[&str] = &["formbricks", "twenty"];
-
 #[test]
 fn every_builtin_app_makes_its_first_admin_or_says_why_it_cannot() {
     use livchat_apps::definition::{BodyValue, FirstRunAdmin, StepSpec, TemplateSource};
@@ -468,7 +463,71 @@ fn every_builtin_app_makes_its_first_admin_or_says_why_it_cannot() {
         undeclared.is_empty(),
         "these built-in apps declare no `first_run` (how their first admin is made): {undeclared:?}"
     );
-    assert_eq!(open, OPEN_SETUP_PAGES, "apps left with an open setup page");
+    // Twenty and Formbricks were removed for this (#19): a built-in either claims its setup
+    // page or has none. A user definition may still declare one (the plan and job warn).
+    assert!(
+        open.is_empty(),
+        "built-in apps left with an open setup page: {open:?}"
+    );
+}
+
+/// The guard of issue #19: no built-in app's rendered stack opens a public router to a setup
+/// page nobody has claimed. Every app with a Traefik router declares `first_run`; none of them
+/// is `open_setup_page`; and a `claimed` one has a claim step in its rendered `post_deploy`
+/// (which is what makes the deploy close its routes until the claim succeeds) and no router
+/// left on once they are closed.
+#[test]
+fn no_builtin_app_routes_the_public_to_an_unclaimed_setup_page() {
+    use livchat_apps::DeployStep;
+    use livchat_apps::definition::FirstRunAdmin;
+    use livchat_apps::first_run::{close_public_routes, has_public_routes};
+
+    let catalog = Catalog::builtin().unwrap();
+    let mut routed = 0;
+    let mut claimed = 0;
+    for entry in catalog.list() {
+        let def = &entry.definition;
+        let stack = common::render(&catalog, &def.name, EndpointMode::Vip);
+        if !has_public_routes(stack.compose().expose_secret()) {
+            continue;
+        }
+        routed += 1;
+        let admin = def.first_run.as_ref().map(|f| f.admin);
+        assert!(
+            admin.is_some() && admin != Some(FirstRunAdmin::OpenSetupPage),
+            "{}: a public router to a first-run setup page nobody claims ({admin:?})",
+            def.name
+        );
+        let claim_steps = stack
+            .post_deploy
+            .iter()
+            .filter(|s| matches!(s, DeployStep::HttpRequest(_) | DeployStep::ExecClaim(_)))
+            .count();
+        if admin == Some(FirstRunAdmin::Claimed) {
+            claimed += 1;
+            assert!(
+                claim_steps > 0,
+                "{}: claimed without a claim step",
+                def.name
+            );
+            let closed = close_public_routes(&def.name, stack.compose()).unwrap();
+            assert!(
+                !has_public_routes(closed.expose_secret()),
+                "{}: a router stays on while the claim waits",
+                def.name
+            );
+        } else {
+            assert_eq!(
+                claim_steps, 0,
+                "{}: a claim step but not `claimed`",
+                def.name
+            );
+        }
+    }
+    assert!(routed >= 40, "only {routed} apps with a public router");
+    // n8n, Mattermost, Open WebUI, Cal.com, Docmost, Baserow, Chatwoot, DocuSeal, Metabase,
+    // Wiki.js, Umami, Odoo, Uptime Kuma, Activepieces, Flowise, Appsmith, Gitea.
+    assert!(claimed >= 17, "only {claimed} claimed apps");
 }
 
 /// A `claimed` app's rendered claim steps carry its admin secret on the exec's stdin (the
@@ -565,6 +624,44 @@ fn first_run_that_contradicts_the_claim_steps_is_rejected() {
         &with(&format!(
             "{claim}first_run: {{admin: claimed, secret: pw}}\n"
         )),
+    );
+    Catalog::with_user_dirs(&[dir.path().into()]).unwrap();
+}
+
+#[test]
+fn an_on_exists_that_would_take_over_on_any_failure_is_rejected() {
+    let claim = |on_exists: &str| {
+        tiny("a").replace(
+            "images:",
+            &format!(
+                "secrets: [{{name: pw}}]\npost_deploy:\n  - init_admin_exec:\n      service: app\n      argv: [true]\n      input:\n        password: {{ secret: pw }}\n{on_exists}first_run: {{admin: claimed, secret: pw}}\nimages:"
+            ),
+        )
+    };
+    for (what, extra, field) in [
+        (
+            "no text",
+            "      on_exists: {output_contains: \" \", argv: [true]}\n",
+            "on_exists.output_contains",
+        ),
+        (
+            "no program",
+            "      on_exists: {output_contains: exists, argv: []}\n",
+            "on_exists.argv",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", &claim(extra));
+        let err = Catalog::with_user_dirs(&[dir.path().into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{what}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        &claim("      on_exists: {output_contains: exists, argv: [true]}\n"),
     );
     Catalog::with_user_dirs(&[dir.path().into()]).unwrap();
 }

@@ -65,14 +65,18 @@ fn every_claim_script_passes_shellcheck() {
     for entry in catalog.list() {
         let app = &entry.definition.name;
         for step in &common::render(&catalog, app, EndpointMode::Vip).post_deploy {
-            let argv = match step {
-                DeployStep::ExecClaim(e) => e.argv.clone(),
-                DeployStep::HttpRequest(h) => livchat_apps::first_run::claim_command(h).argv,
+            let argvs = match step {
+                DeployStep::ExecClaim(e) => std::iter::once(e.argv.clone())
+                    .chain(e.on_exists.iter().map(|o| o.argv.clone()))
+                    .collect(),
+                DeployStep::HttpRequest(h) => vec![livchat_apps::first_run::claim_command(h).argv],
                 _ => continue,
             };
-            if argv.len() > 2 && argv[0] == "sh" && argv[1] == "-c" {
-                shellcheck(&format!("{app} claim"), &argv[2]);
-                checked += 1;
+            for argv in argvs {
+                if argv.len() > 2 && argv[0] == "sh" && argv[1] == "-c" {
+                    shellcheck(&format!("{app} claim"), &argv[2]);
+                    checked += 1;
+                }
             }
         }
     }

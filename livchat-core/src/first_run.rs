@@ -107,6 +107,12 @@ pub(crate) async fn claim(
 /// account made, the onboarding flag still set) must be looked at, not repeated. A failure
 /// is done when `claimed_before` (see [`claim`]): the commands refuse an app that has its
 /// admin already.
+///
+/// Without that record, a failure whose output says the account exists (the step's
+/// `on_exists`) is this claim's own earlier run that made the account and then failed: the
+/// claim runs while no public route leads to the app, so nobody else could have made it. The
+/// step's `on_exists` command then gives that account the vault's password, with the same
+/// input on stdin.
 pub(crate) async fn claim_exec(
     ctx: &JobContext,
     platform: &dyn ContainerPlatform,
@@ -118,11 +124,66 @@ pub(crate) async fn claim_exec(
         "claiming the first-run page of {} with {:?} inside {}/{}, before any public route exists",
         step.stack, step.argv, step.stack, step.service
     ));
-    let out = platform
+    let out = exec_claim(ctx, platform, step, &step.argv).await?;
+    if out.success() {
+        ctx.info(format!("{what} done"));
+        return Ok(());
+    }
+    if claimed_before {
+        let why = format!(
+            "exit status {}: {}",
+            out.exit_status,
+            ctx.redact(&livchat_remote::setup::tail(&out.stderr, 3))
+        );
+        ctx.info(refused_but_ours(&what, &why));
+        return Ok(());
+    }
+    if let Some(on_exists) = step.on_exists.as_ref().filter(|e| {
+        let said = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains(&e.output_contains);
+        said(&out.stdout) || said(&out.stderr)
+    }) {
+        ctx.info(format!(
+            "{what}: the admin account exists already ({:?}) though no claim is recorded: an earlier run of this claim made it and then failed (claims run before any public route opens); giving it the vault's password with {:?}",
+            on_exists.output_contains, on_exists.argv
+        ));
+        let again = exec_claim(ctx, platform, step, &on_exists.argv).await?;
+        if again.success() {
+            ctx.info(format!(
+                "{what} done (the existing admin has the vault's password)"
+            ));
+            return Ok(());
+        }
+        return Err(CoreError::Step {
+            step: what,
+            message: format!(
+                "the admin account exists already, and giving it the vault's password failed: exit status {}: {}; the public routes stay closed",
+                again.exit_status,
+                ctx.redact(&livchat_remote::setup::tail(&again.stderr, 5))
+            ),
+        });
+    }
+    Err(CoreError::Step {
+        step: what,
+        message: format!(
+            "exit status {}: {}; the public routes stay closed. livchat has no record of claiming this app's data: someone else's claim, or one made before livchat recorded its claims",
+            out.exit_status,
+            ctx.redact(&livchat_remote::setup::tail(&out.stderr, 5))
+        ),
+    })
+}
+
+/// Runs `argv` in `step`'s service with `step`'s input on stdin.
+async fn exec_claim(
+    ctx: &JobContext,
+    platform: &dyn ContainerPlatform,
+    step: &ExecClaimStep,
+    argv: &[String],
+) -> Result<livchat_remote::ExecOutput> {
+    platform
         .exec_in_service(ServiceExec {
             stack: step.stack.clone(),
             service: step.service.clone(),
-            argv: step.argv.clone(),
+            argv: argv.to_vec(),
             stdin: Some(SecretBox::new(
                 step.stdin
                     .expose_secret()
@@ -138,28 +199,7 @@ pub(crate) async fn claim_exec(
         .map_err(|e| match e {
             livchat_remote::PlatformError::Cancelled => CoreError::Cancelled,
             other => CoreError::Platform(other.to_string()),
-        })?;
-    if out.success() {
-        ctx.info(format!("{what} done"));
-        return Ok(());
-    }
-    if claimed_before {
-        let why = format!(
-            "exit status {}: {}",
-            out.exit_status,
-            ctx.redact(&livchat_remote::setup::tail(&out.stderr, 3))
-        );
-        ctx.info(refused_but_ours(&what, &why));
-        return Ok(());
-    }
-    Err(CoreError::Step {
-        step: what,
-        message: format!(
-            "exit status {}: {}; the public routes stay closed. livchat has no record of claiming this app's data: someone else's claim, or one made before livchat recorded its claims",
-            out.exit_status,
-            ctx.redact(&livchat_remote::setup::tail(&out.stderr, 5))
-        ),
-    })
+        })
 }
 
 /// The log line for a refused claim that an earlier deploy's recorded claim explains.

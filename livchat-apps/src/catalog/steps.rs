@@ -103,12 +103,14 @@ impl Catalog {
                     argv,
                     input,
                     timeout_secs,
+                    on_exists,
                 } => DeployStep::ExecClaim(ExecClaimStep {
                     stack: app.to_string(),
                     service: service.clone(),
                     argv: argv.clone(),
                     stdin: json_object(app, input, ctx, own)?,
                     timeout_secs: *timeout_secs,
+                    on_exists: on_exists.clone(),
                 }),
             });
         }

@@ -11,13 +11,16 @@ use livchat_apps::{Catalog, DeployStep, EndpointMode, ExecClaimStep};
 use secrecy::ExposeSecret;
 
 /// Records its argv, the headers (a `@file` one with the file's mode), the body (from stdin
-/// or a `@file`, with its mode), writes a small answer to `-o`, prints `$CURL_STATUS`.
+/// or a `@file`, with its mode), writes a small answer to `-o`, prints `$CURL_STATUS` (for a
+/// DELETE, `$CURL_DELETE_STATUS`, default 204).
 const CURL: &str = r#"#!/bin/sh
 printf '%s\n' "$@" >>"$LOG/curl.argv"
 out=
+method=
 while [ $# -gt 0 ]; do
   case "$1" in
     -o) out=$2; shift ;;
+    -X) method=$2; shift ;;
     -H)
       case "$2" in
         @*) cat "${2#@}" >>"$LOG/curl.headers"; stat -c %a "${2#@}" >"$LOG/curl.headers.mode" ;;
@@ -34,13 +37,27 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ -n "$out" ]; then echo '{"message":"stand-in"}' >"$out"; fi
-printf '%s' "${CURL_STATUS:-200}"
+if [ "$method" = DELETE ]; then
+  printf '%s' "${CURL_DELETE_STATUS:-204}"
+else
+  printf '%s' "${CURL_STATUS:-200}"
+fi
 "#;
 
 /// Gitea's CLI as `admin user create --random-password` behaves: it prints the generated
-/// password before it creates the user, so a refused create prints it too.
+/// password before it creates the user, so a refused create prints it too. `admin user list
+/// --admin` lists `$GITEA_ADMIN` (default gitadmin); `admin user generate-access-token --raw`
+/// prints a token.
 const GITEA: &str = r#"#!/bin/sh
 printf '%s\n' "$@" >>"$LOG/gitea.argv"
+case "$3" in
+  list)
+    printf 'ID   Username Email            IsActive\n1    %s ops@example.com true\n' "${GITEA_ADMIN:-gitadmin}"
+    exit 0 ;;
+  generate-access-token)
+    echo "T0kenValue0123456789"
+    exit 0 ;;
+esac
 echo "generated random password is 'Thr0waway9'"
 if [ -n "${GITEA_USER_EXISTS:-}" ]; then
   echo "Command error: CreateUser: user already exists [name: gitadmin]" >&2
@@ -109,6 +126,21 @@ impl Stage {
             .map(|f| self.read(f))
             .concat()
     }
+}
+
+/// Gitea's `on_exists` command as a step of its own (same service, same stdin).
+fn gitea_on_exists() -> (ExecClaimStep, String) {
+    let (step, password) = claim_of("gitea");
+    let on_exists = step.on_exists.clone().expect("gitea has on_exists");
+    assert_eq!(on_exists.output_contains, "user already exists");
+    (
+        ExecClaimStep {
+            argv: on_exists.argv,
+            on_exists: None,
+            ..step
+        },
+        password,
+    )
 }
 
 fn claim_of(app: &str) -> (ExecClaimStep, String) {
@@ -187,10 +219,114 @@ fn a_gitea_with_its_admin_already_refuses_the_claim_and_the_throwaway_password_i
 }
 
 #[test]
+fn gitea_on_exists_gives_the_existing_admin_the_vault_password_with_a_token_it_then_deletes() {
+    let (step, password) = gitea_on_exists();
+    let stage = Stage::new();
+    let out = stage.run(&step, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let argvs = stage.argvs();
+    assert!(!argvs.contains(&password), "{argvs}");
+    assert!(!argvs.contains("T0kenValue0123456789"), "{argvs}");
+    // It checked the account is an admin, then made a token with the CLI; no password flag.
+    let gitea = stage.read("gitea.argv");
+    assert!(
+        gitea.starts_with("admin\nuser\nlist\n--admin\nadmin\nuser\ngenerate-access-token\n--username\ngitadmin\n--token-name\nlivchat-claim-"),
+        "{gitea}"
+    );
+    assert!(gitea.contains("--scopes\nwrite:admin\n--raw\n"), "{gitea}");
+    assert!(!gitea.contains("create"), "{gitea}");
+    assert!(!gitea.lines().any(|a| a == "--password"), "{gitea}");
+    let token_name = gitea
+        .lines()
+        .find(|l| l.starts_with("livchat-claim-"))
+        .unwrap()
+        .to_string();
+    // PATCH with the token, then DELETE of the token with the vault's password, both from
+    // 0600 header files; the new password came on curl's stdin.
+    let curl = stage.read("curl.argv");
+    assert!(
+        curl.contains("PATCH\n")
+            && curl.contains("http://127.0.0.1:3000/api/v1/admin/users/gitadmin\n")
+            && curl.contains("DELETE\n-H\n@")
+            && curl.ends_with(&format!(
+                "/basic\nhttp://127.0.0.1:3000/api/v1/users/gitadmin/tokens/{token_name}\n"
+            )),
+        "{curl}"
+    );
+    let headers = stage.read("curl.headers");
+    assert!(
+        headers.contains("Authorization: token T0kenValue0123456789\n"),
+        "{headers}"
+    );
+    let basic = base64_of(&format!("gitadmin:{password}"));
+    assert!(
+        headers.contains(&format!("Authorization: Basic {basic}\n")),
+        "{headers}"
+    );
+    assert_eq!(stage.read("curl.headers.mode").trim(), "600");
+    let body: serde_json::Value = serde_json::from_str(&stage.read("curl.body")).unwrap();
+    assert_eq!(body["password"], password.as_str());
+    assert_eq!(body["login_name"], "gitadmin");
+    assert_eq!(body["must_change_password"], false);
+}
+
+#[test]
+fn gitea_on_exists_takes_over_no_account_that_is_not_an_admin_and_fails_if_the_token_stays() {
+    let (step, _) = gitea_on_exists();
+    let stage = Stage::new();
+    let out = stage.run(&step, &[("GITEA_ADMIN", "someone")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("exists but is not an admin: not taken over"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!stage.read("gitea.argv").contains("generate-access-token"));
+    assert!(stage.read("curl.argv").is_empty());
+    // The password is set but the token could not be deleted: a failure that says so.
+    let stage = Stage::new();
+    let out = stage.run(&step, &[("CURL_DELETE_STATUS", "401")]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "the vault's password is set, but deleting the temporary token livchat-claim-"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("T0kenValue0123456789"), "{stderr}");
+}
+
+/// Standard base64 with padding, as `base64` prints it.
+fn base64_of(text: &str) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
 fn appsmith_claim_posts_the_super_user_with_its_csrf_header_the_password_in_a_0600_file() {
     let (step, password) = claim_of("appsmith");
     let stage = Stage::new();
-    let origin = ("APPSMITH_CUSTOM_DOMAIN", "https://appsmith.lab.example.com");
+    let origin = (
+        "LIVCHAT_APPSMITH_ORIGIN",
+        "https://appsmith.lab.example.com",
+    );
     let out = stage.run(&step, &[origin]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let argvs = stage.argvs();

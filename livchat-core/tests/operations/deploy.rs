@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 use super::support::*;
 
 mod claim_retry;
+mod gitea_claim;
 
 const N8N_HOST: &str = "n8n.lab.example.com";
 const WEBHOOK_HOST: &str = "webhook-n8n.lab.example.com";

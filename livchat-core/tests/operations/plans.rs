@@ -136,7 +136,32 @@ async fn plan_deploy_app_says_how_the_first_admin_is_made_and_warns_about_an_ope
         "{claimed}"
     );
     assert!(!claimed.contains("WARNING"), "{claimed}");
-    let open = orch.plan_deploy_app("web-1", "twenty", &[]).unwrap();
+    verify(orch);
+    // No built-in leaves its setup page open (#19); a user definition may, and is warned about.
+    let user = livchat_apps::Catalog::from_sources(&[(
+        r#"name: crm
+title: "Some CRM"
+version: "1"
+category: business
+description: "A CRM whose first visitor signs up as its owner."
+dns_prefix: crm
+requirements:
+  min_ram_mb: 256
+  min_cpu_cores: 1
+images:
+  crm: "busybox:1.36.1"
+template:
+  file: crm.yml.tera
+first_run:
+  admin: open_setup_page
+  note: "Open https://<its name>/ right after the deploy and sign up first."
+"#,
+        "services:\n  crm:\n    image: {{ images.crm }}\n",
+        "crm.yaml",
+    )])
+    .unwrap();
+    let orch = world.build_with_catalog(Mocks::default(), user);
+    let open = orch.plan_deploy_app("web-1", "crm", &[]).unwrap();
     let warning = open
         .resources
         .iter()

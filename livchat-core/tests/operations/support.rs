@@ -87,12 +87,36 @@ impl World {
         self.build_with(self.store.clone(), self.secrets.clone(), mocks)
     }
 
+    /// Builds with `catalog` (built-ins plus user definitions) instead of the built-ins alone.
+    pub fn build_with_catalog(
+        &self,
+        mocks: Mocks,
+        catalog: livchat_apps::Catalog,
+    ) -> Arc<Orchestrator> {
+        self.builder(self.store.clone(), self.secrets.clone(), mocks, catalog)
+    }
+
     /// Builds over another store or vault (a `MockStore`/`MockSecretStore` injecting errors).
     pub fn build_with(
         &self,
         store: Arc<dyn Store>,
         secrets: Arc<dyn SecretStore>,
         mocks: Mocks,
+    ) -> Arc<Orchestrator> {
+        self.builder(
+            store,
+            secrets,
+            mocks,
+            livchat_apps::Catalog::builtin().unwrap(),
+        )
+    }
+
+    fn builder(
+        &self,
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretStore>,
+        mocks: Mocks,
+        catalog: livchat_apps::Catalog,
     ) -> Arc<Orchestrator> {
         let provider: Arc<dyn Provider> = Arc::new(mocks.provider);
         let dns: Arc<dyn DnsClient> = Arc::new(mocks.dns);
@@ -102,7 +126,7 @@ impl World {
             store,
             secrets,
             Arc::new(MemoryJobLogs::default()),
-            livchat_apps::Catalog::builtin().unwrap(),
+            catalog,
         )
         .provider_factory(Arc::new(move |_| Ok(provider.clone())))
         .dns_factory(Arc::new(move |_| Ok(dns.clone())))
