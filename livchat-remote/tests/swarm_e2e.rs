@@ -193,12 +193,9 @@ async fn postgres_stack_is_deployed_over_ssh_gets_a_database_through_exec_and_se
         "the client never got an answer over the overlay; its logs: {logs:#?}"
     );
 
-    let stacks = platform.list_stacks().await.unwrap();
-    let names: Vec<&str> = stacks.iter().map(|s| s.name.as_str()).collect();
-    assert!(
-        names.contains(&"pg") && names.contains(&"client"),
-        "{names:?}"
-    );
+    for name in ["pg", "client"] {
+        assert_eq!(platform.stack_status(name).await.unwrap().name, name);
+    }
 
     platform.remove_stack("client").await.unwrap();
     platform.remove_stack("pg").await.unwrap();
