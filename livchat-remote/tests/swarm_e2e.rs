@@ -221,6 +221,16 @@ async fn postgres_stack_is_deployed_over_ssh_gets_a_database_through_exec_and_se
     );
 }
 
+/// `SwarmOverSsh` passes the `ContainerPlatform` conformance suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_over_ssh_passes_the_platform_conformance_suite() {
+    let Some(rig) = rig().await else { return };
+    let Some(busybox) = image(rig.engine, fixtures::images::busybox).await else {
+        return;
+    };
+    swarm_support::conformance::check_platform(&rig.platform(), busybox, "sw").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_fails_the_wait_with_the_task_error() {
     let Some(rig) = rig().await else { return };
