@@ -33,7 +33,10 @@ pub mod hetzner;
 mod http;
 /// The workspace's one set of name rules, compiled here by path (a leaf depends on no other
 /// internal crate): see its module docs.
-#[allow(dead_code, reason = "each leaf uses only the rules of the names it checks")]
+#[allow(
+    dead_code,
+    reason = "each leaf uses only the rules of the names it checks"
+)]
 #[path = "../../livchat-store/src/names.rs"]
 mod names;
 pub mod provider;

@@ -14,8 +14,8 @@ use fixtures::fake_cloudflare::{FakeCloudflare, ZONE, ZONE_ID};
 use fixtures::fake_hetzner::{FakeHetzner, HetznerOptions};
 use fixtures::specs;
 use livchat_providers::{
-    ActionStatus, Change, CloudError, DnsClient, FirewallSpec, Provider, RecordContent, RecordOptions,
-    RecordType, ServerId, ServerSpec, ServerStatus,
+    ActionStatus, Change, CloudError, DnsClient, FirewallSpec, Provider, RecordContent,
+    RecordOptions, RecordType, ServerId, ServerSpec, ServerStatus,
 };
 
 const KEY: &str =
@@ -419,7 +419,12 @@ async fn an_a_record_never_clobbers_a_cname() {
     let opts = RecordOptions::default();
     // A CNAME made by hand: an A record turned into one.
     let a = c
-        .ensure_a_record(&zone, "app.example.com", Ipv4Addr::new(203, 0, 113, 9), &opts)
+        .ensure_a_record(
+            &zone,
+            "app.example.com",
+            Ipv4Addr::new(203, 0, 113, 9),
+            &opts,
+        )
         .await
         .unwrap();
     c.update_record(

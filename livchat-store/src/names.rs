@@ -97,7 +97,10 @@ pub fn host(host: &str) -> Result<(), NameError> {
         if label.len() > 63 {
             return Err(NameError::LabelTooLong);
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(NameError::BadChar);
         }
         if label.starts_with('-') {
@@ -117,7 +120,10 @@ pub fn unix_user(user: &str) -> Result<(), NameError> {
     if user.len() > 32 {
         return Err(NameError::TooLong);
     }
-    if !user.bytes().all(|b| lower_alnum(b) || b == b'_' || b == b'-') {
+    if !user
+        .bytes()
+        .all(|b| lower_alnum(b) || b == b'_' || b == b'-')
+    {
         return Err(NameError::BadChar);
     }
     if !(first.is_ascii_lowercase() || first == b'_') {
@@ -166,7 +172,13 @@ mod tests {
 
     #[test]
     fn hosts_are_addresses_or_host_names() {
-        for ok in ["192.0.2.1", "::1", "2001:db8::1", "Web-1.Example.com", "web-"] {
+        for ok in [
+            "192.0.2.1",
+            "::1",
+            "2001:db8::1",
+            "Web-1.Example.com",
+            "web-",
+        ] {
             assert_eq!(host(ok), Ok(()), "{ok}");
         }
         for bad in ["", "-oProxyCommand=x", "a..b", "a b", "a:b", "x.-y", "a;b"] {
@@ -176,7 +188,14 @@ mod tests {
 
     #[test]
     fn unix_users_follow_debian_adduser() {
-        for ok in ["deploy", "deploy-user", "ec2-user", "_apt", "postgres", "u1"] {
+        for ok in [
+            "deploy",
+            "deploy-user",
+            "ec2-user",
+            "_apt",
+            "postgres",
+            "u1",
+        ] {
             assert_eq!(unix_user(ok), Ok(()), "{ok}");
         }
         assert_eq!(unix_user(""), Err(NameError::Empty));

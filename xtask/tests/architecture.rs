@@ -357,11 +357,15 @@ fn name_rule_copies(text: &str) -> Vec<String> {
             continue;
         }
         let rest = &text[at + 3..];
-        let end = [rest.find("\nfn "), rest.find("\npub fn "), rest.find("\n}\n")]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(rest.len());
+        let end = [
+            rest.find("\nfn "),
+            rest.find("\npub fn "),
+            rest.find("\n}\n"),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(rest.len());
         let body = &rest[..end];
         if !["names::", "name_rules::", "livchat_store::validate_"]
             .iter()
@@ -400,7 +404,11 @@ fn dns_labels_and_unix_users_have_one_rule() {
     assert!(files.len() > 50, "walked only {} files", files.len());
     let mut bad = Vec::new();
     for file in &files {
-        let shown = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        let shown = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if shown == NAME_RULES {
             continue;
         }
@@ -411,7 +419,9 @@ fn dns_labels_and_unix_users_have_one_rule() {
             }
         }
         for name in name_rule_copies(&text) {
-            bad.push(format!("{shown}: fn {name} does not call the rules in {NAME_RULES}"));
+            bad.push(format!(
+                "{shown}: fn {name} does not call the rules in {NAME_RULES}"
+            ));
         }
     }
     assert!(
@@ -423,7 +433,8 @@ fn dns_labels_and_unix_users_have_one_rule() {
 
 #[test]
 fn the_name_rule_finder_finds_copies() {
-    let dns = "ok && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')";
+    let dns =
+        "ok && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')";
     assert_eq!(all_closures(dns).len(), 1);
     assert!(is_dns_label_alphabet(&all_closures(dns)[0]));
     let stack = "b.iter().all(|&c| is_lower_alnum(c) || c == b'_' || c == b'-')";
@@ -432,6 +443,7 @@ fn the_name_rule_finder_finds_copies() {
     assert!(!is_dns_label_alphabet(&all_closures(host)[0]));
     let copy = "pub fn validate_unix_user(u: &str) -> bool {\n    u.len() < 33\n}\n";
     assert_eq!(name_rule_copies(copy), ["validate_unix_user"]);
-    let delegating = "pub fn validate_unix_user(u: &str) -> bool {\n    crate::names::unix_user(u).is_ok()\n}\n";
+    let delegating =
+        "pub fn validate_unix_user(u: &str) -> bool {\n    crate::names::unix_user(u).is_ok()\n}\n";
     assert!(name_rule_copies(delegating).is_empty());
 }

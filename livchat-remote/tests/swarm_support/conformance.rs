@@ -10,13 +10,22 @@
 use std::time::Duration;
 
 use livchat_remote::{
-    ContainerPlatform, NetworkSpec, PlatformError, RemoteError, SecretDelivery, ServiceExec, StackSecret,
-    StackSpec,
+    ContainerPlatform, NetworkSpec, PlatformError, RemoteError, SecretDelivery, ServiceExec,
+    StackSecret, StackSpec, WaitOptions,
 };
 use secrecy::{SecretBox, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use super::patient;
+/// Patient for a slow CI machine, but polling often and settling briefly: the stack only
+/// sleeps, and the suite waits for it twice.
+fn brisk() -> WaitOptions {
+    WaitOptions {
+        timeout: Duration::from_secs(120),
+        poll_interval: Duration::from_millis(300),
+        settle: Duration::from_secs(1),
+        ..WaitOptions::default()
+    }
+}
 
 fn stack_yaml(image: &str, network: &str, secret: &str) -> String {
     format!(
@@ -67,7 +76,7 @@ fn is_not_found<T: std::fmt::Debug>(result: &Result<T, PlatformError>) -> bool {
 /// Runs every check against `platform`; leaves only its network behind.
 pub async fn check_platform(platform: &dyn ContainerPlatform, image: &str, prefix: &str) {
     let stack = format!("{prefix}conf");
-    let network = NetworkSpec::overlay(&format!("{prefix}conf_net"));
+    let network = NetworkSpec::overlay(format!("{prefix}conf_net"));
     let secret = format!("{prefix}conf_token");
     let spec_named = |name: &str, compose_yaml: String| StackSpec {
         name: name.into(),
@@ -92,14 +101,22 @@ pub async fn check_platform(platform: &dyn ContainerPlatform, image: &str, prefi
     let r = platform
         .deploy_stack(&spec_named(&stack, "services: 42\n".into()))
         .await;
-    assert!(matches!(r, Err(PlatformError::InvalidStack { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(PlatformError::InvalidStack { .. })),
+        "{r:?}"
+    );
 
     // What is absent is the typed not-found error; removing it succeeds.
     assert!(is_not_found(&platform.stack_status(&stack).await));
     assert!(is_not_found(
-        &platform.exec_in_service(exec(&stack, "app", &["true"], None)).await
+        &platform
+            .exec_in_service(exec(&stack, "app", &["true"], None))
+            .await
     ));
-    platform.remove_stack(&stack).await.expect("removing an absent stack");
+    platform
+        .remove_stack(&stack)
+        .await
+        .expect("removing an absent stack");
     assert_eq!(
         platform.remove_stack_volumes(&stack).await.unwrap(),
         Vec::<String>::new()
@@ -112,7 +129,7 @@ pub async fn check_platform(platform: &dyn ContainerPlatform, image: &str, prefi
     // Deploy, then the stack is listed by name with its service and becomes healthy.
     platform.deploy_stack(&spec).await.unwrap();
     let healthy = platform
-        .wait_healthy(&stack, patient(Duration::from_secs(120)))
+        .wait_healthy(&stack, brisk())
         .await
         .unwrap_or_else(|e| panic!("the conformance stack did not become healthy: {e}"));
     assert_eq!(healthy.name, stack);
@@ -125,18 +142,23 @@ pub async fn check_platform(platform: &dyn ContainerPlatform, image: &str, prefi
 
     // A redeploy of the same spec succeeds and leaves the same stack, healthy.
     platform.deploy_stack(&spec).await.unwrap();
-    let again = platform
-        .wait_healthy(&stack, patient(Duration::from_secs(120)))
-        .await
-        .unwrap();
+    let again = platform.wait_healthy(&stack, brisk()).await.unwrap();
     let names = |s: &livchat_remote::StackStatus| {
-        s.services.iter().map(|s| s.name.clone()).collect::<Vec<_>>()
+        s.services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
     };
     assert_eq!(names(&again), names(&status));
 
     // exec: the program's output and exit status whatever it is, stdin delivered.
     let out = platform
-        .exec_in_service(exec(&stack, "app", &["sh", "-c", "echo out; echo err >&2; exit 3"], None))
+        .exec_in_service(exec(
+            &stack,
+            "app",
+            &["sh", "-c", "echo out; echo err >&2; exit 3"],
+            None,
+        ))
         .await
         .unwrap();
     assert_eq!(out.exit_status, 3);
@@ -146,9 +168,14 @@ pub async fn check_platform(platform: &dyn ContainerPlatform, image: &str, prefi
         .exec_in_service(exec(&stack, "app", &["cat"], Some("from stdin")))
         .await
         .unwrap();
-    assert_eq!((out.exit_status, out.stdout.as_slice()), (0, &b"from stdin"[..]));
+    assert_eq!(
+        (out.exit_status, out.stdout.as_slice()),
+        (0, &b"from stdin"[..])
+    );
     assert!(is_not_found(
-        &platform.exec_in_service(exec(&stack, "nope", &["true"], None)).await
+        &platform
+            .exec_in_service(exec(&stack, "nope", &["true"], None))
+            .await
     ));
 
     // Remove removes, and a second removal changes nothing.
