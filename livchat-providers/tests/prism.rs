@@ -114,7 +114,6 @@ async fn hetzner_server_life_cycle_calls_are_accepted() {
         ("get", "/images"),
         ("post", "/servers"),
         ("get", "/actions/"),
-        ("get", "/servers/42"),
         ("delete", "/servers/42"),
     ]);
 }
