@@ -33,23 +33,19 @@ fn lower_digit(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
-/// App (and stack) names: `[a-z][a-z0-9-]{0,31}`, no trailing hyphen.
+/// App (and stack) names: `[a-z][a-z0-9-]{0,31}`, no trailing hyphen
+/// ([`crate::name_rules::app_name`]).
 pub fn validate_app_name(field: &str, value: &str) -> Result<(), AppsError> {
-    check(
-        field,
-        value,
-        32,
-        lower,
-        |c| lower_digit(c) || c == '-',
-        "[a-z][a-z0-9-]{0,31}",
-    )?;
-    if value.ends_with('-') {
-        return Err(AppsError::invalid_value(
+    use crate::name_rules::NameError;
+    crate::name_rules::app_name(value).map_err(|e| match e {
+        NameError::BadEdge if value.ends_with('-') && value.as_bytes()[0].is_ascii_lowercase() => {
+            AppsError::invalid_value(field, format!("{value:?} must not end with '-'"))
+        }
+        _ => AppsError::invalid_value(
             field,
-            format!("{value:?} must not end with '-'"),
-        ));
-    }
-    Ok(())
+            format!("{value:?} is not allowed; expected [a-z][a-z0-9-]{{0,31}}"),
+        ),
+    })
 }
 
 /// Keys used inside definitions (secret names, image keys, parameter keys, settings):
@@ -115,35 +111,26 @@ pub fn validate_network_name(field: &str, value: &str) -> Result<(), AppsError> 
 }
 
 /// A DNS name made of one or more labels (`[a-z0-9]([a-z0-9-]*[a-z0-9])?`, 63 bytes each),
-/// 253 bytes at most. Lower case only: the caller normalises.
+/// 253 bytes at most ([`crate::name_rules::dns_name`]). Lower case only: the caller
+/// normalises.
 pub fn validate_dns_name(field: &str, value: &str) -> Result<(), AppsError> {
-    let bad = |why: &str| {
-        Err(AppsError::invalid_value(
+    use crate::name_rules::NameError;
+    crate::name_rules::dns_name(value).map_err(|e| {
+        let why = match e {
+            NameError::Empty | NameError::TooLong => "length must be 1 to 253",
+            NameError::EmptyLabel | NameError::LabelTooLong => {
+                "each label must be 1 to 63 characters"
+            }
+            NameError::BadChar => "a label has a character outside [a-z0-9-]",
+            NameError::BadEdge => "a label starts or ends with '-'",
+        };
+        AppsError::invalid_value(
             field,
             format!(
                 "{value:?} is not a DNS name ({why}); expected lower-case labels [a-z0-9-] separated by dots"
             ),
-        ))
-    };
-    if value.is_empty() || value.len() > 253 {
-        return bad("length must be 1 to 253");
-    }
-    for label in value.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return bad("each label must be 1 to 63 characters");
-        }
-        if !label.chars().all(lower_digit_hyphen) {
-            return bad("a label has a character outside [a-z0-9-]");
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return bad("a label starts or ends with '-'");
-        }
-    }
-    Ok(())
-}
-
-fn lower_digit_hyphen(c: char) -> bool {
-    lower_digit(c) || c == '-'
+        )
+    })
 }
 
 /// An image reference pinned to an exact version: `repo[:port]/path:tag` or `...@sha256:...`.

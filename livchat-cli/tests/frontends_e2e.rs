@@ -39,57 +39,17 @@ fn sibling(name: &str) -> PathBuf {
 }
 
 fn mcp_python() -> Option<PathBuf> {
-    let python = fixtures::tools::venv_python();
-    let works = python.as_ref().is_some_and(|p| {
-        Command::new(p)
-            .args(["-c", "import mcp"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if works {
-        return python;
-    }
-    let why = "the MCP Python SDK is not installed; run `cargo xtask setup` (CI does)";
-    assert!(!fixtures::tools::real_tests_required(), "{why}");
-    eprintln!("skipped: {why}");
-    None
+    fixtures::mcp_client::python("mcp")
 }
 
 /// Runs one scenario of `livchat-mcp/tests/mcp_client.py` over stdio against the sandbox.
-fn mcp(python: &Path, sandbox: &Sandbox, scenario: &str, mut cfg: Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../livchat-mcp/tests/mcp_client.py");
-    let env: serde_json::Map<String, Value> = sandbox
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    cfg["bin"] = json!(sibling("livchat-mcp"));
-    cfg["home"] = json!(sandbox.home());
-    cfg["env"] = Value::Object(env);
-    let mut child = Command::new(python)
-        .arg(script)
-        .arg(scenario)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(cfg.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "MCP scenario {scenario} failed\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+fn mcp(python: &Path, sandbox: &Sandbox, scenario: &str, scenario_cfg: Value) -> Value {
+    let mut cfg =
+        fixtures::mcp_client::stdio_config(sibling("livchat-mcp"), sandbox.home(), sandbox.env());
+    for (key, value) in scenario_cfg.as_object().expect("a scenario's keys") {
+        cfg[key] = value.clone();
+    }
+    fixtures::mcp_client::run(python, scenario, &cfg)
 }
 
 /// The job of an MCP call's result, checked completed, with a progress notification naming

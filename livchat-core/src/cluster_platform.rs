@@ -6,13 +6,8 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use livchat_remote::{
-    ContainerPlatform, ExecOutput, LogSink, NetworkSpec, PlatformError, ServiceExec, StackSecret,
-    StackSpec, StackStatus, WaitOptions,
-};
+use livchat_remote::{ContainerPlatform, ExecOutput, PlatformError, ServiceExec};
 use secrecy::{ExposeSecret, SecretBox};
-use tokio_util::sync::CancellationToken;
 
 use crate::{Orchestrator, Result};
 
@@ -70,23 +65,11 @@ impl Orchestrator {
     }
 }
 
-#[async_trait]
-impl ContainerPlatform for ClusterPlatform {
-    async fn ensure_network(&self, network: &NetworkSpec) -> Result<(), PlatformError> {
-        self.manager.ensure_network(network).await
-    }
-
-    async fn ensure_secrets(&self, secrets: &[StackSecret]) -> Result<(), PlatformError> {
-        self.manager.ensure_secrets(secrets).await
-    }
-
-    async fn deploy_stack(&self, stack: &StackSpec) -> Result<(), PlatformError> {
-        self.manager.deploy_stack(stack).await
-    }
-
-    async fn remove_stack(&self, name: &str) -> Result<(), PlatformError> {
-        self.manager.remove_stack(name).await
-    }
+// Everything on the manager, which sees the whole swarm, but for the two calls below.
+livchat_remote::forward_platform! {
+    impl for ClusterPlatform => manager;
+    forward ensure_network, ensure_secrets, deploy_stack, remove_stack, remove_secrets,
+        stack_status, wait_healthy, rollback_stack, service_logs, follow_service_logs;
 
     async fn remove_stack_volumes(&self, name: &str) -> Result<Vec<String>, PlatformError> {
         let mut removed = self.manager.remove_stack_volumes(name).await?;
@@ -94,34 +77,6 @@ impl ContainerPlatform for ClusterPlatform {
             removed.extend(node.remove_stack_volumes(name).await?);
         }
         Ok(removed)
-    }
-
-    async fn remove_secrets(&self, names: &[String]) -> Result<Vec<String>, PlatformError> {
-        self.manager.remove_secrets(names).await
-    }
-
-    async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError> {
-        self.manager.list_stacks().await
-    }
-
-    async fn stack_status(&self, name: &str) -> Result<StackStatus, PlatformError> {
-        self.manager.stack_status(name).await
-    }
-
-    async fn wait_healthy(
-        &self,
-        name: &str,
-        options: WaitOptions,
-    ) -> Result<StackStatus, PlatformError> {
-        self.manager.wait_healthy(name, options).await
-    }
-
-    async fn rollback_stack(
-        &self,
-        name: &str,
-        options: WaitOptions,
-    ) -> Result<StackStatus, PlatformError> {
-        self.manager.rollback_stack(name, options).await
     }
 
     async fn exec_in_service(&self, exec: ServiceExec) -> Result<ExecOutput, PlatformError> {
@@ -137,33 +92,12 @@ impl ContainerPlatform for ClusterPlatform {
         }
         Err(last)
     }
-
-    async fn service_logs(
-        &self,
-        stack: &str,
-        service: &str,
-        tail: usize,
-    ) -> Result<Vec<String>, PlatformError> {
-        self.manager.service_logs(stack, service, tail).await
-    }
-
-    async fn follow_service_logs(
-        &self,
-        stack: &str,
-        service: &str,
-        tail: usize,
-        on_line: LogSink,
-        cancel: CancellationToken,
-    ) -> Result<(), PlatformError> {
-        self.manager
-            .follow_service_logs(stack, service, tail, on_line, cancel)
-            .await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use livchat_remote::platform::MockContainerPlatform;
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
 

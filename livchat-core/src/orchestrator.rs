@@ -6,7 +6,6 @@
 //! the API and MCP spawn it). The steps themselves live in `flows/`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -720,31 +719,18 @@ pub(crate) fn parse_sets(set: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// A host is an IP address or a DNS name; nothing that could become an option or a command.
+/// A host is an IP address or a DNS name; nothing that could become an option or a command
+/// ([`livchat_store::names::host`]).
 pub(crate) fn validate_host(host: &str) -> Result<()> {
-    if host.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && !host.starts_with('-')
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(CoreError::invalid(
+    livchat_store::names::host(host).map_err(|_| {
+        CoreError::invalid(
             "host",
             format!(
                 "`{}` is not an IP address or a DNS name",
                 host.escape_debug()
             ),
-        ))
-    }
+        )
+    })
 }
 
 /// A zone and subdomain as DNS names (the errors name the field).

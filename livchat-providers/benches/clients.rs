@@ -51,10 +51,10 @@ fn bench(c: &mut Criterion) {
         }
         (fake, p)
     });
-    c.bench_function("hetzner list_servers, 50 servers in one page (fake)", |b| {
+    c.bench_function("hetzner find_server among 50 servers (fake)", |b| {
         b.iter(|| {
-            let s = rt.block_on(hetzner.list_servers()).unwrap();
-            assert_eq!(s.len(), 50);
+            let s = rt.block_on(hetzner.find_server("web-49")).unwrap();
+            assert!(s.is_some());
         })
     });
     c.bench_function("hetzner list_server_types (fake)", |b| {

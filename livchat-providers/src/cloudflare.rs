@@ -596,56 +596,6 @@ impl DnsClient for CloudflareDns {
         }
     }
 
-    async fn ensure_cname(
-        &self,
-        zone: &Zone,
-        name: &str,
-        target: &str,
-        options: &RecordOptions,
-    ) -> Result<Ensured> {
-        let name = Self::check_name(zone, name)?;
-        let target = target.trim_end_matches('.').to_ascii_lowercase();
-        validate::host_name("target", &target)?;
-        Self::check_ttl(options)?;
-        let existing = self.records(zone, Some(&name)).await?;
-        if let Some(other) = existing.iter().find(|r| r.record_type != RecordType::Cname) {
-            return Err(CloudError::NameTaken {
-                service: Service::Cloudflare,
-                name,
-                message: format!(
-                    "it holds a {} record; a CNAME cannot coexist with other records",
-                    other.record_type
-                ),
-            });
-        }
-        let content = cf::DnsContent::CNAME {
-            content: target.clone(),
-        };
-        match existing.first() {
-            Some(r)
-                if r.content.eq_ignore_ascii_case(&target) && Self::same_options(r, options) =>
-            {
-                Ok(Ensured {
-                    record: r.clone(),
-                    change: Change::Unchanged,
-                })
-            }
-            Some(r) => Ok(Ensured {
-                record: self.update(zone, &r.id, &name, content, options).await?,
-                change: Change::Updated,
-            }),
-            None => {
-                let matches = |r: &DnsRecord| {
-                    r.record_type == RecordType::Cname && r.content.eq_ignore_ascii_case(&target)
-                };
-                Ok(Ensured {
-                    record: self.create(zone, &name, content, options, &matches).await?,
-                    change: Change::Created,
-                })
-            }
-        }
-    }
-
     async fn delete_record(&self, zone: &Zone, record_id: &str) -> Result<()> {
         validate::path_id("zone id", &zone.id)?;
         validate::path_id("record id", record_id)?;

@@ -167,16 +167,6 @@ pub trait DnsClient: Send + Sync {
         options: &RecordOptions,
     ) -> Result<Ensured>;
 
-    /// Makes `name` a CNAME to `target`, the same way. Fails (changing nothing) if the name
-    /// holds other records.
-    async fn ensure_cname(
-        &self,
-        zone: &Zone,
-        name: &str,
-        target: &str,
-        options: &RecordOptions,
-    ) -> Result<Ensured>;
-
     /// Deletes a record by id. A missing record is a success.
     async fn delete_record(&self, zone: &Zone, record_id: &str) -> Result<()>;
 }

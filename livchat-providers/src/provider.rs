@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
-/// The label every server, SSH key and firewall we create carries, and the filter of
-/// [`Provider::list_servers`].
+/// The label every server, SSH key and firewall we create carries; only what carries it is
+/// found, adopted or deleted.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("managed-by", "livchat");
 
 /// A provider's id of a server.
@@ -343,23 +343,11 @@ pub trait Provider: Send + Sync {
         progress: &ProgressFn,
     ) -> Result<ProviderServer>;
 
-    /// The server with this id, or `None` if it does not exist.
-    async fn get_server(&self, id: &ServerId) -> Result<Option<ProviderServer>>;
-
     /// The managed server with this name, or `None`.
     async fn find_server(&self, name: &str) -> Result<Option<ProviderServer>>;
 
-    /// All servers labelled [`MANAGED_BY_LABEL`].
-    async fn list_servers(&self) -> Result<Vec<ProviderServer>>;
-
     /// Deletes a server and waits for the deletion to finish. A missing server is a success.
     async fn delete_server(&self, id: &ServerId, progress: &ProgressFn) -> Result<()>;
-
-    /// Powers a server on and waits. Already on is a success.
-    async fn power_on(&self, id: &ServerId, progress: &ProgressFn) -> Result<()>;
-
-    /// Cuts power (hard off) and waits. Already off is a success.
-    async fn power_off(&self, id: &ServerId, progress: &ProgressFn) -> Result<()>;
 
     /// Creates the firewall if missing, sets its rules to the spec if they differ, and
     /// applies it to the server if it is not already.

@@ -15,35 +15,17 @@ pub fn host_name(field: &'static str, name: &str) -> Result<()> {
              end), labels separated by '.'"
         ),
     };
-    if name.is_empty() {
-        return Err(bad("is empty"));
-    }
-    if name.len() > 253 {
-        return Err(bad("is longer than 253 characters"));
-    }
-    for label in name.split('.') {
-        dns_label(label).map_err(&bad)?;
-    }
-    Ok(())
-}
-
-fn dns_label(label: &str) -> std::result::Result<(), &'static str> {
-    if label.is_empty() {
-        return Err("has an empty label");
-    }
-    if label.len() > 63 {
-        return Err("has a label longer than 63 characters");
-    }
-    if !label
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err("has a character other than a-z, 0-9 and '-'");
-    }
-    if label.starts_with('-') || label.ends_with('-') {
-        return Err("has a label starting or ending with '-'");
-    }
-    Ok(())
+    use crate::names::NameError;
+    crate::names::dns_name(name).map_err(|e| {
+        bad(match e {
+            NameError::Empty => "is empty",
+            NameError::TooLong => "is longer than 253 characters",
+            NameError::EmptyLabel => "has an empty label",
+            NameError::LabelTooLong => "has a label longer than 63 characters",
+            NameError::BadChar => "has a character other than a-z, 0-9 and '-'",
+            NameError::BadEdge => "has a label starting or ending with '-'",
+        })
+    })
 }
 
 /// A DNS record name: a host name, optionally starting with a `*.` wildcard label.

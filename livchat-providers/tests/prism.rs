@@ -105,13 +105,7 @@ async fn hetzner_server_life_cycle_calls_are_accepted() {
     };
     accepted("create server", p.create_server(&spec, &quiet).await);
     let id = ServerId::from(42);
-    let s = p.get_server(&id).await.expect("get server");
-    assert!(s.is_some());
-    let all = p.list_servers().await.expect("list servers");
-    assert!(!all.is_empty());
     assert!(p.find_server("web-1").await.expect("find server").is_none());
-    accepted("power on", p.power_on(&id, &quiet).await);
-    accepted("power off", p.power_off(&id, &quiet).await);
     accepted("delete server", p.delete_server(&id, &quiet).await);
     prism_hetzner().unwrap().assert_received_valid(&[
         ("get", "/servers"),
@@ -120,9 +114,6 @@ async fn hetzner_server_life_cycle_calls_are_accepted() {
         ("get", "/images"),
         ("post", "/servers"),
         ("get", "/actions/"),
-        ("get", "/servers/42"),
-        ("post", "/servers/42/actions/poweron"),
-        ("post", "/servers/42/actions/poweroff"),
         ("delete", "/servers/42"),
     ]);
 }
@@ -209,9 +200,6 @@ async fn cloudflare_zone_and_record_calls_are_accepted() {
     )
     .await
     .expect("update record");
-    c.ensure_cname(&zone, "www2.example.com", "n8n.example.com", &opts)
-        .await
-        .expect("create CNAME");
     c.delete_record(&zone, "023e105f4ecef8ad9ca31a8372d0c353")
         .await
         .expect("delete record");

@@ -132,7 +132,7 @@ impl NameKind {
                 "1 to 63 lowercase ASCII letters, digits and '_', starting with a letter or '_'"
             }
             NameKind::User => {
-                "1 to 32 lowercase ASCII letters, digits and '_', starting with a letter or '_'"
+                "1 to 32 lowercase ASCII letters, digits, '_' and '-', starting with a letter or '_'"
             }
             NameKind::Timezone => {
                 "1 to 64 ASCII letters, digits, '_', '+' and '-' in '/'-separated parts, each starting with a letter or digit"
@@ -175,16 +175,11 @@ fn is_lower_alnum(b: u8) -> bool {
 /// globs, quotes and every non-ASCII character (including look-alikes such as U+00A0).
 fn allowed(kind: NameKind, value: &str) -> bool {
     let b = value.as_bytes();
-    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+    let Some(&first) = b.first() else {
         return false;
     };
     match kind {
-        NameKind::Server | NameKind::DomainLabel => {
-            b.len() <= 63
-                && is_lower_alnum(first)
-                && is_lower_alnum(last)
-                && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
-        }
+        NameKind::Server | NameKind::DomainLabel => crate::names::dns_label(value).is_ok(),
         NameKind::Stack => {
             b.len() <= 63
                 && is_lower_alnum(first)
@@ -202,11 +197,7 @@ fn allowed(kind: NameKind, value: &str) -> bool {
                 && (first.is_ascii_lowercase() || first == b'_')
                 && b.iter().all(|&c| is_lower_alnum(c) || c == b'_')
         }
-        NameKind::User => {
-            b.len() <= 32
-                && (first.is_ascii_lowercase() || first == b'_')
-                && b.iter().all(|&c| is_lower_alnum(c) || c == b'_')
-        }
+        NameKind::User => crate::names::unix_user(value).is_ok(),
         NameKind::Timezone => {
             b.len() <= 64
                 && value.split('/').all(|part| {

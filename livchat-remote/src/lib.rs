@@ -18,6 +18,14 @@ pub mod compose;
 pub mod executor;
 pub mod facts;
 pub mod keys;
+/// The workspace's one set of name rules, compiled here by path (a leaf depends on no other
+/// internal crate): see its module docs.
+#[allow(
+    dead_code,
+    reason = "each leaf uses only the rules of the names it checks"
+)]
+#[path = "../../livchat-store/src/names.rs"]
+mod names;
 pub mod platform;
 pub mod portainer;
 pub mod portainer_platform;

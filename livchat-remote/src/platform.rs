@@ -34,7 +34,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+#[doc(hidden)]
+pub use async_trait::async_trait;
 use secrecy::{SecretBox, SecretString};
 use tokio_util::sync::CancellationToken;
 
@@ -406,9 +407,6 @@ pub trait ContainerPlatform: Send + Sync {
     /// left out of the answer.
     async fn remove_secrets(&self, names: &[String]) -> Result<Vec<String>, PlatformError>;
 
-    /// Every stack on the swarm with its services.
-    async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError>;
-
     /// One stack's services; [`PlatformError::NotFound`] when it has none.
     async fn stack_status(&self, name: &str) -> Result<StackStatus, PlatformError>;
 
@@ -547,6 +545,103 @@ where
         }
     }
 }
+
+/// Implements [`ContainerPlatform`] for a platform that hands most calls to another one
+/// (`self.<field>`, any `Arc<dyn ContainerPlatform>` or implementation): the methods listed
+/// after `forward` are passed on unchanged, the others are written out after them as in any
+/// `#[async_trait]` impl. Used by `PortainerPlatform` (stacks through Portainer, the rest
+/// through its SSH runtime) and core's cluster platform (everything on the manager, `exec` and
+/// volume removal on the nodes too).
+///
+/// ```ignore
+/// livchat_remote::forward_platform! {
+///     impl for ClusterPlatform => manager;
+///     forward ensure_network, deploy_stack, stack_status;
+///     async fn exec_in_service(&self, exec: ServiceExec) -> Result<ExecOutput, PlatformError> {
+///         /* ... */
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! forward_platform {
+    (
+        impl for $ty:ty => $inner:ident;
+        forward $($method:ident),+ $(,)?;
+        $($explicit:tt)*
+    ) => {
+        #[$crate::platform::async_trait]
+        impl $crate::platform::ContainerPlatform for $ty {
+            $($explicit)*
+            $crate::forward_platform!(@methods $inner; $($method)+);
+        }
+    };
+    (@methods $inner:ident; $($method:ident)+) => {
+        $($crate::forward_platform!(@method $inner $method);)+
+    };
+    // Each method as `#[async_trait]` writes it, so these can sit in an impl that attribute
+    // has already expanded.
+    (@method $inner:ident ensure_network) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> ensure_network(network: &'l1 $crate::platform::NetworkSpec) -> ());
+    };
+    (@method $inner:ident ensure_secrets) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> ensure_secrets(secrets: &'l1 [$crate::platform::StackSecret]) -> ());
+    };
+    (@method $inner:ident deploy_stack) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> deploy_stack(stack: &'l1 $crate::platform::StackSpec) -> ());
+    };
+    (@method $inner:ident remove_stack) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> remove_stack(name: &'l1 str) -> ());
+    };
+    (@method $inner:ident remove_stack_volumes) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> remove_stack_volumes(name: &'l1 str) -> ::std::vec::Vec<::std::string::String>);
+    };
+    (@method $inner:ident remove_secrets) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> remove_secrets(names: &'l1 [::std::string::String]) -> ::std::vec::Vec<::std::string::String>);
+    };
+    (@method $inner:ident stack_status) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> stack_status(name: &'l1 str) -> $crate::platform::StackStatus);
+    };
+    (@method $inner:ident wait_healthy) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> wait_healthy(name: &'l1 str, options: $crate::platform::WaitOptions) -> $crate::platform::StackStatus);
+    };
+    (@method $inner:ident rollback_stack) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1> rollback_stack(name: &'l1 str, options: $crate::platform::WaitOptions) -> $crate::platform::StackStatus);
+    };
+    (@method $inner:ident exec_in_service) => {
+        $crate::forward_platform!(@fn $inner <'l0> exec_in_service(exec: $crate::platform::ServiceExec) -> $crate::executor::ExecOutput);
+    };
+    (@method $inner:ident service_logs) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1, 'l2> service_logs(stack: &'l1 str, service: &'l2 str, tail: usize) -> ::std::vec::Vec<::std::string::String>);
+    };
+    (@method $inner:ident follow_service_logs) => {
+        $crate::forward_platform!(@fn $inner <'l0, 'l1, 'l2> follow_service_logs(
+            stack: &'l1 str,
+            service: &'l2 str,
+            tail: usize,
+            on_line: $crate::platform::LogSink,
+            cancel: $crate::platform::__CancellationToken
+        ) -> ());
+    };
+    (@fn $inner:ident <$($lt:lifetime),+> $method:ident($($arg:ident: $argty:ty),*) -> $out:ty) => {
+        fn $method<$($lt,)+ 'async_trait>(
+            &'l0 self,
+            $($arg: $argty),*
+        ) -> ::std::pin::Pin<::std::boxed::Box<
+            dyn ::std::future::Future<Output = ::std::result::Result<$out, $crate::platform::PlatformError>>
+                + ::std::marker::Send
+                + 'async_trait,
+        >>
+        where
+            $($lt: 'async_trait,)+
+            Self: 'async_trait,
+        {
+            ::std::boxed::Box::pin(async move { self.$inner.$method($($arg),*).await })
+        }
+    };
+}
+
+#[doc(hidden)]
+pub use tokio_util::sync::CancellationToken as __CancellationToken;
 
 #[cfg(test)]
 mod tests {

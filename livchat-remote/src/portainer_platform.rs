@@ -6,14 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use crate::command::{NameKind, validate_name};
-use crate::executor::{ExecOutput, RemoteExecutor};
-use crate::platform::{
-    ContainerPlatform, NetworkSpec, PlatformError, ServiceExec, StackSecret, StackSpec,
-    StackStatus, WaitOptions,
-};
+use crate::executor::RemoteExecutor;
+use crate::platform::{ContainerPlatform, PlatformError, StackSpec};
 use crate::portainer::{PortainerAuth, PortainerClient, PortainerError};
 use crate::tunnel::LocalForward;
 
@@ -151,15 +146,14 @@ impl PortainerPlatform {
     }
 }
 
-#[async_trait]
-impl ContainerPlatform for PortainerPlatform {
-    async fn ensure_network(&self, network: &NetworkSpec) -> Result<(), PlatformError> {
-        self.runtime.ensure_network(network).await
-    }
-
-    async fn ensure_secrets(&self, secrets: &[StackSecret]) -> Result<(), PlatformError> {
-        self.runtime.ensure_secrets(secrets).await
-    }
+// Stacks through Portainer's API; everything else through the SSH runtime, which reads and
+// changes the same swarm: Portainer has no call for a stack's volumes (its data), keeps the
+// stack file it was given last while the swarm's rollback restores the services (the next
+// deploy through Portainer replaces both), and its log endpoint is the engine's.
+crate::forward_platform! {
+    impl for PortainerPlatform => runtime;
+    forward ensure_network, ensure_secrets, remove_stack_volumes, remove_secrets, stack_status,
+        wait_healthy, rollback_stack, exec_in_service, service_logs, follow_service_logs;
 
     async fn deploy_stack(&self, stack: &StackSpec) -> Result<(), PlatformError> {
         let name = validate_name(NameKind::Stack, &stack.name)?;
@@ -189,12 +183,6 @@ impl ContainerPlatform for PortainerPlatform {
         Ok(())
     }
 
-    async fn remove_stack_volumes(&self, name: &str) -> Result<Vec<String>, PlatformError> {
-        // Portainer's API deletes a stack, not its volumes (it has no volume call a stack's
-        // data could be found by): the SSH runtime deletes them, as on the SSH path.
-        self.runtime.remove_stack_volumes(name).await
-    }
-
     async fn remove_stack(&self, name: &str) -> Result<(), PlatformError> {
         let name = validate_name(NameKind::Stack, name)?;
         if let Some(existing) = self
@@ -209,62 +197,5 @@ impl ContainerPlatform for PortainerPlatform {
         // Portainer returns once `docker stack rm` did; the swarm removes services and
         // networks after that. The runtime's removal is idempotent and waits for them.
         self.runtime.remove_stack(name.as_str()).await
-    }
-
-    async fn remove_secrets(&self, names: &[String]) -> Result<Vec<String>, PlatformError> {
-        self.runtime.remove_secrets(names).await
-    }
-
-    async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError> {
-        self.runtime.list_stacks().await
-    }
-
-    async fn stack_status(&self, name: &str) -> Result<StackStatus, PlatformError> {
-        self.runtime.stack_status(name).await
-    }
-
-    async fn wait_healthy(
-        &self,
-        name: &str,
-        options: WaitOptions,
-    ) -> Result<StackStatus, PlatformError> {
-        self.runtime.wait_healthy(name, options).await
-    }
-
-    async fn rollback_stack(
-        &self,
-        name: &str,
-        options: WaitOptions,
-    ) -> Result<StackStatus, PlatformError> {
-        // Portainer keeps the stack file it was given last; the swarm's rollback restores the
-        // services, and the next deploy through Portainer replaces both.
-        self.runtime.rollback_stack(name, options).await
-    }
-
-    async fn exec_in_service(&self, exec: ServiceExec) -> Result<ExecOutput, PlatformError> {
-        self.runtime.exec_in_service(exec).await
-    }
-
-    async fn service_logs(
-        &self,
-        stack: &str,
-        service: &str,
-        tail: usize,
-    ) -> Result<Vec<String>, PlatformError> {
-        self.runtime.service_logs(stack, service, tail).await
-    }
-
-    async fn follow_service_logs(
-        &self,
-        stack: &str,
-        service: &str,
-        tail: usize,
-        on_line: crate::platform::LogSink,
-        cancel: tokio_util::sync::CancellationToken,
-    ) -> Result<(), PlatformError> {
-        // Portainer's log endpoint is the engine's; the SSH runtime reads the same swarm.
-        self.runtime
-            .follow_service_logs(stack, service, tail, on_line, cancel)
-            .await
     }
 }

@@ -48,12 +48,11 @@ async fn logs_contain(platform: &dyn ContainerPlatform, needle: &str) -> bool {
     false
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stack_deployed_through_portainer_runs_on_the_swarm_and_is_removed() {
-    let Some(rig) = rig().await else { return };
-    let Some(busybox) = image(rig.engine, fixtures::images::busybox).await else {
-        return;
-    };
+/// The fake Portainer on the rig's engine, a client logged in as its admin, and the platform
+/// with the rig's Swarm over SSH as its runtime.
+async fn portainer_on(
+    rig: &swarm_support::Rig,
+) -> (FakePortainer, Arc<PortainerClient>, PortainerPlatform) {
     let fake = FakePortainer::start(FakePortainerOptions {
         admin: Some(("admin".into(), "correct-horse-battery".into())),
         docker_host: Some(rig.engine.host()),
@@ -75,6 +74,29 @@ async fn stack_deployed_through_portainer_runs_on_the_swarm_and_is_removed() {
     let platform = PortainerPlatform::connect(client.clone(), ssh)
         .await
         .unwrap();
+    (fake, client, platform)
+}
+
+/// `PortainerPlatform` (over the fake Portainer, which applies stacks to the harness's swarm)
+/// passes the `ContainerPlatform` conformance suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portainer_platform_passes_the_platform_conformance_suite() {
+    let Some(rig) = rig().await else { return };
+    let Some(busybox) = image(rig.engine, fixtures::images::busybox).await else {
+        return;
+    };
+    let (fake, _client, platform) = portainer_on(&rig).await;
+    swarm_support::conformance::check_platform(&platform, busybox, "pt").await;
+    assert!(fake.stack_names().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_deployed_through_portainer_runs_on_the_swarm_and_is_removed() {
+    let Some(rig) = rig().await else { return };
+    let Some(busybox) = image(rig.engine, fixtures::images::busybox).await else {
+        return;
+    };
+    let (fake, client, platform) = portainer_on(&rig).await;
     assert_eq!(platform.swarm_id(), fake.swarm_id());
 
     let spec = |greeting: &str| StackSpec {

@@ -193,12 +193,9 @@ async fn postgres_stack_is_deployed_over_ssh_gets_a_database_through_exec_and_se
         "the client never got an answer over the overlay; its logs: {logs:#?}"
     );
 
-    let stacks = platform.list_stacks().await.unwrap();
-    let names: Vec<&str> = stacks.iter().map(|s| s.name.as_str()).collect();
-    assert!(
-        names.contains(&"pg") && names.contains(&"client"),
-        "{names:?}"
-    );
+    for name in ["pg", "client"] {
+        assert_eq!(platform.stack_status(name).await.unwrap().name, name);
+    }
 
     platform.remove_stack("client").await.unwrap();
     platform.remove_stack("pg").await.unwrap();
@@ -222,6 +219,16 @@ async fn postgres_stack_is_deployed_over_ssh_gets_a_database_through_exec_and_se
         commands.iter().all(|c| !c.contains(&password)),
         "the password appears in a command: {commands:#?}"
     );
+}
+
+/// `SwarmOverSsh` passes the `ContainerPlatform` conformance suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_over_ssh_passes_the_platform_conformance_suite() {
+    let Some(rig) = rig().await else { return };
+    let Some(busybox) = image(rig.engine, fixtures::images::busybox).await else {
+        return;
+    };
+    swarm_support::conformance::check_platform(&rig.platform(), busybox, "sw").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

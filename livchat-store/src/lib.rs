@@ -19,6 +19,8 @@
 //! - [`Vault`]: `credentials.vault`; [`vault::format`]: the Ansible Vault envelope.
 //! - [`SecretStore`]: the vault as the core holds it (`Arc<dyn SecretStore>`), with
 //!   [`MemorySecrets`] for tests; [`JobLogStore`]: per-job JSON-lines logs under `<home>/jobs/`.
+//! - [`names`]: the one set of name rules (DNS names, hosts, server, app and Unix user
+//!   names), compiled by path into the other leaves too.
 //! - [`resolve_vault_password`], [`init_home`].
 
 mod cluster;
@@ -30,6 +32,7 @@ mod job_files;
 mod job_log;
 mod lock;
 pub mod migrate;
+pub mod names;
 mod password;
 mod process;
 mod secret_store;

@@ -129,17 +129,10 @@ pub(crate) fn validate_servers(servers: &BTreeMap<String, ServerRecord>) -> Resu
                 format!("must equal its key `{key}`, found `{}`", server.name),
             ));
         }
-        if server.host.is_empty()
-            || server.host.len() > 253
-            || !server
-                .host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
-            || server.host.starts_with('-')
-        {
+        if crate::names::host(&server.host).is_err() {
             return Err(StoreError::invalid(
                 field("host"),
-                "expected an IPv4/IPv6 address or a host name (a-z, 0-9, '.', '-', ':'), not starting with '-'",
+                "expected an IPv4/IPv6 address or a host name (a-z, 0-9, '.', '-'), not starting with '-'",
             ));
         }
         if server.ssh_port == 0 {
@@ -168,57 +161,32 @@ impl Default for State {
 }
 
 /// Allowlist for server names: a lower-case DNS label (1-63 of `a-z 0-9 -`, no leading or
-/// trailing `-`), since the name becomes the host name and part of remote commands.
+/// trailing `-`), since the name becomes the host name and part of remote commands
+/// ([`crate::names::server_name`]).
 pub fn validate_server_name(name: &str) -> Result<(), String> {
-    let ok = (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    crate::names::server_name(name).map_err(|_| {
+        format!(
             "`{}` is not allowed: expected 1-63 characters from a-z, 0-9 and '-', not starting or ending with '-'",
             name.escape_debug()
-        ))
-    }
+        )
+    })
 }
 
 /// Allowlist for SSH (Unix) user names, as Debian's `adduser` accepts them by default:
-/// `deploy-user`, `ci_bot`, `ubuntu`.
+/// `deploy-user`, `ci_bot`, `ubuntu` ([`crate::names::unix_user`]).
 pub fn validate_unix_user(user: &str) -> Result<(), String> {
-    let ok = (1..=32).contains(&user.len())
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && !user.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err("expected 1-32 characters from a-z, 0-9, '_' and '-', not starting with '-'".into())
-    }
+    crate::names::unix_user(user).map_err(|_| {
+        "expected 1-32 characters from a-z, 0-9, '_' and '-', starting with a-z or '_'".into()
+    })
 }
 
 fn validate_dns_name(name: &str) -> Result<(), String> {
-    let ok = (1..=253).contains(&name.len())
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
+    crate::names::dns_name(name).map_err(|_| {
+        format!(
             "`{}` is not a lower-case DNS name (labels of a-z, 0-9, '-' separated by '.')",
             name.escape_debug()
-        ))
-    }
+        )
+    })
 }
 
 /// Who created and manages a server.

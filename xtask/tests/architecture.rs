@@ -281,3 +281,169 @@ fn the_circle_finder_finds_a_circle() {
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
 }
+
+/// The rule files of names: the one set of name rules, compiled by path into each leaf.
+const NAME_RULES: &str = "livchat-store/src/names.rs";
+
+/// The bodies of the `.all(…)` calls in `text` (whitespace removed), where byte and char
+/// allowlists are written.
+fn all_closures(text: &str) -> Vec<String> {
+    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut bodies = Vec::new();
+    for (at, _) in text.match_indices(".all(") {
+        let mut depth = 1;
+        let mut body = String::new();
+        for c in text[at + ".all(".len()..].chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                break;
+            }
+            body.push(c);
+        }
+        bodies.push(body);
+    }
+    bodies
+}
+
+/// Whether an allowlist body is the DNS label's alphabet: lower-case letters, digits and `-`,
+/// nothing else.
+fn is_dns_label_alphabet(body: &str) -> bool {
+    let lower = ["is_ascii_lowercase", "lower_alnum", "lower_digit"]
+        .iter()
+        .any(|p| body.contains(p));
+    let digit = ["is_ascii_digit", "lower_alnum", "lower_digit"]
+        .iter()
+        .any(|p| body.contains(p));
+    let quoted: Vec<&str> = body
+        .match_indices('\'')
+        .filter_map(|(i, _)| body.get(i..i + 3))
+        .filter(|q| q.ends_with('\''))
+        .collect();
+    let hyphen = quoted.contains(&"'-'");
+    let other = body.contains("is_ascii_alphanumeric")
+        || body.contains("is_ascii_uppercase")
+        || quoted.iter().any(|q| *q != "'-'");
+    lower && digit && hyphen && !other
+}
+
+/// The functions in `text` named like a rule of [`NAME_RULES`] (`dns_label`,
+/// `validate_unix_user`, `is_valid_host`, ...) whose body does not call the rules.
+fn name_rule_copies(text: &str) -> Vec<String> {
+    const RULES: &[&str] = &[
+        "dns_label",
+        "dns_name",
+        "host_name",
+        "host",
+        "server_name",
+        "unix_user",
+    ];
+    const PREFIXES: &[&str] = &["validate_", "valid_", "is_valid_", "check_"];
+    let mut copies = Vec::new();
+    for (at, _) in text.match_indices("fn ") {
+        let name: String = text[at + 3..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let rule = PREFIXES
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            .unwrap_or(&name);
+        let prefixed = rule.len() < name.len();
+        if !RULES.contains(&rule) || (!prefixed && matches!(rule, "host" | "host_name")) {
+            continue;
+        }
+        let rest = &text[at + 3..];
+        let end = [
+            rest.find("\nfn "),
+            rest.find("\npub fn "),
+            rest.find("\n}\n"),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(rest.len());
+        let body = &rest[..end];
+        if !["names::", "name_rules::", "livchat_store::validate_"]
+            .iter()
+            .any(|call| body.contains(call))
+        {
+            copies.push(name);
+        }
+    }
+    copies
+}
+
+/// Allowlists with a DNS label's alphabet that are not DNS labels, with why.
+const NOT_DNS_LABELS: &[(&str, &str)] = &[(
+    "livchat-store/src/settings.rs",
+    "a Hetzner location or server type (`nbg1`, `cx22`): '-' anywhere, 32 bytes",
+)];
+
+fn rust_sources(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_sources(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+#[test]
+fn dns_labels_and_unix_users_have_one_rule() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for krate in LEAVES.iter().chain(FRONTENDS).chain(&[CORE]) {
+        rust_sources(&root.join(krate).join("src"), &mut files);
+    }
+    assert!(files.len() > 50, "walked only {} files", files.len());
+    let mut bad = Vec::new();
+    for file in &files {
+        let shown = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if shown == NAME_RULES {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        for body in all_closures(&text) {
+            if is_dns_label_alphabet(&body) && !NOT_DNS_LABELS.iter().any(|(f, _)| *f == shown) {
+                bad.push(format!("{shown}: a DNS-label allowlist `.all({body})`"));
+            }
+        }
+        for name in name_rule_copies(&text) {
+            bad.push(format!(
+                "{shown}: fn {name} does not call the rules in {NAME_RULES}"
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "name rules belong in {NAME_RULES} (each leaf compiles it by path); found:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_name_rule_finder_finds_copies() {
+    let dns =
+        "ok && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')";
+    assert_eq!(all_closures(dns).len(), 1);
+    assert!(is_dns_label_alphabet(&all_closures(dns)[0]));
+    let stack = "b.iter().all(|&c| is_lower_alnum(c) || c == b'_' || c == b'-')";
+    assert!(!is_dns_label_alphabet(&all_closures(stack)[0]));
+    let host = "l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')";
+    assert!(!is_dns_label_alphabet(&all_closures(host)[0]));
+    let copy = "pub fn validate_unix_user(u: &str) -> bool {\n    u.len() < 33\n}\n";
+    assert_eq!(name_rule_copies(copy), ["validate_unix_user"]);
+    let delegating =
+        "pub fn validate_unix_user(u: &str) -> bool {\n    crate::names::unix_user(u).is_ok()\n}\n";
+    assert!(name_rule_copies(delegating).is_empty());
+}

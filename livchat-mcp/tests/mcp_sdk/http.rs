@@ -4,7 +4,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use super::support::{BIN, Home, client, free_port, sdk_python, wait_listening, with};
+use fixtures::net::free_port;
+
+use super::support::{BIN, Home, client, sdk_python, wait_listening, with};
 
 #[test]
 fn streamable_http_answers_401_without_the_token_403_to_a_foreign_host_and_serves_the_tools() {

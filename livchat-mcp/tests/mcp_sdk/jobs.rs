@@ -3,22 +3,12 @@
 
 use serde_json::json;
 
-use super::support::{client, cloud_home, sdk_python, with};
+use super::support::{client, sdk_python, server_create_cfg, with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_tool_with_a_progress_token_reports_every_step_and_never_goes_down() {
     let Some(python) = sdk_python() else { return };
-    let (hetzner, home) = cloud_home().await;
-    let env = [
-        ("LIVCHAT_HETZNER_ENDPOINT", hetzner.url()),
-        ("LIVCHAT_SSH_WAIT_SECS", "2".to_string()),
-    ];
-    let cfg = with(&home.stdio(&env), "tool", json!("server_create"));
-    let cfg = with(
-        &cfg,
-        "tool_args",
-        json!({"name": "web-1", "server_type": "cx22", "location": "nbg1", "image": "debian-12", "max_wait_secs": 120}),
-    );
+    let (_hetzner, _home, cfg) = server_create_cfg(2, 120).await;
     let report = tokio::task::spawn_blocking(move || client(&python, "progress", &cfg))
         .await
         .unwrap();
@@ -47,18 +37,8 @@ async fn a_long_tool_with_a_progress_token_reports_every_step_and_never_goes_dow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_long_tool_call_cancels_its_job() {
     let Some(python) = sdk_python() else { return };
-    let (hetzner, home) = cloud_home().await;
     // Long enough that only the cancel can end the wait for SSH.
-    let env = [
-        ("LIVCHAT_HETZNER_ENDPOINT", hetzner.url()),
-        ("LIVCHAT_SSH_WAIT_SECS", "600".to_string()),
-    ];
-    let cfg = with(&home.stdio(&env), "tool", json!("server_create"));
-    let cfg = with(
-        &cfg,
-        "tool_args",
-        json!({"name": "web-1", "server_type": "cx22", "location": "nbg1", "image": "debian-12", "max_wait_secs": 900}),
-    );
+    let (_hetzner, home, cfg) = server_create_cfg(600, 900).await;
     let cfg = with(&cfg, "cancel_at", json!("pin_host_key"));
     // Before the cancel, `job_wait` with a progress token on the same running job: it is
     // notified, and its `timeout_secs` deadline returns the job still running.
@@ -97,18 +77,8 @@ async fn cancelling_a_long_tool_call_cancels_its_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_tool_returns_at_its_max_wait_with_the_job_still_running() {
     let Some(python) = sdk_python() else { return };
-    let (hetzner, home) = cloud_home().await;
     // The job waits up to 10 minutes for SSH that never answers: only the deadline ends the call.
-    let env = [
-        ("LIVCHAT_HETZNER_ENDPOINT", hetzner.url()),
-        ("LIVCHAT_SSH_WAIT_SECS", "600".to_string()),
-    ];
-    let cfg = with(&home.stdio(&env), "tool", json!("server_create"));
-    let cfg = with(
-        &cfg,
-        "tool_args",
-        json!({"name": "web-1", "server_type": "cx22", "location": "nbg1", "image": "debian-12", "max_wait_secs": 2}),
-    );
+    let (_hetzner, home, cfg) = server_create_cfg(600, 2).await;
     let report = tokio::task::spawn_blocking(move || client(&python, "deadline", &cfg))
         .await
         .unwrap();

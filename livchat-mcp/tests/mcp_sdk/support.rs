@@ -1,9 +1,7 @@
 //! What every test here shares: the SDK's Python, a livchat home, the client script runner and
 //! a home whose fake Hetzner creates servers nothing answers SSH on.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use livchat_core::{Config, Orchestrator};
@@ -13,21 +11,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_livchat-mcp");
 
 /// The venv's Python when the SDK is importable; a skip (or, under CI, a failure) otherwise.
 pub fn sdk_python() -> Option<PathBuf> {
-    let python = fixtures::tools::venv_python();
-    let works = python.as_ref().is_some_and(|p| {
-        Command::new(p)
-            .args(["-c", "import mcp, jsonschema"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if works {
-        return python;
-    }
-    let why = "the MCP Python SDK is not installed; run `cargo xtask setup` (CI does)";
-    assert!(!fixtures::tools::real_tests_required(), "{why}");
-    eprintln!("skipped: {why}");
-    None
+    fixtures::mcp_client::python("mcp, jsonschema")
 }
 
 pub struct Home {
@@ -81,53 +65,20 @@ impl Home {
 
     /// The client configuration for a stdio server on this home, with extra environment.
     pub fn stdio(&self, env: &[(&str, String)]) -> Value {
-        let env: serde_json::Map<String, Value> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), json!(v)))
-            .collect();
-        json!({"bin": BIN, "home": self.path, "env": env})
+        let env = env.iter().map(|(k, v)| ((*k).to_string(), v.clone()));
+        fixtures::mcp_client::stdio_config(BIN, &self.path, env)
     }
 }
 
 /// Runs one scenario of the client script and returns its report.
 pub fn client(python: &Path, scenario: &str, cfg: &Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_client.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .arg(scenario)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(cfg.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "scenario {scenario} failed\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    fixtures::mcp_client::run(python, scenario, cfg)
 }
 
 pub fn with(cfg: &Value, key: &str, value: Value) -> Value {
     let mut cfg = cfg.clone();
     cfg[key] = value;
     cfg
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Bounded: the server binds within a few seconds or the test fails.
@@ -159,4 +110,25 @@ pub async fn cloud_home() -> (fixtures::fake_hetzner::FakeHetzner, Home) {
         )
         .unwrap();
     (hetzner, home)
+}
+
+/// A home as [`cloud_home`] makes it and the client configuration of a `server_create` call
+/// (`web-1`, cx22 in nbg1, Debian 12) that waits up to `max_wait_secs` for its job, whose
+/// server is waited for `ssh_wait_secs` to answer SSH (it never does).
+pub async fn server_create_cfg(
+    ssh_wait_secs: u64,
+    max_wait_secs: u64,
+) -> (fixtures::fake_hetzner::FakeHetzner, Home, Value) {
+    let (hetzner, home) = cloud_home().await;
+    let env = [
+        ("LIVCHAT_HETZNER_ENDPOINT", hetzner.url()),
+        ("LIVCHAT_SSH_WAIT_SECS", ssh_wait_secs.to_string()),
+    ];
+    let cfg = with(&home.stdio(&env), "tool", json!("server_create"));
+    let cfg = with(
+        &cfg,
+        "tool_args",
+        json!({"name": "web-1", "server_type": "cx22", "location": "nbg1", "image": "debian-12", "max_wait_secs": max_wait_secs}),
+    );
+    (hetzner, home, cfg)
 }

@@ -147,28 +147,12 @@ impl Provider for HetznerProvider {
         servers::create(self, spec, progress).await
     }
 
-    async fn get_server(&self, id: &ServerId) -> Result<Option<ProviderServer>> {
-        servers::get(self, id).await
-    }
-
     async fn find_server(&self, name: &str) -> Result<Option<ProviderServer>> {
         servers::find(self, name).await
     }
 
-    async fn list_servers(&self) -> Result<Vec<ProviderServer>> {
-        servers::list(self).await
-    }
-
     async fn delete_server(&self, id: &ServerId, progress: &ProgressFn) -> Result<()> {
         servers::delete(self, id, progress).await
-    }
-
-    async fn power_on(&self, id: &ServerId, progress: &ProgressFn) -> Result<()> {
-        self.server_action(id, "poweron", progress).await
-    }
-
-    async fn power_off(&self, id: &ServerId, progress: &ProgressFn) -> Result<()> {
-        self.server_action(id, "poweroff", progress).await
     }
 
     async fn delete_firewall(&self, name: &str) -> Result<()> {

@@ -2,7 +2,6 @@
 //! repeated), found by id or name (only those with our label), listed, powered on and off,
 //! and deleted. A server of the requested name without our label is never touched.
 
-use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
@@ -258,36 +257,6 @@ impl HetznerProvider {
             }
         }
     }
-
-    pub(super) async fn server_action(
-        &self,
-        id: &ServerId,
-        action: &str,
-        progress: &ProgressFn,
-    ) -> Result<()> {
-        let n = parse_id(id)?;
-        let operation = format!("{action} server {n}");
-        let reply = self
-            .call(
-                &operation,
-                Method::POST,
-                &format!("/servers/{n}/actions/{action}"),
-                &[],
-                None,
-            )
-            .await?;
-        if reply.status == StatusCode::NOT_FOUND {
-            return Err(CloudError::NotFound {
-                service: Service::Hetzner,
-                what: format!("server {n}"),
-            });
-        }
-        if !reply.status.is_success() {
-            return Err(api_error(&operation, reply, None));
-        }
-        let got: models::PowerOnServerResponse = self.http.decode(&operation, &reply)?;
-        self.wait_action(*got.action, progress).await
-    }
 }
 
 pub(super) async fn create(
@@ -320,13 +289,6 @@ pub(super) async fn create(
         })
 }
 
-pub(super) async fn get(
-    hetzner: &HetznerProvider,
-    id: &ServerId,
-) -> Result<Option<ProviderServer>> {
-    Ok(hetzner.get_server_raw(parse_id(id)?).await?.map(to_server))
-}
-
 pub(super) async fn find(hetzner: &HetznerProvider, name: &str) -> Result<Option<ProviderServer>> {
     validate::host_name("name", name)?;
     Ok(hetzner
@@ -334,25 +296,6 @@ pub(super) async fn find(hetzner: &HetznerProvider, name: &str) -> Result<Option
         .await?
         .filter(|s| is_managed(&s.labels))
         .map(to_server))
-}
-
-pub(super) async fn list(hetzner: &HetznerProvider) -> Result<Vec<ProviderServer>> {
-    let s: Vec<models::Server> = hetzner
-        .list_all(
-            "list servers",
-            "/servers",
-            "servers",
-            &[(
-                "label_selector",
-                format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1),
-            )],
-        )
-        .await?;
-    let mut seen = HashSet::new();
-    Ok(s.into_iter()
-        .filter(|s| seen.insert(s.id))
-        .map(to_server)
-        .collect())
 }
 
 pub(super) async fn delete(

@@ -49,10 +49,6 @@ pub fn stack_rm(stack: &str) -> Command {
     docker().args(["stack", "rm", stack])
 }
 
-pub fn stack_ls() -> Command {
-    docker().args(["stack", "ls", "--format", "{{json .}}"])
-}
-
 pub fn stack_services(stack: &str) -> Command {
     docker().args(["stack", "services", "--format", "{{json .}}", stack])
 }

@@ -418,21 +418,6 @@ impl ContainerPlatform for SwarmOverSsh {
         Ok(removed)
     }
 
-    async fn list_stacks(&self) -> Result<Vec<StackStatus>, PlatformError> {
-        let out = self.run_ok(&commands::stack_ls()).await?;
-        let stacks: Vec<NamedLine> = parse_json_lines(out.as_bytes(), "docker stack ls")?;
-        let mut all = Vec::with_capacity(stacks.len());
-        for stack in stacks {
-            match self.status_of(&stack.name).await {
-                Ok(status) => all.push(status),
-                // Removed between the two commands.
-                Err(PlatformError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(all)
-    }
-
     async fn stack_status(&self, name: &str) -> Result<StackStatus, PlatformError> {
         let name = validate_name(NameKind::Stack, name)?;
         self.status_of(name.as_str()).await

@@ -3,6 +3,8 @@
 //! engine (`SetEnv DOCKER_HOST=...`), reached through the russh connector.
 #![allow(dead_code)] // Each test binary uses its own part of the rig.
 
+pub mod conformance;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
