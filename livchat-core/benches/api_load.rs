@@ -272,14 +272,49 @@ async fn run(bin: &Path, servers: usize, rps: usize, secs: usize) -> bool {
     let show = fixed_rate(&client, &one, &token, rps, secs).await;
     report("GET /api/jobs/{id}", &show);
 
+    // Half of the creations follow each other while the jobs before run (and take the same
+    // lock for their own writes); the other half each wait for the job before to end.
+    let half = 50.min(servers / 2);
+    let busy = create_jobs(&client, &service.url, &token, 0..half, false).await;
+    report(
+        "job creation while the previous job runs (DELETE /api/servers/{name} -> 202)",
+        &busy,
+    );
+    let idle = create_jobs(&client, &service.url, &token, half..2 * half, true).await;
+    report("job creation on an idle service", &idle);
+    list.failed + show.failed + busy.failed + idle.failed == 0
+}
+
+/// Creates one job per server of `range` (deleting it), one after another; with `wait`, each
+/// job is awaited to its end before the next is created.
+async fn create_jobs(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    range: std::ops::Range<usize>,
+    wait: bool,
+) -> Summary {
     let mut created = Vec::new();
     let mut failed = 0;
-    for i in 0..100.min(servers) {
-        let url = format!("{}/api/servers/server-{i:04}?force=true", service.url);
+    for i in range {
         let t = Instant::now();
-        let resp = client.delete(&url).bearer_auth(&token).send().await;
+        let resp = client
+            .delete(format!("{url}/api/servers/server-{i:04}?force=true"))
+            .bearer_auth(token)
+            .send()
+            .await;
         match resp {
-            Ok(r) if r.status().as_u16() == 202 => created.push(t.elapsed()),
+            Ok(r) if r.status().as_u16() == 202 => {
+                created.push(t.elapsed());
+                let id = r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(str::to_string));
+                if let (true, Some(id)) = (wait, id) {
+                    wait_for_end(client, url, token, &id).await;
+                }
+            }
             Ok(r) => {
                 failed += 1;
                 eprintln!(
@@ -294,12 +329,32 @@ async fn run(bin: &Path, servers: usize, rps: usize, secs: usize) -> bool {
             }
         }
     }
-    let creation = summarize(created, failed);
-    report(
-        "job creation (DELETE /api/servers/{name} -> 202)",
-        &creation,
-    );
-    list.failed + show.failed + creation.failed == 0
+    summarize(created, failed)
+}
+
+/// Polls the job until it is no longer queued or running, for at most 10 s.
+async fn wait_for_end(client: &reqwest::Client, url: &str, token: &str, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let status = match client
+            .get(format!("{url}/api/jobs/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        };
+        let live = status
+            .as_ref()
+            .and_then(|v| v["status"].as_str())
+            .is_none_or(|s| matches!(s, "queued" | "running"));
+        if !live {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("job {id} did not end within 10 s");
 }
 
 fn main() {

@@ -7,12 +7,20 @@
 //! races with a waiter that has it open); the holder empties it on release, so content found
 //! by a writer that has just acquired the OS lock was left by a holder that died: it is
 //! reported (tracing warning) and overwritten.
+//!
+//! Threads of one process first queue at a gate per lock file (a mutex and a condition
+//! variable) and only then try the file lock: a release wakes the next thread of the same
+//! process at once, where polling the file lock with backoff would sleep through the short
+//! gaps between the writes of a running job (a REST request creating a job waited tens of
+//! milliseconds that way). Other processes still poll.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -75,6 +83,52 @@ impl Default for LockConfig {
 #[derive(Debug)]
 pub(crate) struct LockGuard {
     file: File,
+    /// Dropped after the file lock is released (fields drop after `Drop::drop`).
+    _pass: Pass,
+}
+
+/// The in-process queue in front of one lock file.
+#[derive(Debug, Default)]
+struct Gate {
+    taken: Mutex<bool>,
+    freed: Condvar,
+}
+
+/// This thread's turn at a gate, given back on drop.
+#[derive(Debug)]
+struct Pass(Arc<Gate>);
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        *self.0.taken.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.0.freed.notify_one();
+    }
+}
+
+fn gate_of(lock_path: &Path) -> Arc<Gate> {
+    static GATES: OnceLock<Mutex<HashMap<PathBuf, Arc<Gate>>>> = OnceLock::new();
+    let mut gates = GATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    Arc::clone(gates.entry(lock_path.to_path_buf()).or_default())
+}
+
+/// Waits for this process's turn at the lock file until `deadline`; `None` when it passed.
+fn pass(lock_path: &Path, deadline: Instant) -> Option<Pass> {
+    let gate = gate_of(lock_path);
+    let mut taken = gate.taken.lock().unwrap_or_else(|p| p.into_inner());
+    while *taken {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        taken = gate
+            .freed
+            .wait_timeout(taken, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    *taken = true;
+    drop(taken);
+    Some(Pass(gate))
 }
 
 impl Drop for LockGuard {
@@ -88,11 +142,15 @@ impl Drop for LockGuard {
 
 /// The host name, for lock info. Read from procfs: no unsafe `gethostname` call needed.
 pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown-host".to_string())
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown-host".to_string())
+    })
+    .clone()
 }
 
 /// The path of the lock file protecting `target` (`state.json` -> `state.json.lock`).
@@ -123,6 +181,13 @@ pub(crate) fn acquire(
         .open(lock_path)
         .map_err(|e| StoreError::io(lock_path, "open the lock file", e))?;
     let started = Instant::now();
+    let Some(pass) = pass(lock_path, started + config.timeout) else {
+        return Err(StoreError::Locked {
+            path: lock_path.to_path_buf(),
+            holder: read_lock_info(lock_path),
+            waited: started.elapsed(),
+        });
+    };
     let mut backoff = config.initial_backoff;
     loop {
         match file.try_lock() {
@@ -176,5 +241,5 @@ pub(crate) fn acquire(
         .and_then(|()| file.seek(SeekFrom::Start(0)))
         .and_then(|_| file.write_all(text.as_bytes()))
         .map_err(|e| StoreError::io(lock_path, "write the lock info", e))?;
-    Ok(LockGuard { file })
+    Ok(LockGuard { file, _pass: pass })
 }
