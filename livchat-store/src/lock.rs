@@ -8,13 +8,13 @@
 //! by a writer that has just acquired the OS lock was left by a holder that died: it is
 //! reported (tracing warning) and overwritten.
 //!
-//! Threads of one process first queue at a gate per lock file (a mutex and a condition
-//! variable) and only then try the file lock: a release wakes the next thread of the same
-//! process at once, where polling the file lock with backoff would sleep through the short
-//! gaps between the writes of a running job (a REST request creating a job waited tens of
-//! milliseconds that way). Other processes still poll.
+//! Threads of one process first queue at a gate per lock file (tickets served in order) and
+//! only then try the file lock: a release wakes the next thread of the same process at once,
+//! where polling the file lock with backoff would sleep through the short gaps between the
+//! writes of a running job (a REST request creating a job waited tens of milliseconds that
+//! way). Other processes still poll.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -87,11 +87,21 @@ pub(crate) struct LockGuard {
     _pass: Pass,
 }
 
-/// The in-process queue in front of one lock file.
+/// The in-process queue in front of one lock file: tickets served in the order they were
+/// drawn, so a thread that releases and at once asks again (a job writing its progress) goes
+/// behind the threads already waiting instead of taking the lock back before they wake.
 #[derive(Debug, Default)]
 struct Gate {
-    taken: Mutex<bool>,
-    freed: Condvar,
+    queue: Mutex<Queue>,
+    turn: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    next: u64,
+    serving: u64,
+    /// Tickets whose threads stopped waiting (timed out); skipped when their turn comes.
+    abandoned: BTreeSet<u64>,
 }
 
 /// This thread's turn at a gate, given back on drop.
@@ -100,8 +110,16 @@ struct Pass(Arc<Gate>);
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        *self.0.taken.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        self.0.freed.notify_one();
+        let mut queue = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.serving += 1;
+        let Queue {
+            serving, abandoned, ..
+        } = &mut *queue;
+        while abandoned.remove(serving) {
+            *serving += 1;
+        }
+        drop(queue);
+        self.0.turn.notify_all();
     }
 }
 
@@ -117,17 +135,21 @@ fn gate_of(lock_path: &Path) -> Arc<Gate> {
 /// Waits for this process's turn at the lock file until `deadline`; `None` when it passed.
 fn pass(lock_path: &Path, deadline: Instant) -> Option<Pass> {
     let gate = gate_of(lock_path);
-    let mut taken = gate.taken.lock().unwrap_or_else(|p| p.into_inner());
-    while *taken {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        taken = gate
-            .freed
-            .wait_timeout(taken, left)
+    let mut queue = gate.queue.lock().unwrap_or_else(|p| p.into_inner());
+    let ticket = queue.next;
+    queue.next += 1;
+    while queue.serving != ticket {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            queue.abandoned.insert(ticket);
+            return None;
+        };
+        queue = gate
+            .turn
+            .wait_timeout(queue, left)
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
-    *taken = true;
-    drop(taken);
+    drop(queue);
     Some(Pass(gate))
 }
 
@@ -242,4 +264,52 @@ pub(crate) fn acquire(
         .and_then(|_| file.write_all(text.as_bytes()))
         .map_err(|e| StoreError::io(lock_path, "write the lock info", e))?;
     Ok(LockGuard { file, _pass: pass })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drawn(path: &Path) -> u64 {
+        gate_of(path).queue.lock().unwrap().next
+    }
+
+    #[test]
+    fn a_thread_that_asks_again_goes_behind_the_one_already_waiting() {
+        let path = PathBuf::from(format!("/gate-test/{}/order", std::process::id()));
+        let far = || Instant::now() + Duration::from_secs(60);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = pass(&path, far()).unwrap();
+        let waiter = {
+            let (path, order) = (path.clone(), Arc::clone(&order));
+            std::thread::spawn(move || {
+                let _turn = pass(&path, far()).unwrap();
+                order.lock().unwrap().push("waiter");
+            })
+        };
+        // Bounded: the waiter draws its ticket at once; give up after 10 s.
+        let until = Instant::now() + Duration::from_secs(10);
+        while drawn(&path) < 2 && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        assert_eq!(drawn(&path), 2, "the waiter never queued");
+        drop(first);
+        let again = pass(&path, far()).unwrap();
+        order.lock().unwrap().push("again");
+        drop(again);
+        waiter.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["waiter", "again"]);
+    }
+
+    #[test]
+    fn a_ticket_given_up_is_skipped_when_its_turn_comes() {
+        let path = PathBuf::from(format!("/gate-test/{}/skip", std::process::id()));
+        let held = pass(&path, Instant::now()).unwrap();
+        assert!(pass(&path, Instant::now()).is_none(), "the gate was taken");
+        drop(held);
+        assert!(
+            pass(&path, Instant::now()).is_some(),
+            "the given-up ticket blocked the next one"
+        );
+    }
 }
