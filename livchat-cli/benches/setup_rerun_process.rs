@@ -24,6 +24,22 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// `LIVCHAT_BENCH_HOLD=SECS` keeps the sandbox up that long after the runs and prints its
+/// environment, so a re-run can be profiled by hand (strace, perf) against the same host.
+fn hold(sandbox: &Sandbox) {
+    let Some(secs) = std::env::var("LIVCHAT_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    for (k, v) in sandbox.env() {
+        eprintln!("export {k}='{v}'");
+    }
+    eprintln!("holding the sandbox for {secs} s");
+    std::thread::sleep(Duration::from_secs(secs));
+}
+
 fn main() {
     let runs: usize = std::env::var("LIVCHAT_BENCH_RUNS")
         .ok()
@@ -95,6 +111,7 @@ fn main() {
         ms(times[(runs * 9 / 10).min(runs - 1)]),
         ms(times[runs - 1]),
     );
+    hold(&sandbox);
     let last = demo.last_job("setup_server").expect("the last setup job");
     println!(
         "last re-run's job log:\n{}",

@@ -17,6 +17,7 @@ pub mod redact;
 
 pub use error::{CoreError, ErrorKind, Result};
 pub use jobs::{JobContext, JobEvent, JobKind, JobManager, StepRunner};
+mod catalog_cell;
 pub mod cluster_platform;
 mod config;
 mod connections;

@@ -105,7 +105,7 @@ pub struct Orchestrator {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) secrets: Arc<dyn SecretStore>,
     pub(crate) jobs: Arc<JobManager>,
-    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) catalog: crate::catalog_cell::CatalogCell,
     pub(crate) provider_factory: ProviderFactory,
     pub(crate) dns_factory: DnsFactory,
     pub(crate) connector: Arc<dyn Connector>,
@@ -132,7 +132,7 @@ pub struct OrchestratorBuilder {
     store: Arc<dyn Store>,
     secrets: Arc<dyn SecretStore>,
     job_logs: Arc<dyn JobLogStore>,
-    catalog: Arc<Catalog>,
+    catalog: crate::catalog_cell::CatalogCell,
     provider_factory: ProviderFactory,
     dns_factory: DnsFactory,
     connector: Arc<dyn Connector>,
@@ -150,12 +150,23 @@ impl OrchestratorBuilder {
         job_logs: Arc<dyn JobLogStore>,
         catalog: Catalog,
     ) -> Self {
+        let catalog = crate::catalog_cell::CatalogCell::parsed(catalog);
+        Self::assemble(config, store, secrets, job_logs, catalog)
+    }
+
+    fn assemble(
+        config: Config,
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretStore>,
+        job_logs: Arc<dyn JobLogStore>,
+        catalog: crate::catalog_cell::CatalogCell,
+    ) -> Self {
         Self {
             config,
             store,
             secrets,
             job_logs,
-            catalog: Arc::new(catalog),
+            catalog,
             provider_factory: Arc::new(|token| {
                 let p = livchat_providers::HetznerProvider::from_env(token)
                     .map_err(|e| CoreError::Provider(e.to_string()))?;
@@ -255,11 +266,10 @@ impl Orchestrator {
             config.vault_password_file.as_deref(),
         )?;
         let vault = livchat_store::Vault::open_deferred(&paths.vault, password, None)?;
-        let catalog = Catalog::load(config.apps_dirs.as_deref())
-            .map_err(|e| CoreError::Apps(e.to_string()))?;
         let logs = Arc::new(livchat_store::FileJobLogs::new(&config.home));
+        let catalog = crate::catalog_cell::CatalogCell::deferred(config.apps_dirs.clone());
         let orchestrator =
-            OrchestratorBuilder::new(config, store, Arc::new(vault), logs, catalog).build();
+            OrchestratorBuilder::assemble(config, store, Arc::new(vault), logs, catalog).build();
         orchestrator.recover_interrupted_jobs()?;
         Ok(orchestrator)
     }
@@ -272,8 +282,9 @@ impl Orchestrator {
         &self.jobs
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The app catalog, parsed on its first use in this process.
+    pub fn catalog(&self) -> Result<&Catalog> {
+        self.catalog.get()
     }
 
     pub fn state(&self) -> Result<State> {
@@ -586,8 +597,8 @@ impl Orchestrator {
 
     // ----- apps ----------------------------------------------------------------------------
 
-    pub fn app_definitions(&self) -> Vec<&AppDefinition> {
-        self.catalog.list().map(|e| &e.definition).collect()
+    pub fn app_definitions(&self) -> Result<Vec<&AppDefinition>> {
+        Ok(self.catalog()?.list().map(|e| &e.definition).collect())
     }
 
     /// `app list --category CAT` and `app search WORD...`: the catalog's apps of `category`
@@ -600,7 +611,7 @@ impl Orchestrator {
         let query =
             livchat_apps::AppQuery::parse(category, words).map_err(crate::error::apps_err)?;
         Ok(self
-            .catalog
+            .catalog()?
             .find(&query)
             .into_iter()
             .map(|e| &e.definition)
@@ -608,7 +619,7 @@ impl Orchestrator {
     }
 
     pub fn app_definition(&self, app: &str) -> Result<&AppDefinition> {
-        self.catalog.require(app).map_err(crate::error::apps_err)
+        self.catalog()?.require(app).map_err(crate::error::apps_err)
     }
 
     /// `app render`: the stacks of `app` and its dependencies in install order, with
@@ -634,7 +645,7 @@ impl Orchestrator {
             params,
             deployed: BTreeSet::new(),
         };
-        self.catalog
+        self.catalog()?
             .render_preview(&request)
             .map_err(crate::error::apps_err)
     }

@@ -138,10 +138,11 @@ pub fn describe(stack: &str, server: &str, choice: &Choice) -> String {
 
 impl Orchestrator {
     /// Whether the app belongs to the infrastructure bundle (Traefik, Portainer, the bundle).
-    fn is_infrastructure(&self, app: &str) -> bool {
-        self.catalog
+    fn is_infrastructure(&self, app: &str) -> Result<bool> {
+        Ok(self
+            .catalog()?
             .get(app)
-            .is_some_and(|d| d.category == Category::Infrastructure)
+            .is_some_and(|d| d.category == Category::Infrastructure))
     }
 
     /// What runs Portainer on `server`; `coming` are the apps a job deploys before the one
@@ -151,10 +152,10 @@ impl Orchestrator {
         server: &str,
         coming: &[String],
     ) -> Result<PortainerState> {
+        let catalog = self.catalog()?;
         let carries = |app: &str| {
             app == "portainer"
-                || self
-                    .catalog
+                || catalog
                     .get(app)
                     .is_some_and(|d| d.includes.iter().any(|i| i == "portainer"))
         };
@@ -194,7 +195,7 @@ impl Orchestrator {
         let portainer = self.portainer_state(server, coming)?;
         choose(
             record.platform,
-            self.is_infrastructure(app),
+            self.is_infrastructure(app)?,
             deployed_via,
             &portainer,
         )

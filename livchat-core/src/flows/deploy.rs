@@ -79,7 +79,7 @@ impl Orchestrator {
         parse_sets(set)?;
         let deployed = self.deployed_set(server)?;
         let mut apps = self
-            .catalog
+            .catalog()?
             .install_order(&[app], &deployed)
             .map_err(apps_err)?;
         // A redeploy of an app that runs already deploys it again (new settings or images).
@@ -204,7 +204,7 @@ impl Orchestrator {
             // How the app's first admin is made, and a warning when its setup page stays open
             // to whoever reaches it first.
             if let Some(line) = self
-                .catalog
+                .catalog()?
                 .get(a)
                 .and_then(livchat_apps::first_run::summary)
             {
@@ -233,7 +233,7 @@ impl Orchestrator {
     pub(super) fn placeholder_secrets(&self, apps: &[String]) -> Result<SecretsByApp> {
         let mut by_app = SecretsByApp::new();
         for app in apps {
-            for r in self.catalog.secrets_needed(app).map_err(apps_err)? {
+            for r in self.catalog()?.secrets_needed(app).map_err(apps_err)? {
                 let value = self.generate_secret(&r)?;
                 by_app
                     .entry(r.app.clone())
@@ -249,7 +249,7 @@ impl Orchestrator {
         &self,
         r: &livchat_apps::SecretRef,
     ) -> Result<secrecy::SecretString> {
-        let def = self.catalog.require(&r.app).map_err(apps_err)?;
+        let def = self.catalog()?.require(&r.app).map_err(apps_err)?;
         let spec = def.secret(&r.name).ok_or_else(|| {
             CoreError::Apps(format!("app {} declares no secret {}", r.app, r.name))
         })?;
@@ -263,7 +263,7 @@ impl Orchestrator {
         app: &str,
         store: bool,
     ) -> Result<(SecretsByApp, Vec<String>)> {
-        let refs = self.catalog.secrets_needed(app).map_err(apps_err)?;
+        let refs = self.catalog()?.secrets_needed(app).map_err(apps_err)?;
         let mut by_app = SecretsByApp::new();
         let mut missing = Vec::new();
         for r in &refs {
@@ -313,7 +313,7 @@ impl Orchestrator {
             BTreeMap::new()
         };
         let stack = self
-            .catalog
+            .catalog()?
             .render(app, &ctx, &params, secrets)
             .map_err(apps_err)?;
         let constraints = self.placement_constraints(server, app, p, &stack)?;

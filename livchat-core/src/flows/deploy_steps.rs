@@ -144,6 +144,11 @@ impl Orchestrator {
                     ctx.info(format!("deploying stack {}", stack.stack));
                     stack_spec(&stack, stack.compose().expose_secret())
                 };
+                let version = self
+                    .catalog()?
+                    .get(app)
+                    .map(|d| d.version.clone())
+                    .unwrap_or_default();
                 self.store.update("deployment start", &mut |s| {
                     let entry = s.deployments.entry(p.server.clone()).or_default();
                     let status = entry.get(app).map(|d| d.status);
@@ -152,11 +157,7 @@ impl Orchestrator {
                             app.to_string(),
                             DeploymentRecord {
                                 app: app.to_string(),
-                                version: self
-                                    .catalog
-                                    .get(app)
-                                    .map(|d| d.version.clone())
-                                    .unwrap_or_default(),
+                                version: version.clone(),
                                 stack_name: stack.stack.clone(),
                                 domains: stack.dns_names.clone(),
                                 dns_record_ids: Vec::new(),
@@ -173,7 +174,7 @@ impl Orchestrator {
                 // A fresh app whose setup page nobody can claim for the user: say so now, while
                 // the user can still be first.
                 if let Some(def) = self
-                    .catalog
+                    .catalog()?
                     .get(app)
                     .filter(|d| !running && livchat_apps::first_run::leaves_setup_page_open(d))
                     && let Some(line) = livchat_apps::first_run::summary(def)
@@ -189,7 +190,7 @@ impl Orchestrator {
                 let stack = self.render_app(&server, app, &p, &secrets)?;
                 let platform = self.platform(&server.name).await?;
                 let timeout = self
-                    .catalog
+                    .catalog()?
                     .get(app)
                     .map_or(300, |d| d.health_check.timeout_secs);
                 // The definition's own `wait_healthy` step is the wait when it has one (every
@@ -250,7 +251,7 @@ impl Orchestrator {
                     .and_then(|r| r.get(format!("{app}.dns_ids")))
                     .and_then(|v| serde_json::from_value(v.clone()).ok())
                     .unwrap_or_default();
-                let deps = self.catalog.requirements_of(app).unwrap_or_default();
+                let deps = self.catalog()?.requirements_of(app).unwrap_or_default();
                 // The deploy step recorded who sent the stack; the final record keeps it.
                 let via = self
                     .store
@@ -263,7 +264,7 @@ impl Orchestrator {
                 let record = DeploymentRecord {
                     app: app.to_string(),
                     version: self
-                        .catalog
+                        .catalog()?
                         .get(app)
                         .map(|d| d.version.clone())
                         .unwrap_or_default(),

@@ -119,7 +119,7 @@ impl Orchestrator {
             None
         };
         let infrastructure = self
-            .catalog
+            .catalog()?
             .get(app)
             .is_some_and(|d| d.category == livchat_apps::Category::Infrastructure);
         if infrastructure {
@@ -184,7 +184,7 @@ impl Orchestrator {
             return Ok(());
         };
         let infrastructure = self
-            .catalog
+            .catalog()?
             .get(&stack.app)
             .is_some_and(|d| d.category == livchat_apps::Category::Infrastructure);
         if infrastructure || !stack.has_volumes() {

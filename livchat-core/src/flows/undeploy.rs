@@ -27,7 +27,7 @@ impl Orchestrator {
                 hint: format!("; see `livchat app deployed {server}`"),
             });
         };
-        let dependents = self.catalog.dependents_of(app, &deployed);
+        let dependents = self.catalog()?.dependents_of(app, &deployed);
         if !dependents.is_empty() && !force {
             return Err(CoreError::Refused(format!(
                 "{app} is used by {} on {server}; undeploy them first or pass --force",
@@ -47,13 +47,14 @@ impl Orchestrator {
     }
 
     /// The app's own secrets (not those of the apps it uses): vault keys and Docker names.
-    pub(super) fn own_secrets(&self, app: &str) -> Vec<livchat_apps::SecretRef> {
-        self.catalog
+    pub(super) fn own_secrets(&self, app: &str) -> Result<Vec<livchat_apps::SecretRef>> {
+        Ok(self
+            .catalog()?
             .secrets_needed(app)
             .unwrap_or_default()
             .into_iter()
             .filter(|r| r.app == app)
-            .collect()
+            .collect())
     }
 
     /// The databases (and their roles) the app's deploy created, with the stack and service
@@ -73,7 +74,7 @@ impl Orchestrator {
         server: &str,
         app: &str,
     ) -> Result<(Vec<AppDatabase>, Vec<livchat_apps::OwnInstance>)> {
-        if self.catalog.get(app).is_none() {
+        if self.catalog()?.get(app).is_none() {
             return Ok((Vec::new(), Vec::new()));
         }
         let record = self.server(server)?;
@@ -116,7 +117,7 @@ impl Orchestrator {
             return Ok(Vec::new());
         }
         let mut keys = Vec::new();
-        for r in self.own_secrets(app) {
+        for r in self.own_secrets(app)? {
             let key = r.vault_key();
             if self.secrets.get(&key)?.is_some() {
                 keys.push(key);
@@ -149,7 +150,7 @@ impl Orchestrator {
                 " (data kept: volumes, database, vault secrets)"
             }
         )];
-        for r in self.own_secrets(app) {
+        for r in self.own_secrets(app)? {
             resources.push(format!("remove docker secret {}", r.docker_secret_name()));
         }
         if p.delete_data {
@@ -180,7 +181,7 @@ impl Orchestrator {
                 ));
             }
             let keys = self.deletable_vault_secrets(server, app)?;
-            if keys.is_empty() && !self.own_secrets(app).is_empty() {
+            if keys.is_empty() && !self.own_secrets(app)?.is_empty() {
                 resources.push(format!(
                     "vault secrets of {app} kept (none stored, or {app} runs on another server)"
                 ));
@@ -269,7 +270,7 @@ impl Orchestrator {
             }
             "docker_secrets" => {
                 let names: Vec<String> = self
-                    .own_secrets(&p.app)
+                    .own_secrets(&p.app)?
                     .iter()
                     .map(livchat_apps::SecretRef::docker_secret_name)
                     .collect();
@@ -346,7 +347,7 @@ impl Orchestrator {
                     .and_then(|v| serde_json::from_value(v.clone()).ok())
                     .unwrap_or_default();
                 let kept: Vec<String> = self
-                    .own_secrets(&p.app)
+                    .own_secrets(&p.app)?
                     .iter()
                     .filter(|r| !removed.contains(&r.docker_secret_name()))
                     .map(livchat_apps::SecretRef::vault_key)

@@ -60,7 +60,7 @@ impl Operation for AppList {
     type Output = Vec<AppSummary>;
     async fn run(self, orch: &Arc<Orchestrator>) -> Result<Self::Output> {
         Ok(orch
-            .app_definitions()
+            .app_definitions()?
             .into_iter()
             .filter(|d| self.category.is_none_or(|c| d.category == c))
             .map(AppSummary::from)
