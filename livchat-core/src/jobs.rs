@@ -649,6 +649,7 @@ impl JobManager {
         let (job, ()) = self.edit(id, "job start", |job| {
             job.status = JobStatus::Running;
             job.started_at = Some(Utc::now());
+            job.current_step = job.steps_remaining.first().cloned();
             job.progress = Self::progress_of(job);
             Ok(())
         })?;
@@ -716,9 +717,14 @@ impl JobManager {
                 self.complete_done_ahead(ctx, &ahead)?;
                 continue;
             }
-            let job = self
-                .edit_if_present(id, "job step", |j| j.current_step = Some(step.clone()))?
-                .ok_or_else(|| CoreError::not_found("job", id))?;
+            // The write before (start, a step done) names the next step already; a job record
+            // rewritten twice per step made a re-run of skipped steps cost a write each.
+            let job = if job.current_step.as_deref() == Some(step.as_str()) {
+                job
+            } else {
+                self.edit_if_present(id, "job step", |j| j.current_step = Some(step.clone()))?
+                    .ok_or_else(|| CoreError::not_found("job", id))?
+            };
             let total = job.steps_completed.len() + job.steps_remaining.len();
             let _ = ctx.events.send(JobEvent::Progress {
                 progress: job.progress,
@@ -743,6 +749,7 @@ impl JobManager {
                     j.steps_remaining.remove(0);
                 }
                 j.steps_completed.push(step.clone());
+                j.current_step = j.steps_remaining.first().cloned();
                 j.progress = Self::progress_of(j);
                 j.result = Some(result.clone());
                 Ok(())
@@ -768,6 +775,7 @@ impl JobManager {
                     j.steps_completed.push(a.step.clone());
                 }
             }
+            j.current_step = j.steps_remaining.first().cloned();
             j.progress = Self::progress_of(j);
             Ok((
                 done_before,

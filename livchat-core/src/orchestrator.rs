@@ -268,8 +268,14 @@ impl Orchestrator {
         let vault = livchat_store::Vault::open_deferred(&paths.vault, password, None)?;
         let logs = Arc::new(livchat_store::FileJobLogs::new(&config.home));
         let catalog = crate::catalog_cell::CatalogCell::deferred(config.apps_dirs.clone());
+        let long_lived = config.long_lived;
         let orchestrator =
             OrchestratorBuilder::assemble(config, store, Arc::new(vault), logs, catalog).build();
+        if long_lived {
+            // A service parses the catalog at start: a broken template stops it there, and
+            // no client's first request pays for the parse.
+            orchestrator.catalog()?;
+        }
         orchestrator.recover_interrupted_jobs()?;
         Ok(orchestrator)
     }

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::fsutil;
-use crate::job_files::JobFiles;
+use crate::job_files::{Durability, JobFiles};
 use crate::lock::{self, LockConfig};
 use crate::migrate::{self, Parsed, backup_path_for};
 use crate::settings::Settings;
@@ -230,7 +230,7 @@ impl JsonFileStore {
     fn finish_migration(&self, parsed: Parsed) -> Result<(State, FileStamp), StoreError> {
         for job in &parsed.moved_jobs {
             if self.jobs.read(&job.id)?.is_none() {
-                self.jobs.write(job)?;
+                self.jobs.write(job, Durability::Durable)?;
             }
         }
         if let Some(settings) = &parsed.moved_settings
@@ -503,7 +503,7 @@ impl Store for JsonFileStore {
         if let Some(busy) = insert_conflict(job, exclusive, live)? {
             return Ok(Some(busy));
         }
-        self.jobs.write(job)?;
+        self.jobs.write(job, Durability::Durable)?;
         Ok(None)
     }
 
@@ -520,7 +520,8 @@ impl Store for JsonFileStore {
         };
         match apply_job_update(&current, f)? {
             Some(next) => {
-                self.jobs.write(&next)?;
+                self.jobs
+                    .write(&next, Durability::of_update(&current, &next))?;
                 Ok(Some(next))
             }
             None => Ok(Some(current)),

@@ -1,4 +1,5 @@
-//! Atomic file replacement: temp file in the same directory, fsync, rename, fsync the directory.
+//! Atomic file replacement: temp file in the same directory, fsync, rename, fsync the directory
+//! (the last one skipped for progress records, see [`replace_whole`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -60,6 +61,19 @@ pub(crate) fn atomic_replace(
     bytes: &[u8],
     backup: Option<&Path>,
 ) -> Result<(), StoreError> {
+    replace_whole(target, bytes, backup)?;
+    fsync_dir(parent_dir(target))
+}
+
+/// [`atomic_replace`] without making the rename durable: a crash, even a power loss, still
+/// leaves `target` whole, the old or the new version (the new one's data is on disk before
+/// the rename), but after a power loss it may be the old one. For records that a later write
+/// supersedes anyway and whose loss costs only a repeated check (a running job's progress).
+pub(crate) fn replace_whole(
+    target: &Path,
+    bytes: &[u8],
+    backup: Option<&Path>,
+) -> Result<(), StoreError> {
     let tmp = write_temp(target, bytes)?;
     if let Some(backup) = backup {
         let backup_tmp = temp_path_for(backup);
@@ -72,6 +86,5 @@ pub(crate) fn atomic_replace(
         }
     }
     std::fs::rename(&tmp, target)
-        .map_err(|e| StoreError::io(target, "rename the new version into place", e))?;
-    fsync_dir(parent_dir(target))
+        .map_err(|e| StoreError::io(target, "rename the new version into place", e))
 }

@@ -19,6 +19,30 @@ use crate::error::StoreError;
 use crate::fsutil;
 use crate::state::JobRecord;
 
+/// How hard a job write insists on reaching the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Creation, a change of status, a migration: the record and its rename are on disk
+    /// before the write returns.
+    Durable,
+    /// A running job's progress (its current step, the steps done, its result so far): whole
+    /// on disk, but after a power loss the record may show the write before. The next write
+    /// supersedes it anyway, and a resumed job checks each step again before applying it.
+    Progress,
+}
+
+impl Durability {
+    /// Progress when a live job stays in its status; anything a reader acts on (a new status,
+    /// the end, a new owner with its status) is durable.
+    pub(crate) fn of_update(current: &JobRecord, next: &JobRecord) -> Self {
+        if next.is_live() && next.status == current.status && next.owner == current.owner {
+            Self::Progress
+        } else {
+            Self::Durable
+        }
+    }
+}
+
 /// Checks a job id before it becomes part of a file name.
 pub(crate) fn check_job_id(job_id: &str) -> Result<(), StoreError> {
     let ok = !job_id.is_empty()
@@ -93,18 +117,23 @@ impl JobFiles {
         Ok(Some(job))
     }
 
-    /// Writes a job (the caller holds the state lock), keeping its live marker in step.
-    pub(crate) fn write(&self, job: &JobRecord) -> Result<(), StoreError> {
+    /// Writes a job (the caller holds the state lock), keeping its live marker in step. The
+    /// write is durable (directory fsynced too) unless it is [`Durability::Progress`].
+    pub(crate) fn write(&self, job: &JobRecord, durability: Durability) -> Result<(), StoreError> {
         job.validate()?;
         self.ensure_dirs()?;
         let path = self.path(&job.id)?;
         let mut bytes = serde_json::to_vec_pretty(job).expect("a job serializes to JSON");
         bytes.push(b'\n');
+        let replace = |path: &Path| match durability {
+            Durability::Durable => fsutil::atomic_replace(path, &bytes, None),
+            Durability::Progress => fsutil::replace_whole(path, &bytes, None),
+        };
         if job.is_live() {
             self.mark_live(&job.id)?;
-            fsutil::atomic_replace(&path, &bytes, None)
+            replace(&path)
         } else {
-            fsutil::atomic_replace(&path, &bytes, None)?;
+            replace(&path)?;
             self.unmark_live(&job.id)
         }
     }
@@ -194,5 +223,76 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StoreError::io(path, "remove", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{JobOwner, JobStatus};
+
+    fn job(status: JobStatus) -> JobRecord {
+        JobRecord {
+            id: "job-20261204000000-0000abcd".into(),
+            kind: "setup_server".into(),
+            server: Some("demo-1".into()),
+            status,
+            progress: 0,
+            current_step: None,
+            steps_completed: Vec::new(),
+            steps_remaining: vec!["connect".into(), "finalize".into()],
+            params: serde_json::Value::Null,
+            result: None,
+            error: None,
+            created_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            attempt: 1,
+            owner: Some(JobOwner {
+                pid: 1,
+                host: "here".into(),
+            }),
+            cancel_requested: false,
+        }
+    }
+
+    #[test]
+    fn a_running_jobs_step_is_progress_and_every_change_a_reader_acts_on_is_durable() {
+        let running = job(JobStatus::Running);
+        let mut stepped = running.clone();
+        stepped
+            .steps_completed
+            .push(stepped.steps_remaining.remove(0));
+        stepped.current_step = Some("finalize".into());
+        assert_eq!(
+            Durability::of_update(&running, &stepped),
+            Durability::Progress
+        );
+
+        let queued = job(JobStatus::Queued);
+        assert_eq!(
+            Durability::of_update(&queued, &running),
+            Durability::Durable,
+            "start"
+        );
+        for end in [
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ] {
+            let mut ended = running.clone();
+            ended.status = end;
+            assert_eq!(Durability::of_update(&running, &ended), Durability::Durable);
+        }
+        let mut taken_over = running.clone();
+        taken_over.owner = Some(JobOwner {
+            pid: 2,
+            host: "here".into(),
+        });
+        assert_eq!(
+            Durability::of_update(&running, &taken_over),
+            Durability::Durable,
+            "a new owner"
+        );
     }
 }
