@@ -201,10 +201,47 @@ async fn the_firewall_allows_the_servers_own_ssh_port_and_a_new_connection_gets_
         "{ufw}"
     );
     assert!(ufw.contains("2222/tcp"), "{ufw}");
+    firewall_check_sees_each_change(&exec).await;
     // The next command, on a new connection, as `livchat` would send it.
     let (again, _) = connector
         .connect_ssh(&target(2222), &key, &pinned)
         .await
         .unwrap_or_else(|e| panic!("a new connection on port 2222 after the firewall: {e}"));
     assert_eq!(run_text(&again, "echo in").await, "in");
+}
+
+/// The firewall check reads ufw's files and chains instead of running `ufw status`; it must
+/// still see each way the firewall can drift from the plan, and pass again once ufw puts it
+/// back.
+async fn firewall_check_sees_each_change(exec: &SshExecutor) {
+    let check = || async {
+        let out = exec
+            .exec(
+                &Command::new("sh").args([
+                    "-c",
+                    livchat_remote::setup::scripts::FIREWALL_CHECK,
+                    "sh",
+                    "2222",
+                ]),
+                ExecOptions {
+                    timeout: Duration::from_secs(60),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        out.success()
+    };
+    assert!(check().await, "the firewall the plan set up passes");
+    for (drift, undo) in [
+        ("ufw delete allow 443/tcp", "ufw allow 443/tcp"),
+        ("ufw delete allow 2222/tcp", "ufw allow 2222/tcp"),
+        ("ufw default allow incoming", "ufw default deny incoming"),
+        ("ufw disable", "ufw --force enable"),
+    ] {
+        run_text(exec, drift).await;
+        assert!(!check().await, "after `{drift}` the check must fail");
+        run_text(exec, undo).await;
+        assert!(check().await, "after `{undo}` the check passes again");
+    }
 }
