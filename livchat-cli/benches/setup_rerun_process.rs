@@ -26,6 +26,8 @@ fn loadavg() -> String {
 
 /// `LIVCHAT_BENCH_HOLD=SECS` keeps the sandbox up that long after the runs and prints its
 /// environment, so a re-run can be profiled by hand (strace, perf) against the same host.
+/// Removing the marker file it names ends the hold early; either way the sandbox is torn down
+/// as usual (a killed bench would leave its host's namespace behind).
 fn hold(sandbox: &Sandbox) {
     let Some(secs) = std::env::var("LIVCHAT_BENCH_HOLD")
         .ok()
@@ -36,8 +38,16 @@ fn hold(sandbox: &Sandbox) {
     for (k, v) in sandbox.env() {
         eprintln!("export {k}='{v}'");
     }
-    eprintln!("holding the sandbox for {secs} s");
-    std::thread::sleep(Duration::from_secs(secs));
+    let marker = sandbox.home().with_file_name("holding");
+    std::fs::write(&marker, b"").expect("the hold marker");
+    eprintln!(
+        "holding the sandbox for {secs} s; `rm {}` ends it",
+        marker.display()
+    );
+    let until = Instant::now() + Duration::from_secs(secs);
+    while marker.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 fn main() {
