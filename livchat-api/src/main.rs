@@ -81,17 +81,27 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Requests and jobs on runtimes of their own: a job's fsyncs (and an operation's that
+    // writes) block its worker thread while the disk works; reads must not wait for them.
+    let runtimes = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("livchat-api")
         .enable_all()
         .build()
-    {
+        .and_then(|requests| {
+            let jobs = tokio::runtime::Builder::new_multi_thread()
+                .thread_name("livchat-job")
+                .enable_all()
+                .build()?;
+            Ok((requests, jobs))
+        });
+    let (runtime, jobs) = match runtimes {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: could not start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(start(args)) {
+    match runtime.block_on(start(args, jobs.handle().clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let usage = e
@@ -117,7 +127,7 @@ fn per(requests: u32, secs: u64, flag: &str) -> Result<Limit> {
     })
 }
 
-async fn start(args: Args) -> Result<()> {
+async fn start(args: Args, jobs: tokio::runtime::Handle) -> Result<()> {
     let home = match args.home {
         Some(h) => h,
         None => PathBuf::from(
@@ -160,6 +170,7 @@ async fn start(args: Args) -> Result<()> {
     // Refuse a bad address before touching the home.
     livchat_api::serve::resolve(&listen)?;
     let orch = Orchestrator::open(config).context("could not open the home")?;
+    orch.run_jobs_on(jobs);
     // Created on first use (>= 256 random bits in the vault); never printed here.
     orch.api_token(false)
         .context("could not read or create the API token")?;

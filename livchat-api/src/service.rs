@@ -247,22 +247,29 @@ async fn operation(
     let run = route.run;
     let job = route.starts_job();
     // The operation runs in its own task: a client that disconnects does not cut it between
-    // recording a job and spawning it (the job would stay queued with no one to run it).
-    let task = tokio::spawn(
-        async move {
-            let output = run(Arc::clone(&orch), input).await?;
-            if job {
-                let id = output
-                    .get("id")
-                    .and_then(serde_json::Value::as_str)
-                    .ok_or_else(|| ApiError::internal("a job operation answered no job id"))?;
-                orch.spawn_job(id)?;
-                tracing::info!(job = id, "job started");
-            }
-            Ok::<_, ApiError>(output)
+    // recording a job and spawning it (the job would stay queued with no one to run it). One
+    // that writes runs where the jobs run: its fsyncs must not hold up the workers that
+    // answer reads.
+    let writes = job || route.info.effect != livchat_core::ops::Effect::Read;
+    let jobs_side = Arc::clone(&orch);
+    let operation = async move {
+        let output = run(Arc::clone(&orch), input).await?;
+        if job {
+            let id = output
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| ApiError::internal("a job operation answered no job id"))?;
+            orch.spawn_job(id)?;
+            tracing::info!(job = id, "job started");
         }
-        .in_current_span(),
-    );
+        Ok::<_, ApiError>(output)
+    }
+    .in_current_span();
+    let task = if writes {
+        jobs_side.spawn_for_jobs(operation)
+    } else {
+        tokio::spawn(operation)
+    };
     let output = task.await.map_err(ApiError::internal)??;
     if job {
         let id = output["id"].as_str().unwrap_or_default();

@@ -116,6 +116,8 @@ pub struct Orchestrator {
     pub(crate) connections: Arc<crate::connections::ConnectionMap>,
     pub(crate) provider_cache: Mutex<Option<Arc<dyn Provider>>>,
     pub(crate) dns_cache: Mutex<Option<Arc<dyn DnsClient>>>,
+    /// Where jobs run when not on the caller's runtime (`run_jobs_on`).
+    pub(crate) job_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -225,6 +227,7 @@ impl OrchestratorBuilder {
             connections: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             provider_cache: Mutex::new(None),
             dns_cache: Mutex::new(None),
+            job_runtime: std::sync::OnceLock::new(),
         })
     }
 }

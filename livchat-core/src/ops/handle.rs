@@ -62,7 +62,7 @@ impl Orchestrator {
         let first_events = self.jobs.subscribe(id);
         let this = Arc::clone(self);
         let job_id = id.to_string();
-        let join = tokio::spawn(async move { this.run_job(&job_id).await });
+        let join = self.spawn_for_jobs(async move { this.run_job(&job_id).await });
         Ok(JobHandle {
             id: id.to_string(),
             orch: Arc::clone(self),
@@ -70,6 +70,27 @@ impl Orchestrator {
             cancel: ctx.cancel_token(),
             join,
         })
+    }
+
+    /// Runs this process's jobs on `runtime` from now on (see [`Orchestrator::spawn_for_jobs`]);
+    /// the first call wins.
+    pub fn run_jobs_on(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.job_runtime.set(runtime);
+    }
+
+    /// Spawns `task` where this process runs its jobs: the runtime given to
+    /// [`Orchestrator::run_jobs_on`], else the current one. A job writes its record with fsync
+    /// from async code; a service that answers requests on the same worker threads would
+    /// answer them late whenever the disk is slow, so it gives its jobs a runtime of their own.
+    pub fn spawn_for_jobs<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self.job_runtime.get() {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// The events of a job while it runs in this process (`None` when it does not: follow its

@@ -280,6 +280,41 @@ async fn a_job_operation_records_a_queued_job_that_spawn_runs_and_join_reports()
 }
 
 #[tokio::test]
+async fn a_process_that_gives_its_jobs_a_runtime_runs_them_there() {
+    let world = World::new();
+    let mut server = hetzner_server("byo-1", ServerStatus::Running, None);
+    server.provider = livchat_store::ProviderKind::Manual;
+    server.provider_id = None;
+    world.put_server(server);
+    let orch = world.build(Mocks::default());
+    let jobs = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("test-jobs")
+        .enable_all()
+        .build()
+        .unwrap();
+    orch.run_jobs_on(jobs.handle().clone());
+    let thread = orch
+        .spawn_for_jobs(async { std::thread::current().name().map(str::to_owned) })
+        .await
+        .unwrap();
+    assert_eq!(thread.as_deref(), Some("test-jobs"));
+    let job = ops::ServerDelete {
+        server: "byo-1".into(),
+        force: false,
+    }
+    .run(&orch)
+    .await
+    .unwrap();
+    let ended = orch.spawn_job(&job.id).unwrap().join().await.unwrap();
+    assert_eq!(ended.status, JobStatus::Completed, "{:?}", ended.error);
+    // Dropped outside any runtime: a runtime may not be dropped from async code.
+    tokio::task::spawn_blocking(move || drop(jobs))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn job_wait_returns_the_job_as_it_is_when_its_time_is_up() {
     let world = World::new();
     world.put_server(hetzner_server("web-1", ServerStatus::Ready, Some("lab")));
