@@ -619,6 +619,9 @@ async fn tls_serves_https_on_a_non_loopback_address_with_the_given_certificate()
         ])
         .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // A server certificate, not a CA's: rustls refuses a CA certificate as the server's
+        // own (`openssl req -x509` makes a CA by default).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
