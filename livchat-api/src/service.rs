@@ -248,10 +248,9 @@ async fn operation(
     let job = route.starts_job();
     // The operation runs in its own task: a client that disconnects does not cut it between
     // recording a job and spawning it (the job would stay queued with no one to run it). One
-    // that writes runs where the jobs run: its fsyncs must not hold up the workers that
-    // answer reads.
+    // that writes runs on a thread of the blocking pool: it may wait for the state lock while
+    // a job fsyncs, and that wait must not hold up a worker that answers reads.
     let writes = job || route.info.effect != livchat_core::ops::Effect::Read;
-    let jobs_side = Arc::clone(&orch);
     let operation = async move {
         let output = run(Arc::clone(&orch), input).await?;
         if job {
@@ -266,7 +265,8 @@ async fn operation(
     }
     .in_current_span();
     let task = if writes {
-        jobs_side.spawn_for_jobs(operation)
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || runtime.block_on(operation))
     } else {
         tokio::spawn(operation)
     };
