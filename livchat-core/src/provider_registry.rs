@@ -34,7 +34,7 @@ impl std::fmt::Debug for ProviderEntry {
 }
 
 /// The registered providers; the first is where `server create` creates servers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct ProviderRegistry {
     entries: Vec<ProviderEntry>,
 }
