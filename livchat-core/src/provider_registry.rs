@@ -17,7 +17,6 @@ use crate::error::{CoreError, Result};
 pub type ProviderFactory = Arc<dyn Fn(SecretString) -> Result<Arc<dyn Provider>> + Send + Sync>;
 
 /// One provider: the kind its servers are recorded under, its profile and its factory.
-#[derive(Clone)]
 pub struct ProviderEntry {
     pub kind: ProviderKind,
     pub profile: ProviderProfile,

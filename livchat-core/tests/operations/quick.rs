@@ -53,7 +53,7 @@ fn with_recording_factory(
     (orch, tokens)
 }
 
-// ----- configure_provider ---------------------------------------------------------------------
+// ----- configure_provider --------------------------------------------------------------------
 
 #[tokio::test]
 async fn configure_provider_checks_the_token_against_the_api_then_stores_it_and_reuses_the_client()
