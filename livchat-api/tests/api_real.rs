@@ -333,28 +333,9 @@ async fn a_rotated_token_replaces_the_old_one_in_the_running_service() {
 
 /// A server record as another tool would put it into the state file.
 fn record(name: &str) -> Value {
-    use livchat_core::model::{ProviderKind, ServerRecord, ServerStatus, Utc};
-    serde_json::to_value(ServerRecord {
-        ssh_key_secret: format!("server.{name}.ssh_key"),
-        ssh_agent_key: None,
-        name: name.into(),
-        provider: ProviderKind::Manual,
-        provider_id: None,
-        host: "127.0.0.1".into(),
-        ssh_port: 22,
-        ssh_user: "root".into(),
-        host_key_fingerprint: None,
-        dns: None,
-        server_type: None,
-        location: None,
-        image: None,
-        labels: Default::default(),
-        status: ServerStatus::Ready,
-        setup: Default::default(),
-        platform: Default::default(),
-        created_at: Utc::now(),
-    })
-    .unwrap()
+    let record: livchat_core::model::ServerRecord =
+        fixtures::records::ManualServer::new(name).record();
+    serde_json::to_value(record).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

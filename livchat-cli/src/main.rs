@@ -119,16 +119,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Settings(cmd) => settings(g, cmd)?,
         Command::Provider(ProviderCommand::Configure) => {
             let orch = open(g)?;
-            orch.configure_hetzner(read_stdin_secret()?).await?;
+            let key = orch.configure_provider(read_stdin_secret()?).await?;
             print(
                 out,
-                &serde_json::json!({ "key": livchat_core::HETZNER_TOKEN, "checked": true, "stored": true }),
-                || {
-                    Table::pairs(vec![(
-                        "stored",
-                        format!("{} (checked against the API)", livchat_core::HETZNER_TOKEN),
-                    )])
-                },
+                &serde_json::json!({ "key": key, "checked": true, "stored": true }),
+                || Table::pairs(vec![("stored", format!("{key} (checked against the API)"))]),
             );
         }
         Command::Dns(DnsCommand::Configure { zone }) => {

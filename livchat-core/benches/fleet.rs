@@ -420,7 +420,7 @@ fn orchestrator(hetzner: &FakeHetzner, cloudflare: &FakeCloudflare) -> Arc<Orche
     let secrets = Arc::new(MemorySecrets::new());
     secrets
         .set(
-            livchat_core::orchestrator::HETZNER_TOKEN,
+            livchat_core::HETZNER_TOKEN,
             SecretString::from(hetzner.token().to_string()),
         )
         .unwrap();

@@ -1,6 +1,6 @@
 //! Where an orchestrator finds its home and how it reaches the outside world. Frontends build a
 //! [`Config`] from their flags and the environment; the core reads no environment of its own
-//! beyond what the leaf crates document (`LIVCHAT_HETZNER_ENDPOINT`, ...).
+//! beyond what the leaf crates document (their API endpoint overrides).
 
 use std::path::PathBuf;
 use std::time::Duration;

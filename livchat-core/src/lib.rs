@@ -10,6 +10,7 @@
 //! depend on this crate only.
 
 pub mod api_token;
+mod builtin_providers;
 pub mod error;
 pub mod host_key;
 pub mod jobs;
@@ -28,10 +29,13 @@ pub mod ops;
 pub mod orchestrator;
 pub mod preflight;
 mod probe;
+mod provider_registry;
 mod server_add;
 mod setup_ahead;
 pub mod stack_path;
 
+/// The vault keys of the built-in providers' tokens.
+pub use builtin_providers::tokens::*;
 pub use config::Config;
 pub use flows::{
     CreateServerParams, DeleteServerParams, DeployParams, JoinParams, LeaveParams, Placement, Plan,
@@ -39,9 +43,10 @@ pub use flows::{
 };
 pub use host_key::{HostKeyOffer, HostKeyQuestion, HostKeyTrust, Repinned};
 pub use orchestrator::{
-    AddServer, AddedServer, CLOUDFLARE_TOKEN, HETZNER_TOKEN, Orchestrator, OrchestratorBuilder,
-    ProviderInfo, ProviderInfoKind, key_needs_passphrase,
+    AddServer, AddedServer, CLOUDFLARE_TOKEN, Orchestrator, OrchestratorBuilder, ProviderInfo,
+    ProviderInfoKind, key_needs_passphrase,
 };
+pub use provider_registry::ProviderEntry;
 
 /// Vocabulary frontends need from the leaf crates, re-exported so they depend on the core only.
 pub mod model {

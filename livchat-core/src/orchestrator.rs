@@ -17,7 +17,8 @@ use livchat_remote::{
     SshTarget,
 };
 use livchat_store::{
-    DeploymentRecord, JobLogStore, SecretStore, ServerRecord, SettingKey, State, Store,
+    DeploymentRecord, JobLogStore, ProviderKind, SecretStore, ServerRecord, SettingKey, State,
+    Store,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
@@ -26,9 +27,8 @@ use crate::config::Config;
 use crate::error::{CoreError, Result};
 use crate::host_key::HostKeyTrust;
 use crate::jobs::JobManager;
+use crate::provider_registry::{ProviderEntry, ProviderRegistry};
 
-/// The vault key of the Hetzner API token.
-pub const HETZNER_TOKEN: &str = "hetzner_token";
 /// The vault key of the Cloudflare API token.
 pub const CLOUDFLARE_TOKEN: &str = "cloudflare_api_token";
 
@@ -47,8 +47,7 @@ pub fn ssh_key_passphrase_secret(server: &str) -> String {
     format!("ssh.{server}.key_passphrase")
 }
 
-/// Builds a `Provider` from a token (real: Hetzner; tests: a mock or a client of a fake).
-pub type ProviderFactory = Arc<dyn Fn(SecretString) -> Result<Arc<dyn Provider>> + Send + Sync>;
+pub use crate::provider_registry::ProviderFactory;
 /// Builds a `DnsClient` from a token.
 pub type DnsFactory = Arc<dyn Fn(SecretString) -> Result<Arc<dyn DnsClient>> + Send + Sync>;
 /// Builds the container platform of a server from its SSH connection.
@@ -106,7 +105,7 @@ pub struct Orchestrator {
     pub(crate) secrets: Arc<dyn SecretStore>,
     pub(crate) jobs: Arc<JobManager>,
     pub(crate) catalog: crate::catalog_cell::CatalogCell,
-    pub(crate) provider_factory: ProviderFactory,
+    pub(crate) providers: ProviderRegistry,
     pub(crate) dns_factory: DnsFactory,
     pub(crate) connector: Arc<dyn Connector>,
     pub(crate) platform_factory: PlatformFactory,
@@ -114,7 +113,8 @@ pub struct Orchestrator {
     pub(crate) resolver: Option<Arc<dyn livchat_providers::NameResolver>>,
     /// One SSH connection per server, reused by every command of every job of this process.
     pub(crate) connections: Arc<crate::connections::ConnectionMap>,
-    pub(crate) provider_cache: Mutex<Option<Arc<dyn Provider>>>,
+    /// One client per provider kind, built from its token on first use.
+    pub(crate) provider_cache: Mutex<Vec<(ProviderKind, Arc<dyn Provider>)>>,
     pub(crate) dns_cache: Mutex<Option<Arc<dyn DnsClient>>>,
     /// Where jobs run when not on the caller's runtime (`run_jobs_on`).
     pub(crate) job_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
@@ -135,7 +135,7 @@ pub struct OrchestratorBuilder {
     secrets: Arc<dyn SecretStore>,
     job_logs: Arc<dyn JobLogStore>,
     catalog: crate::catalog_cell::CatalogCell,
-    provider_factory: ProviderFactory,
+    providers: ProviderRegistry,
     dns_factory: DnsFactory,
     connector: Arc<dyn Connector>,
     platform_factory: PlatformFactory,
@@ -144,7 +144,7 @@ pub struct OrchestratorBuilder {
 
 impl OrchestratorBuilder {
     /// Starts from the parts every orchestrator needs; the rest default to the real
-    /// implementations (Hetzner, Cloudflare, russh, Swarm over SSH).
+    /// implementations (the built-in cloud providers, Cloudflare, russh, Swarm over SSH).
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
@@ -169,11 +169,7 @@ impl OrchestratorBuilder {
             secrets,
             job_logs,
             catalog,
-            provider_factory: Arc::new(|token| {
-                let p = livchat_providers::HetznerProvider::from_env(token)
-                    .map_err(|e| CoreError::Provider(e.to_string()))?;
-                Ok(Arc::new(p) as Arc<dyn Provider>)
-            }),
+            providers: crate::builtin_providers::registry(),
             dns_factory: Arc::new(|token| {
                 let d = livchat_providers::CloudflareDns::from_env(token)
                     .map_err(|e| CoreError::Dns(e.to_string()))?;
@@ -192,8 +188,15 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// Builds the clients of the provider `server create` uses with `f` instead.
     pub fn provider_factory(mut self, f: ProviderFactory) -> Self {
-        self.provider_factory = f;
+        self.providers.replace_creating_factory(f);
+        self
+    }
+
+    /// Registers a provider, or replaces the one of its kind.
+    pub fn provider(mut self, entry: ProviderEntry) -> Self {
+        self.providers.register(entry);
         self
     }
 
@@ -219,13 +222,13 @@ impl OrchestratorBuilder {
             store: self.store,
             secrets: self.secrets,
             catalog: self.catalog,
-            provider_factory: self.provider_factory,
+            providers: self.providers,
             dns_factory: self.dns_factory,
             connector: self.connector,
             platform_factory: self.platform_factory,
             resolver: self.resolver,
             connections: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
-            provider_cache: Mutex::new(None),
+            provider_cache: Mutex::new(Vec::new()),
             dns_cache: Mutex::new(None),
             job_runtime: std::sync::OnceLock::new(),
         })
@@ -372,16 +375,22 @@ impl Orchestrator {
 
     // ----- providers and DNS ---------------------------------------------------------------
 
+    /// The provider `server create` uses.
     pub(crate) fn provider(&self) -> Result<Arc<dyn Provider>> {
+        self.provider_client(self.providers.creating()?)
+    }
+
+    /// The client of `entry`'s provider, built from its token once per process.
+    pub(crate) fn provider_client(&self, entry: &ProviderEntry) -> Result<Arc<dyn Provider>> {
         let mut cache = self
             .provider_cache
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = cache.as_ref() {
+        if let Some((_, p)) = cache.iter().find(|(kind, _)| *kind == entry.kind) {
             return Ok(p.clone());
         }
-        let p = (self.provider_factory)(self.require_secret(HETZNER_TOKEN)?)?;
-        *cache = Some(p.clone());
+        let p = (entry.factory)(self.require_secret(entry.profile.token_secret)?)?;
+        cache.push((entry.kind, p.clone()));
         Ok(p)
     }
 
@@ -409,19 +418,23 @@ impl Orchestrator {
         Ok(Arc::new(udp))
     }
 
-    /// Checks a Hetzner token against the API, then stores it in the vault.
-    pub async fn configure_hetzner(&self, token: SecretString) -> Result<()> {
-        let provider = (self.provider_factory)(token.clone())?;
+    /// Checks a token of the provider `server create` uses against its API, then stores it
+    /// in the vault; returns the vault key it is stored under.
+    pub async fn configure_provider(&self, token: SecretString) -> Result<&'static str> {
+        let entry = self.providers.creating()?;
+        let provider = (entry.factory)(token.clone())?;
         provider
             .list_locations()
             .await
-            .map_err(|e| CoreError::Provider(given_token_error(e)))?;
-        self.secrets.set(HETZNER_TOKEN, token)?;
-        *self
+            .map_err(|e| CoreError::Provider(given_token_error(e, entry.profile.token_hint)))?;
+        self.secrets.set(entry.profile.token_secret, token)?;
+        let mut cache = self
             .provider_cache
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(provider);
-        Ok(())
+            .unwrap_or_else(|p| p.into_inner());
+        cache.retain(|(kind, _)| *kind != entry.kind);
+        cache.push((entry.kind, provider));
+        Ok(entry.profile.token_secret)
     }
 
     /// Checks a Cloudflare token against the API (it must see `zone`), then stores it.
@@ -429,9 +442,12 @@ impl Orchestrator {
         // The same rule and exit code as `server setup --zone`.
         validate_dns(zone, None)?;
         let dns = (self.dns_factory)(token.clone())?;
-        dns.find_zone(zone)
-            .await
-            .map_err(|e| CoreError::Dns(given_token_error(e)))?;
+        dns.find_zone(zone).await.map_err(|e| {
+            CoreError::Dns(given_token_error(
+                e,
+                "Cloudflare needs a scoped token with Zone:Read and DNS:Edit",
+            ))
+        })?;
         self.secrets.set(CLOUDFLARE_TOKEN, token)?;
         *self.dns_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(dns);
         Ok(())
@@ -711,22 +727,16 @@ impl Orchestrator {
     }
 }
 
-/// A token being configured is not in the vault yet: a refusal says so instead of the
-/// usual advice to check the stored one.
-fn given_token_error(e: livchat_providers::CloudError) -> String {
+/// A token being configured is not in the vault yet: a refusal says so, and what the
+/// service needs (`hint`), instead of the usual advice to check the stored one.
+fn given_token_error(e: livchat_providers::CloudError, hint: &str) -> String {
     match e {
         livchat_providers::CloudError::InvalidToken {
             service,
             code,
             message,
         } => format!(
-            "{service} rejected the token given ({code}): {message}; nothing was stored{}",
-            match service {
-                livchat_providers::Service::Cloudflare => {
-                    " (Cloudflare needs a scoped token with Zone:Read and DNS:Edit)"
-                }
-                _ => " (Hetzner Cloud needs a project token with Read & Write)",
-            }
+            "{service} rejected the token given ({code}): {message}; nothing was stored ({hint})"
         ),
         other => other.to_string(),
     }

@@ -20,6 +20,7 @@ mod operations {
     mod jobs;
     mod manual_dns;
     mod ops_layer;
+    mod other_provider;
     mod plans;
     mod portainer;
     mod quick;

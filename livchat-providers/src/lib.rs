@@ -47,11 +47,11 @@ pub mod validate;
 pub use cloudflare::{CloudflareConfig, CloudflareDns, RecordContent};
 pub use dns::{Change, DnsClient, DnsRecord, Ensured, RecordOptions, RecordType, Zone};
 pub use error::{CloudError, Result, Service};
-pub use hetzner::{HetznerConfig, HetznerProvider};
+pub use hetzner::{HETZNER_TOKEN, HetznerConfig, HetznerProvider};
 pub use provider::{
     ActionProgress, ActionStatus, Architecture, Firewall, FirewallSpec, Image, ImageKind, Location,
-    MANAGED_BY_LABEL, PeerProtocol, PeerRule, Price, ProgressFn, Provider, ProviderServer,
-    ServerId, ServerSpec, ServerStatus, ServerType, SshKey,
+    MANAGED_BY_LABEL, PeerProtocol, PeerRule, Price, ProgressFn, Provider, ProviderProfile,
+    ProviderServer, ServerId, ServerSpec, ServerStatus, ServerType, SshKey,
 };
 pub use resolve::{NameResolver, ResolveError, UdpResolver};
 pub use retry::RetryPolicy;

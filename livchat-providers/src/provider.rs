@@ -309,6 +309,20 @@ pub struct Firewall {
     pub applied_to: Vec<ServerId>,
 }
 
+/// What the core must know of a provider before it holds a client: where its token lives,
+/// what to tell a user whose token it rejects, and what it can do. Each provider states its
+/// own, so the core names none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderProfile {
+    /// The vault key of the provider's API token.
+    pub token_secret: &'static str,
+    /// What a token needs, said when the provider rejects one being configured.
+    pub token_hint: &'static str,
+    /// Whether it keeps firewalls in front of its servers (`ensure_firewall`,
+    /// `delete_firewall`); without them the server's own ufw is the only filter.
+    pub firewalls: bool,
+}
+
 /// A cloud provider: sizes and places to choose from, and the life cycle of servers.
 ///
 /// Every method is idempotent where the operation allows it (check, then apply), so a job

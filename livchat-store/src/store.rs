@@ -127,29 +127,6 @@ pub trait StoreExt: Store {
         })?;
         Ok(job.zip(out))
     }
-
-    /// Like [`Store::update`] with a `FnOnce` closure that can return a value.
-    fn update_with<T>(
-        &self,
-        operation: &str,
-        f: impl FnOnce(&mut State) -> Result<T, StoreError>,
-    ) -> Result<(State, T), StoreError> {
-        let mut f = Some(f);
-        let mut out = None;
-        let state = self.update(operation, &mut |s: &mut State| {
-            let f = f.take().ok_or_else(|| {
-                StoreError::Rejected(
-                    "internal error: the update closure was called twice".to_string(),
-                )
-            })?;
-            out = Some(f(s)?);
-            Ok(())
-        })?;
-        let out = out.ok_or_else(|| {
-            StoreError::Rejected("internal error: the update closure was not called".to_string())
-        })?;
-        Ok((state, out))
-    }
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use livchat_store::{MockStore, State, Store, StoreError, StoreExt};
+use livchat_store::{MockStore, State, Store, StoreError};
 
 #[test]
 fn mock_store_runs_the_callers_closure_and_returns_what_it_is_told() {
@@ -19,8 +19,8 @@ fn mock_store_runs_the_callers_closure_and_returns_what_it_is_told() {
     mock.expect_load()
         .returning(|| Err(StoreError::Rejected("no state in this test".into())));
     let store: Arc<dyn Store> = Arc::new(mock);
-    let (state, ()) = store
-        .update_with("set email", |s| {
+    let state = store
+        .update("set email", &mut |s: &mut State| {
             s.deployments.entry("web-1".into()).or_default();
             Ok(())
         })

@@ -447,3 +447,54 @@ fn the_name_rule_finder_finds_copies() {
         "pub fn validate_unix_user(u: &str) -> bool {\n    crate::names::unix_user(u).is_ok()\n}\n";
     assert!(name_rule_copies(delegating).is_empty());
 }
+
+/// The one file of core that names a cloud provider: it registers the built-in ones.
+const PROVIDER_WIRING: &str = "livchat-core/src/builtin_providers.rs";
+/// The providers core must not know by name elsewhere.
+const PROVIDER_NAMES: &[&str] = &["hetzner"];
+
+/// The lines of `text` (1-based) naming one of [`PROVIDER_NAMES`], in any case.
+fn provider_mentions(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.to_ascii_lowercase();
+            PROVIDER_NAMES.iter().any(|name| line.contains(name))
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+#[test]
+fn core_names_a_cloud_provider_only_where_it_registers_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    rust_sources(&root.join(CORE).join("src"), &mut files);
+    assert!(files.len() > 20, "walked only {} files", files.len());
+    let mut bad = Vec::new();
+    for file in &files {
+        let shown = file.strip_prefix(&root).unwrap().to_string_lossy();
+        if shown == PROVIDER_WIRING {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        bad.extend(
+            provider_mentions(&text)
+                .iter()
+                .map(|l| format!("{shown}:{l}")),
+        );
+    }
+    assert!(
+        bad.is_empty(),
+        "a provider's knowledge belongs behind `Provider` and its profile, registered in \
+         {PROVIDER_WIRING}; named at:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_provider_finder_finds_a_name_in_any_case() {
+    let text = "let t = self.require_secret(HETZNER_TOKEN)?;\n// no provider here\n\
+                if kind == ProviderKind::Hetzner {}\n";
+    assert_eq!(provider_mentions(text), [1, 3]);
+}

@@ -153,7 +153,11 @@ impl Orchestrator {
             ));
         }
         for s in std::iter::once(&server).chain(self.cluster_peers(&p.manager, &p.server)?.iter()) {
-            if s.provider == ProviderKind::Hetzner {
+            if self
+                .providers
+                .of_server(s)?
+                .is_some_and(|entry| entry.profile.firewalls)
+            {
                 resources.push(format!(
                     "provider firewall {}: Swarm ports open to the other nodes' addresses only",
                     provider_resource_name(&s.name)
@@ -284,7 +288,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// The Hetzner firewall of every node LivChat created, set to SSH and web for all plus the
+    /// The provider firewall of every node LivChat created, set to SSH and web for all plus the
     /// Swarm ports for the other `nodes` only (a node alone gets no Swarm rule).
     pub(super) async fn provider_firewalls(
         &self,
@@ -292,7 +296,14 @@ impl Orchestrator {
         nodes: &[ServerRecord],
     ) -> Result<()> {
         for node in nodes {
-            let (ProviderKind::Hetzner, Some(id)) = (node.provider, node.provider_id) else {
+            let Some(id) = node.provider_id else {
+                continue;
+            };
+            let Some(entry) = self
+                .providers
+                .of_server(node)?
+                .filter(|entry| entry.profile.firewalls)
+            else {
                 continue;
             };
             let peers: Vec<IpAddr> = nodes
@@ -315,7 +326,7 @@ impl Orchestrator {
                     })
                     .collect();
             }
-            self.provider()?
+            self.provider_client(entry)?
                 .ensure_firewall(&spec, &ServerId(id.to_string()))
                 .await
                 .map_err(provider_err)?;

@@ -45,7 +45,7 @@ impl Orchestrator {
                 p.name
             )));
         }
-        self.require_secret(crate::orchestrator::HETZNER_TOKEN)?;
+        self.require_secret(self.providers.creating()?.profile.token_secret)?;
         self.create_job(
             JobKind::CreateServer,
             Some(&p.name),
@@ -55,19 +55,30 @@ impl Orchestrator {
     }
 
     pub fn plan_create_server(&self, p: &CreateServerParams) -> Plan {
+        let mut resources = vec![
+            format!("vault secret {} (new Ed25519 key)", ssh_key_secret(&p.name)),
+            format!("provider ssh key livchat-{}", p.name),
+            format!(
+                "provider server {} ({}, {}, {}) labelled managed-by=livchat",
+                p.name, p.server_type, p.location, p.image
+            ),
+        ];
+        // Without a provider `start` refuses; the plan still shows the rest.
+        if self
+            .providers
+            .creating()
+            .is_ok_and(|entry| entry.profile.firewalls)
+        {
+            resources.push(format!(
+                "provider firewall livchat-{} (tcp 22, 80, 443)",
+                p.name
+            ));
+        }
+        resources.push(format!("state server {}", p.name));
         Plan {
             operation: format!("create server {}", p.name),
             steps: Self::create_steps(),
-            resources: vec![
-                format!("vault secret {} (new Ed25519 key)", ssh_key_secret(&p.name)),
-                format!("provider ssh key livchat-{}", p.name),
-                format!(
-                    "provider server {} ({}, {}, {}) labelled managed-by=livchat",
-                    p.name, p.server_type, p.location, p.image
-                ),
-                format!("provider firewall livchat-{} (tcp 22, 80, 443)", p.name),
-                format!("state server {}", p.name),
-            ],
+            resources,
             dns_records: Vec::new(),
             stacks: Vec::new(),
         }
@@ -162,7 +173,7 @@ impl Orchestrator {
                 };
                 let record = ServerRecord {
                     name: p.name.clone(),
-                    provider: ProviderKind::Hetzner,
+                    provider: self.providers.creating()?.kind,
                     provider_id: server.id.0.parse().ok(),
                     host: ip.to_string(),
                     ssh_port: 22,
@@ -236,6 +247,10 @@ impl Orchestrator {
                 Ok(json!({ "host_key_fingerprint": fp }))
             }
             "firewall" => {
+                if !self.providers.creating()?.profile.firewalls {
+                    ctx.info("the provider keeps no firewalls: the server's ufw filters alone");
+                    return Ok(Value::Null);
+                }
                 let server = self.server(&p.name)?;
                 let id = server
                     .provider_id

@@ -48,10 +48,11 @@ impl Orchestrator {
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         let mut resources = Vec::new();
-        if server.provider == ProviderKind::Hetzner {
+        if let Some(entry) = self.providers.of_server(&server)? {
             resources.push(format!("delete provider server {name} (and its disks)"));
             resources.push(format!(
-                "delete provider firewall and SSH key {}",
+                "delete provider {} {}",
+                own_resources(entry),
                 provider_resource_name(name)
             ));
         } else {
@@ -105,8 +106,8 @@ impl Orchestrator {
 
     pub fn start_delete_server(&self, name: &str, force: bool) -> Result<JobRecord> {
         let server = self.check_delete(name, force)?;
-        if server.provider == ProviderKind::Hetzner {
-            self.require_secret(crate::orchestrator::HETZNER_TOKEN)?;
+        if let Some(entry) = self.providers.of_server(&server)? {
+            self.require_secret(entry.profile.token_secret)?;
         }
         let p = DeleteServerParams {
             name: name.to_string(),
@@ -162,11 +163,11 @@ impl Orchestrator {
                 Ok(Value::Null)
             }
             "provider" => {
-                if server.provider != ProviderKind::Hetzner {
+                let Some(entry) = self.providers.of_server(&server)? else {
                     ctx.info("server was added by hand: it is only forgotten, not destroyed");
                     return Ok(Value::Null);
-                }
-                let provider = self.provider()?;
+                };
+                let provider = self.provider_client(entry)?;
                 let found = provider.find_server(&p.name).await.map_err(provider_err)?;
                 if let Some(s) = found {
                     let progress = {
@@ -185,10 +186,13 @@ impl Orchestrator {
                 // behind they clutter the project, and the key's name would refuse a new server
                 // of the same name (another public key).
                 let own = provider_resource_name(&p.name);
-                provider.delete_firewall(&own).await.map_err(provider_err)?;
+                if entry.profile.firewalls {
+                    provider.delete_firewall(&own).await.map_err(provider_err)?;
+                }
                 provider.delete_ssh_key(&own).await.map_err(provider_err)?;
                 ctx.info(format!(
-                    "firewall and SSH key {own} deleted at the provider"
+                    "{} {own} deleted at the provider",
+                    own_resources(entry)
                 ));
                 Ok(Value::Null)
             }
@@ -210,5 +214,14 @@ impl Orchestrator {
             }
             other => Err(CoreError::invalid("step", format!("unknown step {other}"))),
         }
+    }
+}
+
+/// What `server create` made at the provider besides the server, named alike.
+fn own_resources(entry: &crate::provider_registry::ProviderEntry) -> &'static str {
+    if entry.profile.firewalls {
+        "firewall and SSH key"
+    } else {
+        "SSH key"
     }
 }

@@ -17,8 +17,8 @@ use livchat_remote::{
     WaitOptions,
 };
 use livchat_store::{
-    DeployedVia, DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, JobRecord, ProviderKind,
-    ServerRecord, ServerStatus,
+    DeployedVia, DeploymentRecord, DeploymentStatus, DnsConfig, DnsMode, JobRecord, ServerRecord,
+    ServerStatus,
 };
 use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Serialize};

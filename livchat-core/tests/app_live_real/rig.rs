@@ -13,8 +13,8 @@ use livchat_remote::{
     Connector, ContainerPlatform, HostKeyPolicy, SshTarget, SwarmConfig, SwarmOverSsh, WaitOptions,
 };
 use livchat_store::{
-    DeploymentRecord, DeploymentStatus, MemoryJobLogs, MemorySecrets, MemoryStore, ProviderKind,
-    SecretStore, ServerRecord, ServerStatus, Store,
+    DeploymentRecord, DeploymentStatus, MemoryJobLogs, MemorySecrets, MemoryStore, SecretStore,
+    ServerRecord, Store,
 };
 use secrecy::SecretString;
 
@@ -62,26 +62,13 @@ pub async fn rig() -> Option<Rig> {
     let store = Arc::new(MemoryStore::new());
     let secrets = Arc::new(MemorySecrets::new());
     secrets.set("ssh.swarm-1.private_key", key).unwrap();
-    let record = ServerRecord {
-        name: SERVER.into(),
-        provider: ProviderKind::Manual,
-        provider_id: None,
-        host: target.host.clone(),
-        ssh_port: target.port,
-        ssh_user: target.user.clone(),
-        ssh_key_secret: "ssh.swarm-1.private_key".into(),
-        ssh_agent_key: None,
-        host_key_fingerprint: Some(sshd.host_key_fingerprint().to_string()),
-        dns: None,
-        server_type: None,
-        location: None,
-        image: None,
-        labels: Default::default(),
-        status: ServerStatus::Ready,
-        setup: Default::default(),
-        platform: Default::default(),
-        created_at: chrono::Utc::now(),
-    };
+    let record: ServerRecord = fixtures::records::ManualServer::new(SERVER)
+        .host(&target.host)
+        .port(target.port)
+        .user(&target.user)
+        .key_secret("ssh.swarm-1.private_key")
+        .host_key(sshd.host_key_fingerprint())
+        .record();
     store
         .update("test server", &mut |s| {
             s.servers.insert(SERVER.into(), record.clone());

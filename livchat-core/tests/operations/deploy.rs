@@ -82,12 +82,6 @@ fn creates_database(platform: &mut MockContainerPlatform, exit_status: u32, stde
         .returning(move |_| Ok(output(exit_status, "", stderr)));
 }
 
-/// What a deploy sent: the compose file and the values of its Docker secrets.
-struct Deployed {
-    compose_yaml: String,
-    secret_values: Vec<String>,
-}
-
 /// The stack is deployed once; returns what was deployed.
 fn deploys_stack(
     platform: &mut MockContainerPlatform,
@@ -1107,13 +1101,7 @@ async fn a_health_path_that_never_answers_2xx_fails_the_deploy_with_its_status_r
         ),
         "{error}"
     );
-    let sent = deployed.lock().unwrap();
-    assert!(
-        sent.iter()
-            .all(|d| !livchat_apps::first_run::has_public_routes(&d.compose_yaml)),
-        "the routes were opened"
-    );
-    drop(sent);
+    assert_routes_stayed_closed(&deployed);
     assert!(!world.state().deployments["web-1"].contains_key("n8n"));
     verify(orch);
 }

@@ -53,10 +53,11 @@ fn with_recording_factory(
     (orch, tokens)
 }
 
-// ----- configure_hetzner ---------------------------------------------------------------------
+// ----- configure_provider --------------------------------------------------------------------
 
 #[tokio::test]
-async fn configure_hetzner_checks_the_token_against_the_api_then_stores_it_and_reuses_the_client() {
+async fn configure_provider_checks_the_token_against_the_api_then_stores_it_and_reuses_the_client()
+{
     let world = World::empty();
     let mut provider = MockProvider::new();
     // Once to check the token, once for `provider info`: both on the one client built.
@@ -66,7 +67,7 @@ async fn configure_hetzner_checks_the_token_against_the_api_then_stores_it_and_r
         .returning(|| Ok(vec![location("fsn1")]));
     let (orch, tokens) = with_recording_factory(&world, provider);
 
-    orch.configure_hetzner(SecretString::from("new-token".to_string()))
+    orch.configure_provider(SecretString::from("new-token".to_string()))
         .await
         .unwrap();
     assert_eq!(
@@ -86,7 +87,7 @@ async fn configure_hetzner_checks_the_token_against_the_api_then_stores_it_and_r
 }
 
 #[tokio::test]
-async fn configure_hetzner_with_a_rejected_token_stores_nothing_and_says_why() {
+async fn configure_provider_with_a_rejected_token_stores_nothing_and_says_why() {
     let world = World::empty();
     let mut provider = MockProvider::new();
     provider
@@ -95,7 +96,7 @@ async fn configure_hetzner_with_a_rejected_token_stores_nothing_and_says_why() {
         .returning(|| Err(invalid_token()));
     let (orch, _) = with_recording_factory(&world, provider);
     let err = orch
-        .configure_hetzner(SecretString::from("wrong".to_string()))
+        .configure_provider(SecretString::from("wrong".to_string()))
         .await
         .unwrap_err();
     assert!(matches!(err, CoreError::Provider(_)), "{err:?}");

@@ -35,7 +35,7 @@ fn read_only_vault(inner: Arc<MemorySecrets>) -> MockSecretStore {
 }
 
 #[tokio::test]
-async fn configure_hetzner_whose_vault_refuses_the_write_reports_the_vault_error() {
+async fn configure_provider_whose_vault_refuses_the_write_reports_the_vault_error() {
     let world = World::empty();
     let mut mocks = Mocks::default();
     mocks
@@ -49,7 +49,7 @@ async fn configure_hetzner_whose_vault_refuses_the_write_reports_the_vault_error
         mocks,
     );
     let err = orch
-        .configure_hetzner(SecretString::from("t".to_string()))
+        .configure_provider(SecretString::from("t".to_string()))
         .await
         .unwrap_err();
     assert!(matches!(err, CoreError::Store(_)), "{err:?}");

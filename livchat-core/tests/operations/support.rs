@@ -248,6 +248,28 @@ pub fn ready_server(name: &str) -> ServerRecord {
     hetzner_server(name, ServerStatus::Ready, Some("lab"))
 }
 
+/// What a deploy sent: the compose file and the values of its Docker secrets.
+pub struct Deployed {
+    pub compose_yaml: String,
+    pub secret_values: Vec<String>,
+}
+
+/// No stack sent had a public route: an app whose first-run page belongs to the first
+/// visitor stays closed when its claim did not complete.
+pub fn assert_routes_stayed_closed(deployed: &Mutex<Vec<Deployed>>) {
+    let sent = deployed.lock().unwrap();
+    let open: Vec<usize> = sent
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| livchat_apps::first_run::has_public_routes(&d.compose_yaml))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        open.is_empty(),
+        "the routes were opened by deploy(s) {open:?}"
+    );
+}
+
 /// Runs a queued job to its end, exactly as [`Orchestrator::run_job`] does minus the watcher
 /// of cancel requests from other processes: that task keeps the orchestrator (and so the
 /// mocks) alive for up to 500 ms after the job, which would move mockall's drop-time checks

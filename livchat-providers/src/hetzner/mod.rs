@@ -33,8 +33,8 @@ use secrecy::SecretString;
 use crate::error::{Result, Service};
 use crate::http::Transport;
 use crate::provider::{
-    Firewall, FirewallSpec, Image, Location, ProgressFn, Provider, ProviderServer, ServerId,
-    ServerSpec, ServerType, SshKey,
+    Firewall, FirewallSpec, Image, Location, ProgressFn, Provider, ProviderProfile, ProviderServer,
+    ServerId, ServerSpec, ServerType, SshKey,
 };
 use crate::retry::RetryPolicy;
 
@@ -44,6 +44,9 @@ pub use ssh_keys::ssh_fingerprint;
 pub const HETZNER_ENDPOINT_ENV: &str = "LIVCHAT_HETZNER_ENDPOINT";
 /// The production API base URL.
 pub const HETZNER_DEFAULT_ENDPOINT: &str = "https://api.hetzner.cloud/v1";
+
+/// The vault key of the Hetzner Cloud API token.
+pub const HETZNER_TOKEN: &str = "hetzner_token";
 
 /// Settings of [`HetznerProvider`].
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +97,13 @@ pub struct HetznerProvider {
 }
 
 impl HetznerProvider {
+    /// Hetzner Cloud as the core sees it before a client exists.
+    pub const PROFILE: ProviderProfile = ProviderProfile {
+        token_secret: HETZNER_TOKEN,
+        token_hint: "Hetzner Cloud needs a project token with Read & Write",
+        firewalls: true,
+    };
+
     /// A client with this token and configuration.
     pub fn new(token: SecretString, config: HetznerConfig) -> Result<Self> {
         let http = Transport::new(

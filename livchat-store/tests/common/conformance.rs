@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use livchat_store::{SettingKey, Settings, State, Store, StoreError, StoreExt};
+use livchat_store::{SettingKey, Settings, State, Store, StoreError};
 
 use super::server;
 
@@ -99,14 +99,15 @@ pub fn check_store(store: Arc<dyn Store>) {
     }
     assert_eq!(store.load().unwrap(), after);
 
-    // update_with hands back a value.
-    let (state, old) = store
-        .update_with("relabel", |s| {
+    // An update hands back the state it wrote.
+    let state = store
+        .update("relabel", &mut |s: &mut State| {
             let server = s.servers.get_mut("web-1").expect("added above");
-            Ok(server.labels.insert("tier".into(), "web".into()))
+            server.labels.insert("tier".into(), "web".into());
+            Ok(())
         })
         .unwrap();
-    assert_eq!(old, None);
+    assert_eq!(state.servers["web-1"].labels["tier"], "web");
     assert_eq!(state.serial, s0 + 2);
 
     // Settings are kept apart: they go through their validation, a failed change writes

@@ -11,30 +11,14 @@ pub mod secrets_conformance;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use livchat_store::{ProviderKind, ServerRecord, ServerStatus, SetupRecord, State};
+use livchat_store::{ServerRecord, State};
 
 /// A valid server record named `name`.
 pub fn server(name: &str) -> ServerRecord {
-    ServerRecord {
-        name: name.to_string(),
-        provider: ProviderKind::Manual,
-        provider_id: None,
-        host: "10.0.0.1".to_string(),
-        ssh_port: 22,
-        ssh_user: "root".to_string(),
-        ssh_key_secret: format!("server.{name}.ssh_key"),
-        ssh_agent_key: None,
-        host_key_fingerprint: None,
-        dns: None,
-        server_type: None,
-        location: None,
-        image: None,
-        labels: Default::default(),
-        status: ServerStatus::Ready,
-        setup: SetupRecord::default(),
-        platform: Default::default(),
-        created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("valid time"),
-    }
+    fixtures::records::ManualServer::new(name)
+        .host("10.0.0.1")
+        .created_at(chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("valid time"))
+        .record()
 }
 
 /// The job `job-loop` rewrites.

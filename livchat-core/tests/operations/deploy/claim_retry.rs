@@ -172,12 +172,6 @@ async fn a_refused_claim_of_an_app_never_claimed_by_livchat_still_fails_routes_c
     assert_eq!(done.status, JobStatus::Failed);
     assert!(done.error.unwrap().contains("HTTP 400"));
     assert!(!world.state().claimed("web-1", "n8n", 0));
-    assert!(
-        deployed
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|d| !livchat_apps::first_run::has_public_routes(&d.compose_yaml))
-    );
+    assert_routes_stayed_closed(&deployed);
     verify(orch);
 }

@@ -155,13 +155,7 @@ async fn a_failing_password_reset_fails_the_deploy_with_the_routes_closed() {
     assert!(error.contains("not an admin: not taken over"), "{error}");
     assert!(error.contains("the public routes stay closed"), "{error}");
     assert!(!world.state().claimed("web-1", "gitea", 0));
-    assert!(
-        deployed
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|d| !livchat_apps::first_run::has_public_routes(&d.compose_yaml))
-    );
+    assert_routes_stayed_closed(&deployed);
     verify(orch);
 }
 
