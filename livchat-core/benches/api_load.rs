@@ -141,7 +141,12 @@ fn start(bin: &Path, home: &Path) -> Service {
         .args(["--rate-limit-per-minute", "100000000"])
         .args(["--job-rate-limit-per-hour", "100000000"])
         .env("LIVCHAT_HOME", home)
-        .env("RUST_LOG", "warn")
+        // `LIVCHAT_LOAD_RUST_LOG=info` logs each request with its time in the service, to
+        // tell the service's share of a slow answer from the load generator's.
+        .env(
+            "RUST_LOG",
+            std::env::var("LIVCHAT_LOAD_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
@@ -282,6 +287,10 @@ async fn run(bin: &Path, servers: usize, rps: usize, secs: usize) -> bool {
     );
     let idle = create_jobs(&client, &service.url, &token, half..2 * half, true).await;
     report("job creation on an idle service", &idle);
+    // `LIVCHAT_LOAD_KEEP_LOG=FILE` keeps the service's log (the home is a temp dir).
+    if let Ok(keep) = std::env::var("LIVCHAT_LOAD_KEEP_LOG") {
+        let _ = std::fs::copy(home.with_extension("log"), format!("{keep}.{servers}"));
+    }
     list.failed + show.failed + busy.failed + idle.failed == 0
 }
 
