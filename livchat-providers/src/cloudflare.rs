@@ -500,10 +500,6 @@ impl CloudflareDns {
 
 #[async_trait]
 impl DnsClient for CloudflareDns {
-    fn name(&self) -> &'static str {
-        "cloudflare"
-    }
-
     async fn find_zone(&self, zone_name: &str) -> Result<Zone> {
         let zone_name = zone_name.trim_end_matches('.').to_ascii_lowercase();
         validate::host_name("zone", &zone_name)?;

@@ -143,9 +143,6 @@ pub struct Ensured {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait DnsClient: Send + Sync {
-    /// A short stable name (`cloudflare`), as stored in state.json.
-    fn name(&self) -> &'static str;
-
     /// The zone with this exact name, or `ZoneNotFound`.
     async fn find_zone(&self, zone_name: &str) -> Result<Zone>;
 

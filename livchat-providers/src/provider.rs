@@ -331,9 +331,6 @@ pub struct ProviderProfile {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// A short stable name (`hetzner`), as stored in state.json.
-    fn name(&self) -> &'static str;
-
     /// Locations servers can be created in.
     async fn list_locations(&self) -> Result<Vec<Location>>;
 

@@ -129,10 +129,6 @@ impl HetznerProvider {
 
 #[async_trait]
 impl Provider for HetznerProvider {
-    fn name(&self) -> &'static str {
-        "hetzner"
-    }
-
     async fn list_locations(&self) -> Result<Vec<Location>> {
         catalog::list_locations(self).await
     }
