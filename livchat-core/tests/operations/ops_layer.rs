@@ -3,6 +3,7 @@
 //! handle, and the API token.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use livchat_core::ErrorKind;
@@ -244,8 +245,8 @@ async fn app_deploy_take_over_dns_and_app_undeploy_delete_data_reach_the_job_fro
     );
 }
 
-#[tokio::test]
-async fn a_job_operation_records_a_queued_job_that_spawn_runs_and_join_reports() {
+/// A bring-your-own server `byo-1` and the queued job of its deletion (which needs no mock).
+async fn byo_server_delete_job() -> (World, Arc<livchat_core::Orchestrator>, ops::JobView) {
     let world = World::new();
     let mut server = hetzner_server("byo-1", ServerStatus::Running, None);
     server.provider = livchat_store::ProviderKind::Manual;
@@ -259,6 +260,12 @@ async fn a_job_operation_records_a_queued_job_that_spawn_runs_and_join_reports()
     .run(&orch)
     .await
     .unwrap();
+    (world, orch, job)
+}
+
+#[tokio::test]
+async fn a_job_operation_records_a_queued_job_that_spawn_runs_and_join_reports() {
+    let (world, orch, job) = byo_server_delete_job().await;
     assert_eq!(job.status, JobStatus::Queued);
     assert_eq!(job.kind, "delete_server");
     let mut handle = orch.spawn_job(&job.id).unwrap();
@@ -281,12 +288,7 @@ async fn a_job_operation_records_a_queued_job_that_spawn_runs_and_join_reports()
 
 #[tokio::test]
 async fn a_process_that_gives_its_jobs_a_runtime_runs_them_there() {
-    let world = World::new();
-    let mut server = hetzner_server("byo-1", ServerStatus::Running, None);
-    server.provider = livchat_store::ProviderKind::Manual;
-    server.provider_id = None;
-    world.put_server(server);
-    let orch = world.build(Mocks::default());
+    let (_world, orch, job) = byo_server_delete_job().await;
     let jobs = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("test-jobs")
@@ -299,13 +301,6 @@ async fn a_process_that_gives_its_jobs_a_runtime_runs_them_there() {
         .await
         .unwrap();
     assert_eq!(thread.as_deref(), Some("test-jobs"));
-    let job = ops::ServerDelete {
-        server: "byo-1".into(),
-        force: false,
-    }
-    .run(&orch)
-    .await
-    .unwrap();
     let ended = orch.spawn_job(&job.id).unwrap().join().await.unwrap();
     assert_eq!(ended.status, JobStatus::Completed, "{:?}", ended.error);
     // Dropped outside any runtime: a runtime may not be dropped from async code.
