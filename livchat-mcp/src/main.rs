@@ -59,14 +59,23 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
+    // Jobs on a runtime of their own, as in livchat-api: their store writes fsync from async
+    // code and must not hold up the workers that answer tool calls over HTTP.
+    let runtimes = tokio::runtime::Runtime::new().and_then(|calls| {
+        let jobs = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("livchat-job")
+            .enable_all()
+            .build()?;
+        Ok((calls, jobs))
+    });
+    let (runtime, jobs) = match runtimes {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("livchat-mcp: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, jobs.handle().clone())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("livchat-mcp: {e:#}");
@@ -75,7 +84,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, jobs: tokio::runtime::Handle) -> anyhow::Result<()> {
     let home = match args.home {
         Some(h) => h,
         None => PathBuf::from(
@@ -88,6 +97,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.vault_password_file = args.vault_password_file;
     config.long_lived = true;
     let orch = Orchestrator::open(config).context("opening the livchat home")?;
+    orch.run_jobs_on(jobs);
     let mcp = LivchatMcp::new(Arc::clone(&orch));
     match args.http {
         Some(addr) => http::serve(mcp.clone(), addr).await?,
