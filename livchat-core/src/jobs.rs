@@ -587,8 +587,14 @@ impl JobManager {
             job.current_step = None;
             job.finished_at = Some(Utc::now());
             if status == JobStatus::Completed {
+                // The last step's end is recorded here (see `run_steps`).
+                let last = std::mem::take(&mut job.steps_remaining);
+                job.steps_completed.extend(last);
                 job.progress = 100;
             }
+            // No process runs it any more: what `Orchestrator::release_job` would write next.
+            job.owner = None;
+            job.cancel_requested = false;
             Ok(())
         })?;
         Ok(job)
@@ -744,23 +750,51 @@ impl JobManager {
             };
             merge_result(&mut result, value);
 
-            let (job, ()) = self.edit(id, "job step done", |j| {
+            // Fewer writes of the record, which every job of the home makes under one lock:
+            // the last step's end is recorded by the job's end (a crash between the two
+            // leaves the step to a retry, like any step whose end was not recorded), and
+            // steps declared done ahead that come next are recorded with this one's end.
+            if job.steps_remaining.len() == 1 {
+                let total = job.steps_completed.len() + 1;
+                let _ = ctx.events.send(JobEvent::Progress {
+                    progress: 100,
+                    step: None,
+                    steps_done: total,
+                    steps_total: total,
+                });
+                return Ok(result);
+            }
+            let ahead = ctx.take_done_ahead(&job.steps_remaining[1..]);
+            let (_, (done, total)) = self.edit(id, "job step done", |j| {
                 if j.steps_remaining.first() == Some(&step) {
                     j.steps_remaining.remove(0);
                 }
                 j.steps_completed.push(step.clone());
-                j.current_step = j.steps_remaining.first().cloned();
-                j.progress = Self::progress_of(j);
+                let done = j.steps_completed.len();
+                Self::mark_done_ahead(j, &ahead);
                 j.result = Some(result.clone());
-                Ok(())
+                Ok((done, j.steps_completed.len() + j.steps_remaining.len()))
             })?;
             let _ = ctx.events.send(JobEvent::Progress {
-                progress: job.progress,
+                progress: percent(done, total),
                 step: None,
-                steps_done: job.steps_completed.len(),
-                steps_total: job.steps_completed.len() + job.steps_remaining.len(),
+                steps_done: done,
+                steps_total: total,
             });
+            Self::report_done_ahead(ctx, &ahead, done, total);
         }
+    }
+
+    /// Moves steps declared done ahead from remaining to completed, and sets what follows.
+    fn mark_done_ahead(j: &mut JobRecord, ahead: &[DoneAhead]) {
+        for a in ahead {
+            if j.steps_remaining.first() == Some(&a.step) {
+                j.steps_remaining.remove(0);
+                j.steps_completed.push(a.step.clone());
+            }
+        }
+        j.current_step = j.steps_remaining.first().cloned();
+        j.progress = Self::progress_of(j);
     }
 
     /// Records steps declared done ahead as complete, all in one store write, then logs each
@@ -769,20 +803,20 @@ impl JobManager {
         let id = ctx.job_id.as_str();
         let (_, (done_before, total)) = self.edit(id, "job steps done already", |j| {
             let done_before = j.steps_completed.len();
-            for a in ahead {
-                if j.steps_remaining.first() == Some(&a.step) {
-                    j.steps_remaining.remove(0);
-                    j.steps_completed.push(a.step.clone());
-                }
-            }
-            j.current_step = j.steps_remaining.first().cloned();
-            j.progress = Self::progress_of(j);
+            Self::mark_done_ahead(j, ahead);
             Ok((
                 done_before,
                 j.steps_completed.len() + j.steps_remaining.len(),
             ))
         })?;
-        let percent = |done: usize| (done * 100 / total.max(1)).min(100) as u8;
+        Self::report_done_ahead(ctx, ahead, done_before, total);
+        Ok(())
+    }
+
+    /// Logs each step done ahead as if it had run (its number, then its message) and
+    /// reports progress per step; `done_before` steps were complete before them.
+    fn report_done_ahead(ctx: &JobContext, ahead: &[DoneAhead], done_before: usize, total: usize) {
+        let percent = |done: usize| percent(done, total);
         for (i, a) in ahead.iter().enumerate() {
             let done = done_before + i;
             let _ = ctx.events.send(JobEvent::Progress {
@@ -800,7 +834,6 @@ impl JobManager {
                 steps_total: total,
             });
         }
-        Ok(())
     }
 
     /// Replaces the remaining steps of a running job (a step that discovers more work, e.g.
@@ -809,6 +842,11 @@ impl JobManager {
         self.edit_if_present(id, "job plan", |j| j.steps_remaining = steps.clone())?;
         Ok(())
     }
+}
+
+/// Progress in percent of `done` steps out of `total`.
+fn percent(done: usize, total: usize) -> u8 {
+    (done * 100 / total.max(1)).min(100) as u8
 }
 
 fn merge_result(result: &mut serde_json::Value, value: serde_json::Value) {

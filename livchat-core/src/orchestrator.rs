@@ -481,16 +481,11 @@ impl Orchestrator {
     }
 
     pub fn server(&self, name: &str) -> Result<ServerRecord> {
-        self.store
-            .load()?
-            .servers
-            .get(name)
-            .cloned()
-            .ok_or_else(|| CoreError::NotFound {
-                kind: "server",
-                name: name.to_string(),
-                hint: "; see `livchat server list`".into(),
-            })
+        self.store.server(name)?.ok_or_else(|| CoreError::NotFound {
+            kind: "server",
+            name: name.to_string(),
+            hint: "; see `livchat server list`".into(),
+        })
     }
 
     pub(crate) fn target(server: &ServerRecord) -> SshTarget {

@@ -443,6 +443,28 @@ impl Store for JsonFileStore {
         }
     }
 
+    fn server(&self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
+        let generation = self.generation();
+        if let Some(found) = self
+            .cache()
+            .as_ref()
+            .and_then(|c| c.of_generation(generation))
+            .map(|s| s.servers.get(name).cloned())
+        {
+            return Ok(found);
+        }
+        let bytes = self.read_bytes()?;
+        if let Some(found) = self
+            .cache()
+            .as_mut()
+            .and_then(|c| c.of_bytes(&bytes, generation))
+            .map(|s| s.servers.get(name).cloned())
+        {
+            return Ok(found);
+        }
+        Ok(self.load()?.servers.remove(name))
+    }
+
     fn state_generation(&self) -> Option<u64> {
         self.generation()
     }

@@ -48,6 +48,12 @@ pub trait Store: Send + Sync {
         Ok(self.load()?.servers)
     }
 
+    /// One server's record, for the many reads that need one: the file store takes it from
+    /// its parsed copy without copying the rest of the state.
+    fn server(&self, name: &str) -> Result<Option<ServerRecord>, StoreError> {
+        Ok(self.load()?.servers.remove(name))
+    }
+
     /// Checks that the home is initialised and of a version this build reads (migrating an
     /// older one), without reading more of the state than that takes.
     fn ensure_ready(&self) -> Result<(), StoreError> {

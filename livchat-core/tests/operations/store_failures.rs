@@ -151,6 +151,7 @@ async fn operations_on_an_unreadable_state_report_the_store_error_and_call_nothi
     };
     store.expect_load().returning(move || Err(unreadable()));
     store.expect_servers().returning(move || Err(unreadable()));
+    store.expect_server().returning(move |_| Err(unreadable()));
     store.expect_settings().returning(move || Err(unreadable()));
     store.expect_update().never();
     store.expect_update_settings().never();
@@ -182,6 +183,10 @@ async fn deploy_whose_final_record_cannot_be_written_removes_the_stack_it_deploy
     let mut store = MockStore::new();
     let reader = inner.clone();
     store.expect_load().returning(move || reader.load());
+    let one = inner.clone();
+    store
+        .expect_server()
+        .returning(move |name| one.server(name));
     let settings = inner.clone();
     store
         .expect_settings()
