@@ -30,9 +30,13 @@
     reason = "a test harness around the core: it writes the real host's files and reads its environment; the no-I/O rule (clippy.toml) is for the library"
 )]
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use common::{env_usize, percentile};
 
 use fixtures::fake_cloudflare::{FakeCloudflare, ZONE, ZONE_ID};
 use fixtures::fake_hetzner::{BackingHost, CreatedServer, FakeHetzner, HetznerOptions};
@@ -93,15 +97,6 @@ fn main() {
     if failures > 0 {
         eprintln!("{failures} server(s) failed; see above");
         std::process::exit(1);
-    }
-}
-
-fn env_usize(var: &str, default: usize) -> usize {
-    match std::env::var(var) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
-        Err(_) => default,
     }
 }
 
@@ -219,17 +214,6 @@ impl Round {
 
 fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// Nearest-rank percentile.
-fn percentile(values: &[Duration], p: usize) -> Duration {
-    if values.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut v = values.to_vec();
-    v.sort();
-    let rank = (p * v.len()).div_ceil(100).max(1);
-    v[rank - 1]
 }
 
 /// The peak resident set size of this process (`VmHWM`), in bytes.
@@ -452,15 +436,7 @@ fn orchestrator(hetzner: &FakeHetzner, cloudflare: &FakeCloudflare) -> Arc<Orche
                 as Arc<dyn livchat_providers::Provider>,
         )
     }))
-    .dns_factory(Arc::new(move |token| {
-        let config = livchat_providers::CloudflareConfig::from_lookup(|k| {
-            (k == "LIVCHAT_CLOUDFLARE_ENDPOINT").then(|| cloudflare_url.clone())
-        });
-        Ok(
-            Arc::new(livchat_providers::CloudflareDns::new(token, config).unwrap())
-                as Arc<dyn livchat_providers::DnsClient>,
-        )
-    }))
+    .dns_factory(common::cloudflare_at(cloudflare_url))
     .connector(Arc::new(SshConnector::default()))
     .build()
 }

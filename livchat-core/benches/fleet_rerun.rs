@@ -20,9 +20,13 @@
     reason = "a bench harness around the core: it reads its environment and the process's CPU time; the no-I/O rule (clippy.toml) is for the library"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use common::{env_usize, percentile};
 
 use fixtures::fake_cloudflare::{FakeCloudflare, ZONE};
 use fixtures::records::ManualServer;
@@ -38,15 +42,6 @@ fn main() {
     let rounds = env_usize("LIVCHAT_BENCH_ROUNDS", 5);
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(run(n, rounds));
-}
-
-fn env_usize(var: &str, default: usize) -> usize {
-    match std::env::var(var) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
-        Err(_) => default,
-    }
 }
 
 async fn run(n: usize, rounds: usize) {
@@ -149,15 +144,7 @@ fn open_home(
         Arc::new(livchat_store::FileJobLogs::new(home)),
         livchat_apps::Catalog::builtin().unwrap(),
     )
-    .dns_factory(Arc::new(move |token| {
-        let config = livchat_providers::CloudflareConfig::from_lookup(|k| {
-            (k == "LIVCHAT_CLOUDFLARE_ENDPOINT").then(|| endpoint.clone())
-        });
-        Ok(
-            Arc::new(livchat_providers::CloudflareDns::new(token, config).unwrap())
-                as Arc<dyn livchat_providers::DnsClient>,
-        )
-    }))
+    .dns_factory(common::cloudflare_at(endpoint))
     .build();
     (orch, store)
 }
@@ -262,15 +249,4 @@ fn process_cpu() -> Duration {
     // Fields 14 and 15 of stat(5), counted from the state (field 3) here.
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10)
-}
-
-/// Nearest-rank percentile.
-fn percentile(values: &[Duration], p: usize) -> Duration {
-    if values.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut v = values.to_vec();
-    v.sort();
-    let rank = (p * v.len()).div_ceil(100).max(1);
-    v[rank - 1]
 }
