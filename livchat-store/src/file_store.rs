@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::fsutil;
-use crate::job_files::{Durability, JobFiles};
+use crate::job_files::{Durability, JobFiles, check_job_id};
 use crate::lock::{self, LockConfig};
 use crate::migrate::{self, Parsed, backup_path_for};
 use crate::settings::Settings;
@@ -364,6 +364,12 @@ impl JsonFileStore {
     }
 }
 
+/// Whether an update makes a job hold its server anew: live again (a retry) or live with a new
+/// owner (a queued job taken over). Such a write also takes the state's lock (see `job_files`).
+fn claims_server(current: &JobRecord, next: &JobRecord) -> bool {
+    next.is_live() && (!current.is_live() || next.owner != current.owner)
+}
+
 fn to_bytes(state: &State) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(state).expect("the state serializes to JSON");
     bytes.push(b'\n');
@@ -535,23 +541,39 @@ impl Store for JsonFileStore {
         operation: &str,
         f: &mut JobUpdateFn<'a>,
     ) -> Result<Option<JobRecord>, StoreError> {
-        let _guard = lock::acquire(&self.lock_path(), operation, &self.lock)?;
-        self.ensure_jobs_moved_out(true)?;
+        self.ensure_jobs_moved_out(false)?;
+        check_job_id(id)?;
+        self.jobs.ensure_dirs()?;
+        let _stripe = lock::acquire(&self.jobs.lock_path(id), operation, &self.lock)?;
         let Some(current) = self.jobs.read(id)? else {
             return Ok(None);
         };
-        match apply_job_update(&current, f)? {
-            Some(next) => {
-                self.jobs
-                    .write(&next, Durability::of_update(&current, &next))?;
-                Ok(Some(next))
-            }
-            None => Ok(Some(current)),
-        }
+        let Some(next) = apply_job_update(&current, f)? else {
+            return Ok(Some(current));
+        };
+        let _home = if claims_server(&current, &next) {
+            Some(lock::acquire(&self.lock_path(), operation, &self.lock)?)
+        } else {
+            None
+        };
+        self.jobs
+            .write(&next, Durability::of_update(&current, &next))?;
+        Ok(Some(next))
     }
 
     fn remove_jobs(&self, ids: &[String]) -> Result<(), StoreError> {
-        let _guard = lock::acquire(&self.lock_path(), "job cleanup", &self.lock)?;
+        for id in ids {
+            check_job_id(id)?;
+        }
+        self.jobs.ensure_dirs()?;
+        let mut stripes: Vec<PathBuf> = ids.iter().map(|id| self.jobs.lock_path(id)).collect();
+        stripes.sort();
+        stripes.dedup();
+        let _stripes = stripes
+            .iter()
+            .map(|path| lock::acquire(path, "job cleanup", &self.lock))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _home = lock::acquire(&self.lock_path(), "job cleanup", &self.lock)?;
         for id in ids {
             self.jobs.remove(id)?;
         }

@@ -9,8 +9,13 @@
 //! after it ended, so a crash between the two leaves at most a marker of an ended job, which
 //! readers skip and the next write of that job removes.
 //!
-//! Writers hold the state's lock (`state.json.lock`): job writes are serialized with state
-//! writes, which keeps "check the server is free, then insert the job" one transaction.
+//! Creating a job holds the state's lock (`state.json.lock`), which keeps "check the server is
+//! free, then insert the job" one transaction. Changing a job holds the lock of its stripe
+//! (`jobs/.lock-NN`, one of [`LOCK_STRIPES`] by a hash of its id), so jobs record their
+//! progress in parallel instead of queueing behind each other's fsyncs; a change that makes a
+//! job live again or gives a live job a new owner (retry, adopt) also takes the state's lock,
+//! after its stripe's, as an insert's check would see it. Clean-up takes the stripes of what it
+//! removes, then the state's lock: every path takes stripes before the state's lock, never after.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -63,6 +68,9 @@ pub(crate) fn check_job_id(job_id: &str) -> Result<(), StoreError> {
     }
 }
 
+/// How many locks job records are spread over (see the module docs).
+pub(crate) const LOCK_STRIPES: u32 = 16;
+
 /// The job files of one home. Cheap; holds nothing open.
 #[derive(Debug, Clone)]
 pub(crate) struct JobFiles {
@@ -86,7 +94,16 @@ impl JobFiles {
         self.dir.join("live")
     }
 
-    fn ensure_dirs(&self) -> Result<(), StoreError> {
+    /// The lock of the stripe of job `id`. FNV-1a, not std's hasher: every process and build
+    /// sharing the home must pick the same stripe for a job.
+    pub(crate) fn lock_path(&self, id: &str) -> PathBuf {
+        let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        self.dir.join(format!(".lock-{:02}", hash % LOCK_STRIPES))
+    }
+
+    pub(crate) fn ensure_dirs(&self) -> Result<(), StoreError> {
         let live = self.live_dir();
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -1,5 +1,6 @@
 //! The state lock: a second writer waits, then fails naming the holder; a lock left by a
-//! killed process is taken over.
+//! killed process is taken over; a job's progress is written under its own stripe's lock,
+//! a retry under the state's as well.
 
 mod common;
 
@@ -151,4 +152,65 @@ fn a_lock_held_by_another_process_names_it_and_is_taken_over_after_it_is_killed(
         None,
         "released cleanly this time"
     );
+}
+
+#[test]
+fn a_jobs_progress_does_not_wait_for_the_state_lock_but_a_retry_does() {
+    let dir = tempfile::tempdir().unwrap();
+    init_home(dir.path()).unwrap();
+    let store = JsonFileStore::new(dir.path()).with_lock_config(short_wait(300));
+    let mut running = common::jobs_conformance::job("job-running", Some("web-1"));
+    running.status = livchat_store::JobStatus::Running;
+    let mut failed = common::jobs_conformance::job("job-failed", Some("web-2"));
+    failed.status = livchat_store::JobStatus::Failed;
+    failed.owner = None;
+    for job in [&running, &failed] {
+        assert_eq!(store.insert_job(job, true).unwrap(), None);
+    }
+
+    // Another writer holds the state's lock (a deploy recording its stack, say).
+    let home = dir.path().to_path_buf();
+    let (locked_tx, locked_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        JsonFileStore::new(&home)
+            .update("deploy n8n", &mut |_s: &mut State| {
+                locked_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Ok(())
+            })
+            .unwrap();
+    });
+    locked_rx.recv().unwrap();
+
+    // A running job's progress takes only its own stripe's lock.
+    let progressed = store
+        .update_job("job-running", "job step done", &mut |j| {
+            j.steps_completed.push("a".into());
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(progressed.steps_completed, ["a"]);
+
+    // A retry makes a job live again, which decides who holds web-2: it waits for the lock.
+    let retried = store.update_job("job-failed", "job retry", &mut |j| {
+        j.status = livchat_store::JobStatus::Queued;
+        j.owner = running.owner.clone();
+        Ok(())
+    });
+    match retried {
+        Err(StoreError::Locked { path, holder, .. }) => {
+            assert!(path.ends_with("state.json.lock"), "{path:?}");
+            assert_eq!(holder.map(|h| h.operation).as_deref(), Some("deploy n8n"));
+        }
+        other => panic!("expected the state's lock to be waited for, got {other:?}"),
+    }
+    assert_eq!(
+        store.job("job-failed").unwrap().unwrap().status,
+        livchat_store::JobStatus::Failed,
+        "nothing was written"
+    );
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
 }
