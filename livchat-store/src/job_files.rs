@@ -19,6 +19,8 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::StoreError;
 use crate::fsutil;
@@ -75,6 +77,9 @@ pub(crate) const LOCK_STRIPES: u32 = 16;
 #[derive(Debug, Clone)]
 pub(crate) struct JobFiles {
     dir: PathBuf,
+    /// The directories were made (or found) once: every write and update needs them, and
+    /// making sure costs syscalls a job's write would otherwise repeat each time.
+    dirs_made: Arc<AtomicBool>,
 }
 
 impl JobFiles {
@@ -82,6 +87,7 @@ impl JobFiles {
     pub(crate) fn beside(state_file: &Path) -> Self {
         JobFiles {
             dir: fsutil::parent_dir(state_file).join("jobs"),
+            dirs_made: Arc::default(),
         }
     }
 
@@ -104,12 +110,17 @@ impl JobFiles {
     }
 
     pub(crate) fn ensure_dirs(&self) -> Result<(), StoreError> {
+        if self.dirs_made.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let live = self.live_dir();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&live)
-            .map_err(|e| StoreError::io(&live, "create the jobs directory", e))
+            .map_err(|e| StoreError::io(&live, "create the jobs directory", e))?;
+        self.dirs_made.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// One job, or `None` when it has no file.
