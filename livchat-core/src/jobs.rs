@@ -754,7 +754,8 @@ impl JobManager {
             // the last step's end is recorded by the job's end (a crash between the two
             // leaves the step to a retry, like any step whose end was not recorded), and
             // steps declared done ahead that come next are recorded with this one's end.
-            if job.steps_remaining.len() == 1 {
+            // Read again: a step may have given the job more steps (`set_remaining_steps`).
+            if job.steps_remaining.len() == 1 && self.get(id)?.steps_remaining == [step.clone()] {
                 let total = job.steps_completed.len() + 1;
                 let _ = ctx.events.send(JobEvent::Progress {
                     progress: 100,

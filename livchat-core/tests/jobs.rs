@@ -20,6 +20,9 @@ enum Script {
     Ok,
     FailOnce(&'static str),
     Sleep(Duration),
+    /// Gives the job these remaining steps (this one first), as setup's `connect` does once
+    /// it knows the OS.
+    Discover(&'static [&'static str]),
 }
 
 #[derive(Default)]
@@ -27,6 +30,8 @@ struct Runner {
     scripts: Mutex<HashMap<String, Script>>,
     ran: Mutex<Vec<String>>,
     cleanups: AtomicUsize,
+    /// For `Script::Discover`.
+    manager: std::sync::OnceLock<Arc<JobManager>>,
 }
 
 impl Runner {
@@ -47,7 +52,7 @@ impl StepRunner for Runner {
     async fn run_step(
         &self,
         ctx: &JobContext,
-        _job: &JobRecord,
+        job: &JobRecord,
         step: &str,
     ) -> livchat_core::Result<Value> {
         self.ran.lock().unwrap().push(step.to_string());
@@ -73,6 +78,11 @@ impl StepRunner for Runner {
                     step: step.into(),
                     message: msg.into(),
                 })
+            }
+            Script::Discover(more) => {
+                let manager = self.manager.get().expect("the test sets the manager");
+                manager.set_remaining_steps(&job.id, steps(more))?;
+                Ok(Value::Null)
             }
             Script::Sleep(d) => {
                 let token = ctx.cancel_token();
@@ -129,6 +139,26 @@ async fn a_job_runs_every_step_in_order_and_completes_at_100_percent() {
     assert_eq!(done.result.unwrap()["b"], "done");
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     assert_eq!(runner.ran(), steps(&["a", "b", "c"]));
+}
+
+#[tokio::test]
+async fn steps_given_by_the_last_step_still_run_before_the_job_completes() {
+    let (jobs, _) = manager();
+    let runner = Runner::with(&[("a", Script::Discover(&["a", "b", "c"]))]);
+    runner.manager.set(jobs.clone()).ok();
+    let job = jobs
+        .create(
+            JobKind::SetupServer,
+            Some("web-1"),
+            json!({}),
+            steps(&["a"]),
+        )
+        .unwrap();
+    let done = jobs.run(&job.id, &runner).await.unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(runner.ran(), steps(&["a", "b", "c"]));
+    assert_eq!(done.steps_completed, steps(&["a", "b", "c"]));
+    assert!(done.steps_remaining.is_empty());
 }
 
 #[tokio::test]
