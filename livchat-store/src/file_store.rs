@@ -204,6 +204,17 @@ impl JsonFileStore {
     fn read(&self, locked: bool) -> Result<(State, FileStamp), StoreError> {
         let generation = self.generation();
         let bytes = self.read_bytes()?;
+        self.read_from(bytes, generation, locked)
+    }
+
+    /// [`JsonFileStore::read`] of `bytes` already read, with the watch's `generation` taken
+    /// before they were.
+    fn read_from(
+        &self,
+        bytes: Vec<u8>,
+        generation: Option<u64>,
+        locked: bool,
+    ) -> Result<(State, FileStamp), StoreError> {
         let stamp = self.stamp()?;
         if let Some(state) = self
             .cache()
@@ -468,7 +479,9 @@ impl Store for JsonFileStore {
         {
             return Ok(found);
         }
-        Ok(self.load()?.servers.remove(name))
+        let (mut state, _) = self.read_from(bytes, generation, false)?;
+        self.check_lineage(&state)?;
+        Ok(state.servers.remove(name))
     }
 
     fn state_generation(&self) -> Option<u64> {
