@@ -146,25 +146,20 @@ impl Orchestrator {
                     && done
                         .iter()
                         .all(|id| server.setup.completed_steps.iter().any(|c| c == id));
-                if in_place {
-                    return Ok(json!({
-                        "os": os.id(),
-                        "os_version": os.version_id,
-                        "os_codename": os.codename,
-                    }));
-                }
-                self.store.update("server setting up", &mut |s| {
-                    if let Some(sv) = s.servers.get_mut(&p.name) {
-                        sv.status = ServerStatus::SettingUp;
-                        sv.setup.resources = Some(resources);
-                        for id in &done {
-                            if !sv.setup.completed_steps.iter().any(|c| c == id) {
-                                sv.setup.completed_steps.push(id.to_string());
+                if !in_place {
+                    self.store.update("server setting up", &mut |s| {
+                        if let Some(sv) = s.servers.get_mut(&p.name) {
+                            sv.status = ServerStatus::SettingUp;
+                            sv.setup.resources = Some(resources);
+                            for id in &done {
+                                if !sv.setup.completed_steps.iter().any(|c| c == id) {
+                                    sv.setup.completed_steps.push(id.to_string());
+                                }
                             }
                         }
-                    }
-                    Ok(())
-                })?;
+                        Ok(())
+                    })?;
+                }
                 Ok(json!({
                     "os": os.id(),
                     "os_version": os.version_id,
