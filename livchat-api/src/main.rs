@@ -87,13 +87,7 @@ fn main() -> ExitCode {
         .thread_name("livchat-api")
         .enable_all()
         .build()
-        .and_then(|requests| {
-            let jobs = tokio::runtime::Builder::new_multi_thread()
-                .thread_name("livchat-job")
-                .enable_all()
-                .build()?;
-            Ok((requests, jobs))
-        });
+        .and_then(|requests| Ok((requests, Orchestrator::job_runtime()?)));
     let (runtime, jobs) = match runtimes {
         Ok(r) => r,
         Err(e) => {

@@ -61,13 +61,8 @@ fn main() -> std::process::ExitCode {
         .init();
     // Jobs on a runtime of their own, as in livchat-api: their store writes fsync from async
     // code and must not hold up the workers that answer tool calls over HTTP.
-    let runtimes = tokio::runtime::Runtime::new().and_then(|calls| {
-        let jobs = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("livchat-job")
-            .enable_all()
-            .build()?;
-        Ok((calls, jobs))
-    });
+    let runtimes =
+        tokio::runtime::Runtime::new().and_then(|calls| Ok((calls, Orchestrator::job_runtime()?)));
     let (runtime, jobs) = match runtimes {
         Ok(r) => r,
         Err(e) => {

@@ -72,6 +72,15 @@ impl Orchestrator {
         })
     }
 
+    /// A runtime for a long-lived process's jobs, to give to [`Orchestrator::run_jobs_on`]
+    /// (threads named `livchat-job`, one per core).
+    pub fn job_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("livchat-job")
+            .enable_all()
+            .build()
+    }
+
     /// Runs this process's jobs on `runtime` from now on (see [`Orchestrator::spawn_for_jobs`]);
     /// the first call wins.
     pub fn run_jobs_on(&self, runtime: tokio::runtime::Handle) {
