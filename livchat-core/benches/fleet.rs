@@ -36,15 +36,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{env_usize, percentile};
+use common::{env_usize, percentile, setup_job};
 
 use fixtures::fake_cloudflare::{FakeCloudflare, ZONE, ZONE_ID};
 use fixtures::fake_hetzner::{BackingHost, CreatedServer, FakeHetzner, HetznerOptions};
 use fixtures::fleet::{Fleet, FleetImage};
 use fixtures::sshd::DebianHost;
-use livchat_core::{
-    Config, CreateServerParams, Orchestrator, OrchestratorBuilder, SetupServerParams,
-};
+use livchat_core::{Config, CreateServerParams, Orchestrator, OrchestratorBuilder};
 use livchat_remote::setup::{DockerSource, RunOptions, SetupConfig, StepState, plan, run_plan};
 use livchat_remote::{HostKeyPolicy, SshConnector, SshTarget};
 use livchat_store::{JobRecord, JobStatus, MemoryJobLogs, MemorySecrets, MemoryStore, SecretStore};
@@ -384,17 +382,6 @@ fn run_round(
         teardown,
         failures,
     }
-}
-
-/// Records and runs one setup job (the first setup and the re-run are the same request).
-async fn setup_job(orch: &Arc<Orchestrator>, name: String) -> livchat_core::Result<JobRecord> {
-    let job = orch.start_setup_server(SetupServerParams {
-        dns: Default::default(),
-        name,
-        zone: ZONE.into(),
-        subdomain: None,
-    })?;
-    orch.run_job(&job.id).await
 }
 
 /// The orchestrator as the CLI would build it, with the fakes' endpoints, an in-memory store

@@ -31,13 +31,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{env_usize, percentile};
+use common::{env_usize, percentile, setup_job};
 
-use fixtures::fake_cloudflare::{FakeCloudflare, ZONE};
+use fixtures::fake_cloudflare::FakeCloudflare;
 use fixtures::records::ManualServer;
 use fixtures::standin_host::{HostTime, StandInHosts};
 use livchat_core::orchestrator::{CLOUDFLARE_TOKEN, ssh_key_secret};
-use livchat_core::{Config, Orchestrator, OrchestratorBuilder, SetupServerParams};
+use livchat_core::{Config, Orchestrator, OrchestratorBuilder};
 use livchat_remote::setup::DockerSource;
 use livchat_store::{JobStatus, JsonFileStore, ServerRecord, ServerResources, Store};
 use secrecy::SecretString;
@@ -270,13 +270,7 @@ async fn rerun(orch: &Arc<Orchestrator>, names: &[String], hosts: &StandInHosts)
             let name = name.clone();
             tokio::spawn(async move {
                 let t = Instant::now();
-                let job = orch.start_setup_server(SetupServerParams {
-                    dns: Default::default(),
-                    name,
-                    zone: ZONE.into(),
-                    subdomain: None,
-                })?;
-                let done = orch.run_job(&job.id).await?;
+                let done = setup_job(&orch, name).await?;
                 Ok::<_, livchat_core::CoreError>((done, t.elapsed()))
             })
         })

@@ -27,16 +27,18 @@ fn add(store: &JsonFileStore, name: &str) -> Result<State, StoreError> {
     })
 }
 
-#[test]
-fn second_writer_waits_then_fails_naming_the_holder() {
-    let dir = tempfile::tempdir().unwrap();
-    init_home(dir.path()).unwrap();
-    let home = dir.path().to_path_buf();
+/// Another writer holding the state's lock as `operation` on a thread of its own, until the
+/// returned sender sends; returns once the lock is held.
+fn hold_the_state_lock(
+    home: &std::path::Path,
+    operation: &'static str,
+) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let home = home.to_path_buf();
     let (locked_tx, locked_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         JsonFileStore::new(&home)
-            .update("deploy n8n", &mut |_s: &mut State| {
+            .update(operation, &mut |_s: &mut State| {
                 locked_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
                 Ok(())
@@ -44,6 +46,14 @@ fn second_writer_waits_then_fails_naming_the_holder() {
             .unwrap();
     });
     locked_rx.recv().unwrap();
+    (release_tx, holder)
+}
+
+#[test]
+fn second_writer_waits_then_fails_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    init_home(dir.path()).unwrap();
+    let (release_tx, holder) = hold_the_state_lock(dir.path(), "deploy n8n");
 
     let started = Instant::now();
     let err = add(
@@ -169,19 +179,7 @@ fn a_jobs_progress_does_not_wait_for_the_state_lock_but_a_retry_does() {
     }
 
     // Another writer holds the state's lock (a deploy recording its stack, say).
-    let home = dir.path().to_path_buf();
-    let (locked_tx, locked_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        JsonFileStore::new(&home)
-            .update("deploy n8n", &mut |_s: &mut State| {
-                locked_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                Ok(())
-            })
-            .unwrap();
-    });
-    locked_rx.recv().unwrap();
+    let (release_tx, holder) = hold_the_state_lock(dir.path(), "deploy n8n");
 
     // A running job's progress takes only its own stripe's lock.
     let progressed = store

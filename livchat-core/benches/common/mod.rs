@@ -1,5 +1,5 @@
-//! What the fleet benches share: their knobs from the environment, percentiles, and the
-//! Cloudflare client pointed at the fake.
+//! What the fleet benches share: their knobs from the environment, percentiles, a setup job,
+//! and the Cloudflare client pointed at the fake.
 #![allow(
     dead_code,
     reason = "each bench is a crate of its own and uses part of this module"
@@ -28,6 +28,21 @@ pub fn percentile(values: &[Duration], p: usize) -> Duration {
     v.sort();
     let rank = (p * v.len()).div_ceil(100).max(1);
     v[rank - 1]
+}
+
+/// Records and runs one setup job in the fake Cloudflare's zone (the first setup and the
+/// re-run are the same request).
+pub async fn setup_job(
+    orch: &Arc<livchat_core::Orchestrator>,
+    name: String,
+) -> livchat_core::Result<livchat_store::JobRecord> {
+    let job = orch.start_setup_server(livchat_core::SetupServerParams {
+        dns: Default::default(),
+        name,
+        zone: fixtures::fake_cloudflare::ZONE.into(),
+        subdomain: None,
+    })?;
+    orch.run_job(&job.id).await
 }
 
 /// The orchestrator's DNS factory, reaching the fake Cloudflare at `endpoint`.
