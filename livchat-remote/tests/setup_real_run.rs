@@ -160,10 +160,17 @@ async fn the_firewall_allows_the_servers_own_ssh_port_and_a_new_connection_gets_
         .connect_ssh(&target(22), &key, &pinned)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", host.log()));
-    // A second sshd of the host's own configuration (same host key), on port 2222 only.
+    // A second sshd of the host's own configuration (same host key), on port 2222 only. sshd
+    // forks into the background before it binds its port, so wait (5 s at most) until it
+    // listens: a connection before that is refused.
     run_text(
         &on_22,
-        "/usr/sbin/sshd -p 2222 -o PidFile=/run/sshd-2222.pid && echo started",
+        "/usr/sbin/sshd -p 2222 -o PidFile=/run/sshd-2222.pid || exit 1
+        for _ in $(seq 50); do
+          ss -Hltn 'sport = :2222' | grep -q . && exit 0
+          sleep 0.1
+        done
+        echo 'sshd never listened on 2222' >&2; exit 1",
     )
     .await;
     let connector = SshConnector {
